@@ -1,0 +1,5 @@
+"""``python -m dukenet`` runs the CLI."""
+
+from dukenet.cli import app
+
+app()

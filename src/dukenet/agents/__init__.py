@@ -1,0 +1,1 @@
+"""Agent registry: LLM endpoints, replay agents, built-in and human agents."""

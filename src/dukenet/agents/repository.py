@@ -1,0 +1,44 @@
+"""SQL of the agents domain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.agents.models import Agent, AgentKind
+
+
+async def get(
+    session: AsyncSession, agent_id: uuid.UUID, *, for_update: bool = False
+) -> Agent | None:
+    """Return the agent with this id (row-locked on PostgreSQL if ``for_update``), or None."""
+    stmt = select(Agent).where(Agent.id == agent_id)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_name(session: AsyncSession, name: str) -> Agent | None:
+    """Return the agent with this name, or None."""
+    return (await session.execute(select(Agent).where(Agent.name == name))).scalar_one_or_none()
+
+
+async def list_all(
+    session: AsyncSession,
+    *,
+    enabled_only: bool = False,
+    kinds: Sequence[AgentKind] | None = None,
+    owner_id: uuid.UUID | None = None,
+) -> Sequence[Agent]:
+    """Return agents ordered by name, optionally filtered."""
+    stmt = select(Agent).order_by(Agent.name)
+    if enabled_only:
+        stmt = stmt.where(Agent.is_enabled.is_(True))
+    if kinds is not None:
+        stmt = stmt.where(Agent.kind.in_(list(kinds)))
+    if owner_id is not None:
+        stmt = stmt.where(Agent.owner_id == owner_id)
+    return (await session.execute(stmt)).scalars().all()

@@ -1,0 +1,89 @@
+"""Registering and listing agents."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.accounts.models import User, UserRole
+from dukenet.agents import repository
+from dukenet.agents.models import Agent, AgentKind
+from dukenet.agents.schemas import AgentCreate
+from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
+from dukenet.ledger import service as ledger_service
+from dukenet.ledger.models import LedgerAccountKind
+
+
+async def register(
+    session: AsyncSession, *, owner: User, data: AgentCreate, default_base_price_sat: int
+) -> Agent:
+    """Register an agent owned by ``owner`` and open its earnings account.
+
+    Raises:
+        Forbidden: a buyer tries to register an agent, or a non-admin a ``replay`` agent.
+        BadRequest: the configuration for the agent's kind is missing.
+        Conflict: the name is taken.
+    """
+    if owner.role is UserRole.BUYER:
+        raise Forbidden("only agent operators and admins register agents")
+    if data.kind == "replay":
+        if owner.role is not UserRole.ADMIN:
+            raise Forbidden("only admins register replay agents")
+        if data.replay is None:
+            raise BadRequest("replay agents need a 'replay' configuration")
+        config = data.replay.model_dump(mode="json")
+    else:
+        if data.llm is None:
+            raise BadRequest("llm agents need an 'llm' configuration")
+        config = data.llm.model_dump(mode="json")
+    if await repository.get_by_name(session, data.name) is not None:
+        raise Conflict(f"agent name {data.name!r} is taken")
+    agent = Agent(
+        name=data.name,
+        kind=AgentKind(data.kind),
+        owner_id=owner.id,
+        description=data.description,
+        base_price_sat=data.base_price_sat or default_base_price_sat,
+        config=config,
+    )
+    session.add(agent)
+    await session.flush()
+    await ledger_service.open_account(
+        session, ledger_service.agent_name(agent.id), LedgerAccountKind.AGENT, owner.id
+    )
+    return agent
+
+
+async def get(session: AsyncSession, agent_id: uuid.UUID) -> Agent:
+    """Return an agent.
+
+    Raises:
+        NotFound: no agent with this id.
+    """
+    agent = await repository.get(session, agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id} not found")
+    return agent
+
+
+async def list_agents(
+    session: AsyncSession, *, enabled_only: bool = False, owner_id: uuid.UUID | None = None
+) -> Sequence[Agent]:
+    """Return agents ordered by name."""
+    return await repository.list_all(session, enabled_only=enabled_only, owner_id=owner_id)
+
+
+async def set_enabled(session: AsyncSession, *, actor: User, agent_id: uuid.UUID, enabled: bool) -> Agent:
+    """Enable or disable an agent (its operator or an admin).
+
+    Raises:
+        NotFound: no such agent. Forbidden: the actor neither owns it nor is an admin.
+    """
+    agent = await get(session, agent_id)
+    if actor.role is not UserRole.ADMIN and agent.owner_id != actor.id:
+        raise Forbidden("only the agent's operator or an admin may change it")
+    agent.is_enabled = enabled
+    await session.flush()
+    return agent

@@ -1,0 +1,29 @@
+"""Mounts every domain router under ``/api/v2``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from dukenet.accounts.api import router as accounts_router
+from dukenet.agents.api import router as agents_router
+from dukenet.learning.api import router as learning_router
+from dukenet.ledger.api import router as ledger_router
+from dukenet.monitoring.api import router as monitoring_router
+from dukenet.tasks.api import router as tasks_router
+from dukenet.tasks.api import runner_router
+
+
+def api_router() -> APIRouter:
+    """Return the ``/api/v2`` router with every domain mounted."""
+    router = APIRouter(prefix="/api/v2")
+    for domain in (
+        accounts_router,
+        agents_router,
+        tasks_router,
+        runner_router,
+        ledger_router,
+        learning_router,
+        monitoring_router,
+    ):
+        router.include_router(domain)
+    return router

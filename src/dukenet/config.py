@@ -1,0 +1,93 @@
+"""Settings, read from the environment with the ``DUKENET_`` prefix (pydantic-settings)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a DukeNET process; the defaults are the embedded single-machine setup.
+
+    ``database_url`` empty means SQLite (WAL) at ``<var_dir>/dukenet.db``. Money settings are in
+    satoshis; durations in seconds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DUKENET_", env_file=".env", extra="ignore")
+
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auto_migrate: bool = True
+
+    # accounts
+    jwt_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    access_token_ttl_s: int = Field(default=3600, gt=0)
+
+    # market (DESIGN.md "Formulas")
+    default_base_price_sat: int = Field(default=100_000, gt=0)
+    reference_price_sat: int = Field(default=100_000, gt=0)
+    default_cost_weight: float = Field(default=0.1, ge=0.0)
+    platform_fee_bps: int = Field(default=0, ge=0, le=10_000)
+    replay_usd_to_sat: float = Field(default=1e7, gt=0)
+    reputation_window: int = Field(default=100, gt=0)
+    reputation_prior_successes: float = Field(default=2.0, ge=0.0)
+    reputation_prior_failures: float = Field(default=2.0, ge=0.0)
+
+    # runners
+    embedded_runners: int = Field(default=2, ge=0)
+    lease_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    runner_poll_s: float = Field(default=0.2, gt=0)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+
+    # learning
+    embedded_trainer: bool = True
+    retrain_every_n: int = Field(default=100, ge=1)
+    trainer_poll_s: float = Field(default=1.0, gt=0)
+    exploration_epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    split_seed: int = 0
+    routing_seed: int | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "DUKENET_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to the embedded SQLite file under ``var_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'dukenet.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Directory holding model artifacts (one skops file per version)."""
+        return self.var_dir / "models"
+
+    def resolved_jwt_secret(self) -> str:
+        """Return the JWT signing secret, creating and persisting one under ``var_dir`` if unset.
+
+        A persisted secret keeps tokens valid across restarts of the embedded server; set
+        ``DUKENET_JWT_SECRET`` explicitly when several API processes must share it.
+        """
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.var_dir / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        path.write_text(secret)
+        path.chmod(0o600)
+        return secret

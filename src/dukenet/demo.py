@@ -1,0 +1,419 @@
+"""The main job: a real marketplace learns to route RouterBench prompts.
+
+It starts the embedded server (``dukenet serve``, SQLite, in a child process), registers the 11
+RouterBench models as ``replay`` agents priced from their mean recorded cost, creates buyers and
+submits every RouterBench *train* prompt as a task through the HTTP API. A runner (the same
+``Runner`` that ``dukenet runner`` starts) executes the assigned tasks from the database order book,
+and the server's trainer retrains Duke every ``retrain_every_n`` outcomes. Each model version's
+greedy routing policy is then evaluated on the RouterBench *test* prompts with full information.
+
+Tasks go in batches of ``retrain_every_n``: a batch is submitted, executed, and the trainer fires,
+before the next batch. With a fixed seed the prompt order, the exploration draws, the held-out split
+and the model fits are fixed, so the whole run — and its report — is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from dukenet.accounts import service as accounts_service
+from dukenet.accounts.models import UserRole
+from dukenet.agents.models import AgentKind
+from dukenet.config import Settings
+from dukenet.db import create_engine, create_sessionmaker
+from dukenet.learning.evaluation import (
+    PolicyResult,
+    evaluate_full_information,
+    oracle_result,
+    random_routing_result,
+    single_agent_results,
+)
+from dukenet.learning.features import TaskFeatures
+from dukenet.learning.policy import choose
+from dukenet.learning.router import DukeRouter
+from dukenet.learning.routerbench import FullInfoTable, complexity_of, load_routerbench
+from dukenet.market.pricing import task_price_sat, usd_to_sat
+from dukenet.market.routing import value_sat
+from dukenet.runners.replay import ReplayExecutor
+from dukenet.runners.worker import Runner
+
+ADMIN_EMAIL = "admin@dukenet-demo.example.com"
+BUYER_CREDIT_SAT = 10**13
+SUCCESS_SHARE_TARGET = 0.97
+COST_SHARE_TARGET = 0.50
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Where to write, the seed, optional subsets (for quick runs and tests) and the buyer count."""
+
+    out: Path = Path("var/demo")
+    seed: int = 0
+    limit: int | None = None
+    test_limit: int | None = None
+    buyers: int = 4
+    retrain_every_n: int = 100
+    quiet: bool = False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUKENET_")}
+    env.update(
+        {
+            "DUKENET_VAR_DIR": str(config.out),
+            "DUKENET_PORT": str(port),
+            "DUKENET_JWT_SECRET": secrets.token_urlsafe(32),
+            "DUKENET_EMBEDDED_RUNNERS": "0",
+            "DUKENET_RETRAIN_EVERY_N": str(config.retrain_every_n),
+            "DUKENET_TRAINER_POLL_S": "0.1",
+            "DUKENET_ROUTING_SEED": str(config.seed),
+            "DUKENET_SPLIT_SEED": str(config.seed),
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
+    )
+    return env
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    """Run the demo end to end; write ``report.json`` and ``learning_curve.png`` under
+    ``config.out`` and return the report (see README for its fields)."""
+    for stale in ("dukenet.db", "dukenet.db-wal", "dukenet.db-shm", "models"):
+        path = config.out / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    config.out.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env = _server_env(config, port)
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dukenet", "serve"], env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        market = asyncio.run(_drive_market(config, env, f"http://127.0.0.1:{port}", server))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    report = _evaluate(config, market)
+    report["wall_time_s"] = round(time.perf_counter() - started, 1)
+    (config.out / "report.json").write_text(json.dumps(report, indent=2))
+    _plot(report, config.out / "learning_curve.png")
+    if not config.quiet:
+        print(format_report(report))
+    return report
+
+
+async def _wait_for_server(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            if server.poll() is not None:
+                raise RuntimeError(f"dukenet serve exited with code {server.returncode}")
+            try:
+                if (await client.get(f"{base_url}/openapi.json")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("dukenet serve did not start within 60 s")
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.is_error:
+        raise RuntimeError(f"{response.request.method} {response.request.url}: {response.status_code} {response.text}")
+    return response.json()
+
+
+async def _drive_market(
+    config: DemoConfig, env: dict[str, str], base_url: str, server: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    await _wait_for_server(base_url, server)
+    settings = Settings(
+        var_dir=config.out,
+        embedded_runners=0,
+        retrain_every_n=config.retrain_every_n,
+        routing_seed=config.seed,
+        split_seed=config.seed,
+        runner_poll_s=0.01,
+    )
+    engine = create_engine(settings.resolved_database_url)
+    sessionmaker = create_sessionmaker(engine)
+    admin_password = secrets.token_urlsafe(16)
+    async with sessionmaker() as session:
+        await accounts_service.register(
+            session,
+            accounts_service.password_hasher(),
+            email=ADMIN_EMAIL,
+            password=admin_password,
+            role=UserRole.ADMIN,
+        )
+        await session.commit()
+
+    train = load_routerbench("train")
+    order = np.random.default_rng(config.seed).permutation(len(train.prompts))
+    if config.limit is not None:
+        order = order[: config.limit]
+
+    async with httpx.AsyncClient(base_url=f"{base_url}/api/v2", timeout=60) as http:
+        login = _check(await http.post("/auth/login", json={"email": ADMIN_EMAIL, "password": admin_password}))
+        admin = {"Authorization": f"Bearer {login['access_token']}"}
+        for col, model in enumerate(train.agents):
+            mean_cost = float(np.mean(train.cost_usd[:, col]))
+            _check(
+                await http.post(
+                    "/agents",
+                    headers=admin,
+                    json={
+                        "name": model,
+                        "kind": "replay",
+                        "description": f"RouterBench recorded answers of {model}",
+                        "base_price_sat": usd_to_sat(mean_cost, settings.replay_usd_to_sat),
+                        "replay": {"dataset": "routerbench", "model": model},
+                    },
+                )
+            )
+        buyers = []
+        for b in range(config.buyers):
+            email = f"buyer{b}@dukenet-demo.example.com"
+            password = secrets.token_urlsafe(12)
+            user = _check(await http.post("/auth/register", json={"email": email, "password": password, "role": "buyer"}))
+            _check(await http.post(f"/admin/users/{user['id']}/credit", headers=admin, json={"amount_sat": BUYER_CREDIT_SAT}))
+            token = _check(await http.post("/auth/login", json={"email": email, "password": password}))
+            buyers.append({"Authorization": f"Bearer {token['access_token']}"})
+
+        runner = Runner(sessionmaker, settings, {AgentKind.REPLAY: ReplayExecutor()}, name="demo-runner")
+        batch = config.retrain_every_n
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            for i, row in enumerate(rows):
+                prompt = train.prompts[row]
+                _check(
+                    await http.post(
+                        "/tasks",
+                        headers=buyers[(start + i) % len(buyers)],
+                        json={
+                            "description": prompt,
+                            "complexity": complexity_of(prompt),
+                            "idempotency_key": f"routerbench:{train.task_ids[row]}",
+                        },
+                    )
+                )
+            while await runner.run_once():
+                pass
+            await _wait_for_trainer(http, admin, batch)
+            if not config.quiet:
+                status = _check(await http.get("/model/status", headers=admin))
+                print(
+                    f"  {start + len(rows):>5} tasks done, champion v{status['champion_version']}",
+                    flush=True,
+                )
+        versions = _check(await http.get("/model/versions", headers=admin))
+        agents = _check(await http.get("/agents", headers=admin))
+        system = _check(await http.get("/admin/metrics", headers=admin))
+        ledger = _check(await http.get("/admin/ledger/check", headers=admin))
+    await engine.dispose()
+    return {"versions": versions, "agents": agents, "system": system, "ledger": ledger}
+
+
+async def _wait_for_trainer(http: httpx.AsyncClient, admin: dict[str, str], every_n: int) -> None:
+    for _ in range(1200):
+        status = _check(await http.get("/model/status", headers=admin))
+        run = status["last_run"]
+        idle = run is None or run["status"] != "running"
+        if idle and status["outcomes_since_last_training"] < every_n:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the trainer did not catch up within 60 s")
+
+
+def route_table(
+    router: DukeRouter,
+    table: FullInfoTable,
+    agent_ids: Sequence[str],
+    prices_sat: np.ndarray,
+    cost_weight: float,
+    reference_price_sat: int,
+) -> list[str]:
+    """Return the model each prompt of ``table`` is routed to by ``router``'s greedy policy.
+
+    ``agent_ids[j]`` is the agent replaying ``table.agents[j]``; ``prices_sat`` has shape
+    (n_prompts, n_agents).
+    """
+    tasks = [TaskFeatures(p, complexity_of(p)) for p in table.prompts]
+    p_success = router.predict_proba(tasks, list(agent_ids))
+    rng = np.random.default_rng(0)
+    chosen = []
+    for i, task in enumerate(tasks):
+        decision = choose(
+            p_success[i],
+            prices_sat[i],
+            value_sat(reference_price_sat, task.complexity, cost_weight),
+            epsilon=0.0,
+            rng=rng,
+        )
+        chosen.append(table.agents[decision.index])
+    return chosen
+
+
+def _result_json(result: PolicyResult) -> dict[str, Any]:
+    return {
+        "success_rate": round(result.success_rate, 4),
+        "cost_per_1k_usd": round(result.cost_per_1k_usd, 4),
+        "n": result.n,
+        "choices": dict(sorted(result.choices.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings()
+    test = load_routerbench("test")
+    if config.test_limit is not None:
+        test = test.subset(range(config.test_limit))
+    by_name = {a["name"]: a for a in market["agents"]}
+    agent_ids = [by_name[m]["id"] for m in test.agents]
+    complexities = np.array([complexity_of(p) for p in test.prompts])
+    prices = np.array(
+        [
+            [task_price_sat(by_name[m]["base_price_sat"], int(c), by_name[m]["reputation_multiplier"]) for m in test.agents]
+            for c in complexities
+        ],
+        dtype=float,
+    )
+    references: dict[str, Any] = {
+        name: _result_json(r) for name, r in single_agent_results(test).items()
+    }
+    references["random"] = _result_json(random_routing_result(test, seed=config.seed))
+    references["oracle"] = _result_json(oracle_result(test))
+    versions = []
+    for v in market["versions"]:
+        router = DukeRouter.load(config.out / "models" / f"v{v['version']}.skops")
+        chosen = route_table(router, test, agent_ids, prices, settings.default_cost_weight, settings.reference_price_sat)
+        result = evaluate_full_information(chosen, test)
+        versions.append(
+            {
+                "version": v["version"],
+                "outcomes_seen": v["outcomes_seen"],
+                "auc": _round(v["metrics"].get("roc_auc")),
+                "brier": _round(v["metrics"].get("brier")),
+                "promoted": v["promoted"],
+                **_result_json(result),
+            }
+        )
+    singles = {k: v for k, v in references.items() if k not in ("random", "oracle")}
+    best_name = max(singles, key=lambda k: (singles[k]["success_rate"], -singles[k]["cost_per_1k_usd"]))
+    best = singles[best_name]
+    promoted = [v for v in versions if v["promoted"]]
+    last = promoted[-1] if promoted else None
+    target: dict[str, Any] = {
+        "best_single_agent": best_name,
+        "success_floor": round(SUCCESS_SHARE_TARGET * best["success_rate"], 4),
+        "cost_ceiling_per_1k_usd": round(COST_SHARE_TARGET * best["cost_per_1k_usd"], 4),
+        "last_promoted_version": last["version"] if last else None,
+        "met": False,
+    }
+    if last is not None:
+        target["success_share_of_best"] = round(last["success_rate"] / best["success_rate"], 4)
+        target["cost_share_of_best"] = round(last["cost_per_1k_usd"] / best["cost_per_1k_usd"], 4)
+        target["met"] = bool(
+            last["success_rate"] >= target["success_floor"]
+            and last["cost_per_1k_usd"] <= target["cost_ceiling_per_1k_usd"]
+            and last["success_rate"] > references["random"]["success_rate"]
+        )
+    return {
+        "seed": config.seed,
+        "train_prompts": market["system"]["outcomes"],
+        "test_prompts": len(test.prompts),
+        "cost_weight": settings.default_cost_weight,
+        "references": references,
+        "versions": versions,
+        "target": target,
+        "market": {"system": market["system"], "ledger_ok": market["ledger"]["ok"]},
+    }
+
+
+def _round(x: Any) -> float | None:
+    return round(float(x), 4) if isinstance(x, int | float) and np.isfinite(x) else None
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Return the report as the table the demo prints."""
+    lines = [
+        f"{'policy':<36} {'outcomes':>8} {'AUC':>6} {'success':>8} {'$/1k tasks':>10}  promoted",
+    ]
+    for v in report["versions"]:
+        auc = f"{v['auc']:.3f}" if v["auc"] is not None else "-"
+        lines.append(
+            f"{'Duke v' + str(v['version']):<36} {v['outcomes_seen']:>8} {auc:>6} "
+            f"{v['success_rate']:>8.3f} {v['cost_per_1k_usd']:>10.3f}  {'yes' if v['promoted'] else 'no'}"
+        )
+    lines.append("")
+    for name, r in sorted(report["references"].items(), key=lambda kv: -kv[1]["success_rate"]):
+        lines.append(f"{name:<36} {'':>8} {'':>6} {r['success_rate']:>8.3f} {r['cost_per_1k_usd']:>10.3f}")
+    t = report["target"]
+    lines.append("")
+    lines.append(
+        f"target: last promoted v{t['last_promoted_version']} needs success >= {t['success_floor']:.3f} "
+        f"and $/1k <= {t['cost_ceiling_per_1k_usd']:.3f} (vs {t['best_single_agent']}): "
+        f"{'MET' if t['met'] else 'NOT MET'}"
+        + (
+            f" (success {t['success_share_of_best']:.1%} of best, cost {t['cost_share_of_best']:.1%})"
+            if "success_share_of_best" in t
+            else ""
+        )
+    )
+    lines.append(f"ledger balanced: {report['market']['ledger_ok']}; wall time {report.get('wall_time_s', '?')} s")
+    return "\n".join(lines)
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versions = report["versions"]
+    refs = report["references"]
+    best = report["target"]["best_single_agent"]
+    x = [v["outcomes_seen"] for v in versions]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax1.plot(x, [v["success_rate"] for v in versions], marker="o", label="Duke (greedy, test prompts)")
+    for name, style in ((best, "--"), ("oracle", ":"), ("random", "-.")):
+        ax1.axhline(refs[name]["success_rate"], linestyle=style, color="grey", label=name)
+    ax1.set_xlabel("outcomes seen")
+    ax1.set_ylabel("success rate on RouterBench test")
+    ax1.legend(fontsize=8)
+    ax2.plot(x, [v["cost_per_1k_usd"] for v in versions], marker="o", color="tab:orange", label="Duke")
+    ax2.axhline(refs[best]["cost_per_1k_usd"], linestyle="--", color="grey", label=best)
+    ax2.axhline(refs["random"]["cost_per_1k_usd"], linestyle="-.", color="grey", label="random")
+    ax2.set_xlabel("outcomes seen")
+    ax2.set_ylabel("USD per 1,000 tasks")
+    ax2.legend(fontsize=8)
+    fig.suptitle("Duke's learning curve (bandit feedback from the live market)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Shared bases: ORM base, schema base, clock, pagination."""

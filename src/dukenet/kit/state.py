@@ -1,0 +1,26 @@
+"""The per-process application state built in ``lifespan`` and read by dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pwdlib import PasswordHash
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dukenet.accounts.service import TokenCodec
+from dukenet.config import Settings
+from dukenet.learning.serving import ChampionCache
+from dukenet.monitoring.metrics import Metrics
+
+
+@dataclass
+class AppState:
+    """Everything a request may need; one instance per process, nothing global."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    tokens: TokenCodec
+    hasher: PasswordHash
+    champion: ChampionCache
+    metrics: Metrics

@@ -1,0 +1,1 @@
+"""Duke: features, the learned router, routing policy, evaluation and RouterBench data."""

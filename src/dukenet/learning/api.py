@@ -1,0 +1,70 @@
+"""Model registry endpoints (admins): versions, status, train, promote, rollback."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from dukenet.deps import AdminUser, Session, State
+from dukenet.errors import Conflict
+from dukenet.learning import repository, service
+from dukenet.learning.router import RouterConfig
+from dukenet.learning.schemas import ModelStatusRead, ModelVersionRead, TrainingRunRead
+
+router = APIRouter(prefix="/model", tags=["model"])
+
+
+@router.get("/versions", response_model=list[ModelVersionRead])
+async def versions(admin: AdminUser, session: Session) -> list[ModelVersionRead]:
+    """List every model version, oldest first, marking the champion."""
+    champion = await service.champion_version(session)
+    return [
+        ModelVersionRead.model_validate(v).model_copy(update={"is_champion": v.version == champion})
+        for v in await service.list_versions(session)
+    ]
+
+
+@router.get("/status", response_model=ModelStatusRead)
+async def model_status(admin: AdminUser, session: Session, state: State) -> ModelStatusRead:
+    """Show the champion, the number of outcomes and the last training run."""
+    runs = await repository.runs(session, limit=1)
+    total = await repository.count_outcomes(session)
+    return ModelStatusRead(
+        champion_version=await service.champion_version(session),
+        versions=len(await service.list_versions(session)),
+        outcomes=total,
+        outcomes_since_last_training=total - await repository.last_successful_outcomes_used(session),
+        retrain_every_n=state.settings.retrain_every_n,
+        last_run=TrainingRunRead.model_validate(runs[0]) if runs else None,
+    )
+
+
+@router.post("/train", status_code=status.HTTP_201_CREATED, response_model=TrainingRunRead)
+async def train(admin: AdminUser, state: State) -> TrainingRunRead:
+    """Train a challenger now (an admin's trigger); it is promoted only if it beats the champion."""
+    result = await service.train(
+        state.sessionmaker,
+        models_dir=state.settings.models_dir,
+        trigger="admin",
+        trigger_key=await service.admin_trigger_key(),
+        config=RouterConfig(seed=state.settings.split_seed),
+        split_seed=state.settings.split_seed,
+    )
+    if result is None:
+        raise Conflict("another trainer claimed this trigger")
+    return TrainingRunRead.model_validate(result.run)
+
+
+@router.post("/promote/{version}", response_model=ModelVersionRead)
+async def promote(version: int, admin: AdminUser, session: Session) -> ModelVersionRead:
+    """Make ``version`` the champion (moves the alias; nothing is copied)."""
+    row = await service.promote(session, version, reason=f"admin {admin.email}")
+    await session.commit()
+    return ModelVersionRead.model_validate(row).model_copy(update={"is_champion": True})
+
+
+@router.post("/rollback", response_model=ModelVersionRead)
+async def rollback(admin: AdminUser, session: Session) -> ModelVersionRead:
+    """Return the champion alias to the previous champion."""
+    row = await service.rollback(session)
+    await session.commit()
+    return ModelVersionRead.model_validate(row).model_copy(update={"is_champion": True})

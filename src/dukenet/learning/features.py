@@ -1,0 +1,104 @@
+"""Task features for Duke: a stateless hashing featurizer that needs no fitting and no model download."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+
+MIN_COMPLEXITY = 1
+MAX_COMPLEXITY = 10
+N_EXTRA_FEATURES = 2
+"""Dense columns appended after the hashed text block: complexity / 10 and log word count / 10."""
+
+
+@dataclass(frozen=True)
+class TaskFeatures:
+    """What Duke knows about a task when it routes it.
+
+    Attributes:
+        description: the task text as the buyer wrote it (any length, may be empty).
+        complexity: the task's complexity, an integer in 1..10 (values outside are clipped).
+    """
+
+    description: str
+    complexity: int
+
+
+class HashingFeaturizer:
+    """Turn tasks into a sparse matrix with hashed word n-grams, hashed char n-grams and two dense columns.
+
+    Stateless (the hashing trick needs no vocabulary), so training and serving build identical features
+    from the same arguments and nothing has to be saved besides them.
+
+    Columns (``n_columns = n_features + 2``):
+        ``[0, n_features)``: word 1..``word_ngram_max``-grams (lower-cased, binary) and, when
+        ``char_ngrams`` is true, ``char_wb`` 3..5-grams, hashed into one block; each of the two parts is
+        L2-normalised and weighted so the block has unit L2 norm (``text_weight`` times the unit norm).
+        ``n_features``: complexity / 10 (complexity clipped to 1..10).
+        ``n_features + 1``: log(1 + number of words) / 10.
+    """
+
+    def __init__(
+        self,
+        n_features: int = 2**18,
+        *,
+        word_ngram_max: int = 2,
+        char_ngrams: bool = False,
+        text_weight: float = 1.0,
+        alternate_sign: bool = False,
+    ) -> None:
+        """Configure the featurizer; ``n_features`` is the hashed text block width (a power of 2 is best)."""
+        if n_features < 16:
+            raise ValueError("n_features must be at least 16")
+        if word_ngram_max < 1:
+            raise ValueError("word_ngram_max must be at least 1")
+        self.n_features = n_features
+        self.word_ngram_max = word_ngram_max
+        self.char_ngrams = char_ngrams
+        self.text_weight = text_weight
+        self.alternate_sign = alternate_sign
+        self._words = HashingVectorizer(
+            n_features=n_features,
+            ngram_range=(1, word_ngram_max),
+            alternate_sign=alternate_sign,
+            binary=True,
+            norm="l2",
+            lowercase=True,
+            dtype=np.float64,
+        )
+        self._chars = HashingVectorizer(
+            n_features=n_features,
+            analyzer="char_wb",
+            ngram_range=(3, 5),
+            alternate_sign=alternate_sign,
+            binary=True,
+            norm="l2",
+            lowercase=True,
+            dtype=np.float64,
+        )
+
+    @property
+    def n_columns(self) -> int:
+        """Number of columns that ``transform`` returns: ``n_features + 2``."""
+        return self.n_features + N_EXTRA_FEATURES
+
+    def transform(self, tasks: Sequence[TaskFeatures]) -> sp.csr_matrix:
+        """Featurize tasks into a CSR matrix of shape ``(len(tasks), n_features + 2)``, float64."""
+        texts = [task.description for task in tasks]
+        text_block = self._words.transform(texts)
+        if self.char_ngrams:
+            text_block = (text_block + self._chars.transform(texts)) * (1.0 / math.sqrt(2.0))
+        if self.text_weight != 1.0:
+            text_block = text_block * self.text_weight
+        extra = np.empty((len(tasks), N_EXTRA_FEATURES), dtype=np.float64)
+        for row, task in enumerate(tasks):
+            complexity = min(max(int(task.complexity), MIN_COMPLEXITY), MAX_COMPLEXITY)
+            extra[row, 0] = complexity / 10.0
+            extra[row, 1] = math.log1p(len(task.description.split())) / 10.0
+        matrix = sp.hstack([text_block, sp.csr_matrix(extra)], format="csr", dtype=np.float64)
+        return sp.csr_matrix(matrix)

@@ -1,0 +1,104 @@
+"""ORM models of the learning loop: outcomes, training runs, model versions and aliases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dukenet.kit.orm import Base, IdMixin, utcnow
+
+
+class Outcome(IdMixin, Base):
+    """What happened when a task was routed to an agent: the router's training example.
+
+    ``propensity`` is the probability the routing policy had of choosing this agent (for
+    inverse-propensity off-policy evaluation); ``quality`` generalises ``success`` to [0, 1].
+    """
+
+    __tablename__ = "outcome"
+    __table_args__ = (Index("ix_outcome_agent_created", "agent_id", "created_at"),)
+
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task.id"), unique=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id"))
+    description: Mapped[str] = mapped_column(Text)
+    complexity: Mapped[int] = mapped_column(Integer)
+    success: Mapped[bool]
+    quality: Mapped[float] = mapped_column(Float)
+    price_sat: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    propensity: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    routing: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TrainingRunStatus(StrEnum):
+    """Lifecycle of a training run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class TrainingRun(IdMixin, Base):
+    """One attempt to train a challenger; ``trigger_key`` is unique so a trigger trains once."""
+
+    __tablename__ = "training_run"
+
+    trigger: Mapped[str] = mapped_column(String(40))
+    trigger_key: Mapped[str] = mapped_column(String(120), unique=True)
+    status: Mapped[TrainingRunStatus] = mapped_column(
+        Enum(TrainingRunStatus, name="training_run_status", native_enum=False, length=16,
+             values_callable=lambda e: [m.value for m in e])
+    )
+    outcomes_used: Mapped[int] = mapped_column(Integer, default=0)
+    split_seed: Mapped[int] = mapped_column(Integer, default=0)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    log: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class ModelVersion(IdMixin, Base):
+    """A trained router: its artifact, the data it saw and its held-out metrics."""
+
+    __tablename__ = "model_version"
+
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("training_run.id"))
+    artifact_path: Mapped[str] = mapped_column(String(500))
+    outcomes_seen: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    promoted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAlias(Base):
+    """A movable name (``champion``) pointing at one model version; promotion moves it."""
+
+    __tablename__ = "model_alias"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(ForeignKey("model_version.version"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ModelAliasEvent(IdMixin, Base):
+    """History of alias moves (promotions and rollbacks), newest last."""
+
+    __tablename__ = "model_alias_event"
+
+    alias: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,103 @@
+"""SQL of the learning loop."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Integer, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.learning.models import (
+    ModelAlias,
+    ModelAliasEvent,
+    ModelVersion,
+    Outcome,
+    TrainingRun,
+    TrainingRunStatus,
+)
+
+
+async def recent_success_counts(
+    session: AsyncSession, agent_id: uuid.UUID, *, window: int
+) -> tuple[int, int]:
+    """Return (successes, total) over the agent's last ``window`` outcomes."""
+    recent = (
+        select(Outcome.success)
+        .where(Outcome.agent_id == agent_id)
+        .order_by(Outcome.created_at.desc(), Outcome.id.desc())
+        .limit(window)
+        .subquery()
+    )
+    stmt = select(func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0))
+    total, successes = (await session.execute(stmt.select_from(recent))).one()
+    return int(successes), int(total)
+
+
+async def count_outcomes(session: AsyncSession) -> int:
+    """Return the number of outcomes recorded."""
+    return int((await session.execute(select(func.count(Outcome.id)))).scalar_one())
+
+
+async def all_outcomes(session: AsyncSession) -> Sequence[Outcome]:
+    """Return every outcome, oldest first."""
+    stmt = select(Outcome).order_by(Outcome.created_at, Outcome.id)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def versions(session: AsyncSession) -> Sequence[ModelVersion]:
+    """Return every model version, oldest first."""
+    stmt = select(ModelVersion).order_by(ModelVersion.version)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_version(session: AsyncSession, version: int) -> ModelVersion | None:
+    """Return one model version, or None."""
+    stmt = select(ModelVersion).where(ModelVersion.version == version)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def latest_version(session: AsyncSession) -> ModelVersion | None:
+    """Return the newest model version, or None."""
+    stmt = select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_alias(session: AsyncSession, name: str, *, for_update: bool = False) -> ModelAlias | None:
+    """Return an alias row, or None."""
+    stmt = select(ModelAlias).where(ModelAlias.name == name)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def alias_events(session: AsyncSession, name: str) -> Sequence[ModelAliasEvent]:
+    """Return the alias's history, oldest first."""
+    stmt = (
+        select(ModelAliasEvent)
+        .where(ModelAliasEvent.alias == name)
+        .order_by(ModelAliasEvent.created_at, ModelAliasEvent.id)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def runs(session: AsyncSession, *, limit: int = 100) -> Sequence[TrainingRun]:
+    """Return the most recent training runs, newest first."""
+    stmt = select(TrainingRun).order_by(TrainingRun.started_at.desc()).limit(limit)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def last_successful_outcomes_used(session: AsyncSession) -> int:
+    """Return how many outcomes the newest successful training run used (0 if none)."""
+    stmt = select(func.max(TrainingRun.outcomes_used)).where(
+        TrainingRun.status == TrainingRunStatus.SUCCEEDED
+    )
+    return int((await session.execute(stmt)).scalar_one() or 0)
+
+
+async def failed_runs_with_prefix(session: AsyncSession, prefix: str) -> int:
+    """Return how many failed training runs have a trigger key starting with ``prefix``."""
+    stmt = select(func.count(TrainingRun.id)).where(
+        TrainingRun.status == TrainingRunStatus.FAILED, TrainingRun.trigger_key.startswith(prefix)
+    )
+    return int((await session.execute(stmt)).scalar_one())

@@ -1,0 +1,47 @@
+"""API schemas of the learning loop."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from dukenet.kit.schema import Schema
+from dukenet.learning.models import TrainingRunStatus
+
+
+class ModelVersionRead(Schema):
+    """A model version with its held-out metrics."""
+
+    version: int
+    outcomes_seen: int
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    promoted: bool
+    is_champion: bool = False
+    created_at: datetime
+
+
+class TrainingRunRead(Schema):
+    """One training run."""
+
+    id: uuid.UUID
+    trigger: str
+    trigger_key: str
+    status: TrainingRunStatus
+    outcomes_used: int
+    metrics: dict[str, Any]
+    log: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ModelStatusRead(Schema):
+    """The learning loop at a glance."""
+
+    champion_version: int | None
+    versions: int
+    outcomes: int
+    outcomes_since_last_training: int
+    retrain_every_n: int
+    last_run: TrainingRunRead | None

@@ -1,0 +1,59 @@
+"""The trainer loop: watch the triggers and train when one fires (in-process or standalone)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dukenet.config import Settings
+from dukenet.learning import service
+from dukenet.learning.router import RouterConfig
+
+log = structlog.get_logger(__name__)
+
+
+class Trainer:
+    """Checks the retraining triggers every ``trainer_poll_s`` and runs at most one training at
+    a time; the fitting itself runs in a worker thread so requests are never blocked."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+
+    async def run_once(self) -> service.TrainResult | None:
+        """Train if a trigger is due; return what the run produced, or None."""
+        async with self._sessionmaker() as session:
+            due = await service.due_trigger(session, every_n=self._settings.retrain_every_n)
+        if due is None:
+            return None
+        trigger, key = due
+        result = await service.train(
+            self._sessionmaker,
+            models_dir=self._settings.models_dir,
+            trigger=trigger,
+            trigger_key=key,
+            config=RouterConfig(seed=self._settings.split_seed),
+            split_seed=self._settings.split_seed,
+        )
+        if result is not None and result.version is not None:
+            log.info(
+                "trained",
+                version=result.version.version,
+                outcomes=result.version.outcomes_seen,
+                promoted=result.version.promoted,
+                auc=result.version.metrics.get("roc_auc"),
+            )
+        return result
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Poll the triggers until ``stop`` is set; a failed run is logged and retried later."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("training run failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.trainer_poll_s)

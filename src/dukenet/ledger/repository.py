@@ -1,0 +1,80 @@
+"""SQL of the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+
+
+async def get_account_by_name(
+    session: AsyncSession, name: str, *, for_update: bool = False
+) -> LedgerAccount | None:
+    """Return the account called ``name`` (row-locked on PostgreSQL if ``for_update``)."""
+    stmt = select(LedgerAccount).where(LedgerAccount.name == name)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def add_balance(session: AsyncSession, account_id: uuid.UUID, delta_sat: int) -> int:
+    """Atomically add ``delta_sat`` to the cached balance and return the new balance."""
+    result = await session.execute(
+        update(LedgerAccount)
+        .where(LedgerAccount.id == account_id)
+        .values(balance_sat=LedgerAccount.balance_sat + delta_sat)
+        .returning(LedgerAccount.balance_sat)
+    )
+    return int(result.scalar_one())
+
+
+async def get_transaction_by_key(session: AsyncSession, key: str) -> LedgerTransaction | None:
+    """Return the transaction with this idempotency key, or None."""
+    stmt = select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def transactions_for_task(
+    session: AsyncSession, task_id: uuid.UUID
+) -> Sequence[tuple[LedgerTransaction, LedgerEntry, str]]:
+    """Return (transaction, entry, account name) rows of one task, oldest first."""
+    stmt = (
+        select(LedgerTransaction, LedgerEntry, LedgerAccount.name)
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerTransaction.task_id == task_id)
+        .order_by(LedgerTransaction.created_at, LedgerTransaction.id, LedgerEntry.amount_sat)
+    )
+    return [(t, e, n) for t, e, n in (await session.execute(stmt)).all()]
+
+
+async def entry_sums_by_account(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """Return the sum of entries per account."""
+    stmt = select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_sat)).group_by(
+        LedgerEntry.account_id
+    )
+    return {a: int(s) for a, s in (await session.execute(stmt)).all()}
+
+
+async def unbalanced_transactions(session: AsyncSession) -> list[uuid.UUID]:
+    """Return ids of transactions whose entries do not sum to zero."""
+    stmt = (
+        select(LedgerEntry.transaction_id)
+        .group_by(LedgerEntry.transaction_id)
+        .having(func.sum(LedgerEntry.amount_sat) != 0)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def all_accounts(session: AsyncSession) -> Sequence[LedgerAccount]:
+    """Return every ledger account."""
+    return (await session.execute(select(LedgerAccount).order_by(LedgerAccount.name))).scalars().all()
+
+
+async def count_transactions(session: AsyncSession) -> int:
+    """Return the number of ledger transactions."""
+    return int((await session.execute(select(func.count(LedgerTransaction.id)))).scalar_one())

@@ -1,0 +1,115 @@
+"""The FastAPI application factory and its lifespan (engine, runners, trainer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from dukenet import __version__
+from dukenet.accounts.service import TokenCodec, password_hasher
+from dukenet.agents.models import AgentKind
+from dukenet.api import api_router
+from dukenet.config import Settings
+from dukenet.db import create_engine, create_sessionmaker
+from dukenet.errors import DukenetError
+from dukenet.kit.state import AppState
+from dukenet.learning.serving import ChampionCache
+from dukenet.learning.trainer import Trainer
+from dukenet.ledger import service as ledger_service
+from dukenet.migrate import upgrade
+from dukenet.monitoring.api import metrics_router
+from dukenet.monitoring.metrics import Metrics
+from dukenet.runners.base import Executor
+from dukenet.runners.llm import LLMExecutor
+from dukenet.runners.replay import ReplayExecutor
+from dukenet.runners.worker import Runner
+
+log = structlog.get_logger(__name__)
+
+
+def build_executors(client: httpx.AsyncClient) -> Mapping[AgentKind, Executor]:
+    """Return the executors an automatic runner uses, by agent kind."""
+    return {AgentKind.LLM: LLMExecutor(client), AgentKind.REPLAY: ReplayExecutor()}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Return the DukeNET API; its lifespan migrates the database (``auto_migrate``), opens
+    the engine and starts ``embedded_runners`` runners and the trainer in-process."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url
+        if settings.auto_migrate:
+            await asyncio.to_thread(upgrade, url)
+        engine = create_engine(url)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            await ledger_service.ensure_system_accounts(session)
+            await session.commit()
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            tokens=TokenCodec(
+                settings.resolved_jwt_secret(),
+                algorithm=settings.jwt_algorithm,
+                ttl_s=settings.access_token_ttl_s,
+            ),
+            hasher=password_hasher(),
+            champion=ChampionCache(),
+            metrics=Metrics(),
+        )
+        app.state.dukenet = state
+        stop = asyncio.Event()
+        workers: list[asyncio.Task[None]] = []
+        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
+            executors = build_executors(client)
+            for i in range(settings.embedded_runners):
+                runner = Runner(sessionmaker, settings, executors, name=f"embedded-{i}")
+                workers.append(asyncio.create_task(runner.run_forever(stop)))
+            if settings.embedded_trainer:
+                workers.append(asyncio.create_task(Trainer(sessionmaker, settings).run_forever(stop)))
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.gather(*workers, return_exceptions=True)
+        await engine.dispose()
+
+    app = FastAPI(
+        title="DukeNET",
+        version=__version__,
+        description="A self-improving AI agent marketplace. Money is in satoshis.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(DukenetError)
+    async def _domain_error(request: Request, exc: DukenetError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error", error=str(exc.orig))
+        return JSONResponse({"detail": "conflicting concurrent change; retry"}, status_code=409)
+
+    @app.middleware("http")
+    async def _count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        request.app.state.dukenet.metrics.requests.labels(
+            request.method, path, str(response.status_code)
+        ).inc()
+        return response
+
+    app.include_router(api_router())
+    app.include_router(metrics_router)
+    return app

@@ -1,0 +1,1 @@
+"""Pricing, reputation, escrow and settlement."""

@@ -1,0 +1,104 @@
+"""Escrow, settlement and reputation updates; each call is part of the caller's unit of work."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.agents.models import Agent
+from dukenet.learning import repository as learning_repository
+from dukenet.ledger import service as ledger_service
+from dukenet.ledger.models import LedgerAccountKind, LedgerTransaction, LedgerTransactionKind
+from dukenet.ledger.service import Leg
+from dukenet.market import pricing, reputation
+
+
+def _settle_key(task_id: uuid.UUID) -> str:
+    # One key for release and refund: a task's escrow is settled at most once, whichever way.
+    return f"task:{task_id}:settle"
+
+
+async def hold_escrow(
+    session: AsyncSession, *, task_id: uuid.UUID, buyer_id: uuid.UUID, amount_sat: int
+) -> LedgerTransaction:
+    """Move the task's price from the buyer's wallet into the task's escrow account.
+
+    Raises:
+        PaymentRequired: the wallet does not cover ``amount_sat``.
+    """
+    await ledger_service.open_account(
+        session, ledger_service.wallet_name(buyer_id), LedgerAccountKind.WALLET, buyer_id
+    )
+    escrow = ledger_service.escrow_name(task_id)
+    await ledger_service.open_account(session, escrow, LedgerAccountKind.ESCROW, buyer_id)
+    return await ledger_service.transfer(
+        session,
+        kind=LedgerTransactionKind.ESCROW_HOLD,
+        debit=ledger_service.wallet_name(buyer_id),
+        credit=escrow,
+        amount_sat=amount_sat,
+        task_id=task_id,
+        idempotency_key=f"task:{task_id}:hold",
+        memo="payment held in escrow",
+    )
+
+
+async def release_escrow(
+    session: AsyncSession, *, task_id: uuid.UUID, agent_id: uuid.UUID, amount_sat: int, fee_bps: int
+) -> LedgerTransaction:
+    """Pay the escrowed price to the agent, less the platform fee (``fee_bps`` basis points)."""
+    fee = pricing.fee_sat(amount_sat, fee_bps)
+    legs = [
+        Leg(ledger_service.escrow_name(task_id), -amount_sat),
+        Leg(ledger_service.agent_name(agent_id), amount_sat - fee),
+    ]
+    if fee:
+        legs.append(Leg(ledger_service.PLATFORM_REVENUE, fee))
+    legs = [leg for leg in legs if leg.amount_sat != 0]
+    return await ledger_service.post(
+        session,
+        kind=LedgerTransactionKind.ESCROW_RELEASE,
+        legs=legs,
+        task_id=task_id,
+        idempotency_key=_settle_key(task_id),
+        memo="escrow released to agent",
+    )
+
+
+async def refund_escrow(
+    session: AsyncSession, *, task_id: uuid.UUID, buyer_id: uuid.UUID, amount_sat: int
+) -> LedgerTransaction:
+    """Return the escrowed price to the buyer's wallet."""
+    return await ledger_service.transfer(
+        session,
+        kind=LedgerTransactionKind.ESCROW_REFUND,
+        debit=ledger_service.escrow_name(task_id),
+        credit=ledger_service.wallet_name(buyer_id),
+        amount_sat=amount_sat,
+        task_id=task_id,
+        idempotency_key=_settle_key(task_id),
+        memo="escrow refunded to buyer",
+    )
+
+
+async def update_reputation(
+    session: AsyncSession,
+    agent: Agent,
+    *,
+    window: int,
+    prior_successes: float,
+    prior_failures: float,
+) -> None:
+    """Recompute the agent's smoothed success rate over its last ``window`` outcomes and its
+    price multiplier (``market.reputation``)."""
+    successes, total = await learning_repository.recent_success_counts(
+        session, agent.id, window=window
+    )
+    rate = reputation.smoothed_success_rate(
+        successes, total, prior_successes=prior_successes, prior_failures=prior_failures
+    )
+    agent.success_rate = rate
+    agent.reputation_multiplier = reputation.reputation_multiplier(rate)
+    agent.finished_tasks = agent.finished_tasks + 1
+    await session.flush()

@@ -1,0 +1,19 @@
+"""Schema migrations through Alembic (the only way the schema changes)."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+
+
+def alembic_config(database_url: str) -> Config:
+    """Return an Alembic config for the packaged migrations and ``database_url``."""
+    config = Config()
+    config.set_main_option("script_location", "dukenet:migrations")
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Upgrade the database to ``revision`` (blocking; run it outside the event loop)."""
+    command.upgrade(alembic_config(database_url), revision)

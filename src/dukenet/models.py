@@ -1,0 +1,28 @@
+"""Imports every ORM model so the metadata is complete (Alembic, tests)."""
+
+from __future__ import annotations
+
+from dukenet.accounts.models import User
+from dukenet.agents.models import Agent
+from dukenet.kit.orm import Base
+from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
+from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from dukenet.tasks.models import Task, TaskResult
+
+metadata = Base.metadata
+
+__all__ = [
+    "Agent",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "ModelAlias",
+    "ModelAliasEvent",
+    "ModelVersion",
+    "Outcome",
+    "Task",
+    "TaskResult",
+    "TrainingRun",
+    "User",
+    "metadata",
+]

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus), system statistics."""

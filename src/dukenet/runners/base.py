@@ -1,0 +1,40 @@
+"""What an executor returns and the interface every agent kind implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dukenet.agents.models import Agent
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A claimed task as an executor sees it."""
+
+    description: str
+    complexity: int
+
+
+@dataclass(frozen=True)
+class Execution:
+    """An agent's answer: text, success, confidence in [0, 1], latency in ms, cost in USD."""
+
+    text: str
+    success: bool
+    confidence: float | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ExecutionError(Exception):
+    """The agent could not produce an answer this time; the task may be retried."""
+
+
+class Executor(Protocol):
+    """Runs one task for one agent."""
+
+    async def execute(self, agent: Agent, item: WorkItem) -> Execution:
+        """Return the agent's answer, or raise ``ExecutionError`` for a retryable failure."""
+        ...

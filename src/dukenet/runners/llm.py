@@ -1,0 +1,97 @@
+"""The ``llm`` agent: an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import httpx
+
+from dukenet.agents.models import Agent
+from dukenet.agents.schemas import LLMAgentConfig
+from dukenet.runners.base import Execution, ExecutionError, WorkItem
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class LLMExecutor:
+    """Calls an agent's chat-completions endpoint with timeouts and retries on 429/5xx.
+
+    ``client`` is owned by the caller (one per runner process). Backoff doubles from
+    ``backoff_s`` and honours ``Retry-After`` when the server sends it.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, *, max_retries: int = 3, backoff_s: float = 0.5) -> None:
+        self._client = client
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
+
+    async def execute(self, agent: Agent, item: WorkItem) -> Execution:
+        """Send the task as a user message and return the assistant's answer.
+
+        Raises:
+            ExecutionError: the endpoint kept failing, or answered with no content.
+        """
+        config = LLMAgentConfig.model_validate(agent.config)
+        headers = {"Content-Type": "application/json"}
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise ExecutionError(f"environment variable {config.api_key_env} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        messages: list[dict[str, str]] = []
+        if config.system_prompt:
+            messages.append({"role": "system", "content": config.system_prompt})
+        messages.append({"role": "user", "content": item.description})
+        payload: dict[str, Any] = {
+            "model": config.model,
+            "messages": messages,
+            "max_tokens": config.max_tokens,
+            "temperature": config.temperature,
+        }
+        url = str(config.base_url).rstrip("/") + "/chat/completions"
+        started = time.perf_counter()
+        response = await self._post_with_retries(url, payload, headers)
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            body = response.json()
+            text = body["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ExecutionError(f"malformed chat completion from {url}") from exc
+        usage = body.get("usage") or {}
+        return Execution(
+            text=text,
+            success=bool(text.strip()),
+            latency_ms=latency_ms,
+            metadata={
+                "model": body.get("model", config.model),
+                "finish_reason": body["choices"][0].get("finish_reason"),
+                "usage": {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+            },
+        )
+
+    async def _post_with_retries(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> httpx.Response:
+        delay = self._backoff_s
+        last_error = "no attempt"
+        for attempt in range(self._max_retries + 1):
+            try:
+                response = await self._client.post(url, json=payload, headers=headers)
+            except httpx.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise ExecutionError(f"{url} answered {response.status_code}: {response.text[:200]}")
+                last_error = f"{url} answered {response.status_code}"
+                retry_after = response.headers.get("retry-after")
+                if retry_after and retry_after.replace(".", "", 1).isdigit():
+                    delay = max(delay, float(retry_after))
+            if attempt < self._max_retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise ExecutionError(f"giving up after {self._max_retries + 1} tries: {last_error}")

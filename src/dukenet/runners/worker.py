@@ -1,0 +1,120 @@
+"""The runner loop shared by in-process and stand-alone runners: expire leases, claim, execute
+with heartbeats, submit once, or release for a retry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Mapping
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dukenet.agents import repository as agents_repository
+from dukenet.agents.models import AgentKind
+from dukenet.config import Settings
+from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
+from dukenet.tasks import service as tasks_service
+from dukenet.tasks.schemas import ResultSubmit
+
+log = structlog.get_logger(__name__)
+
+
+class Runner:
+    """Pulls work for every enabled agent whose kind has an executor, straight from the database
+    (the order book); any number of runners may share one database."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        executors: Mapping[AgentKind, Executor],
+        *,
+        name: str | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._executors = executors
+        self.name = name or f"runner-{uuid.uuid4().hex[:8]}"
+
+    async def run_once(self) -> bool:
+        """Expire stale leases, then claim and finish at most one task; return True if it did."""
+        async with self._sessionmaker() as session:
+            await tasks_service.expire_leases(session, settings=self._settings)
+            agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
+            task = await tasks_service.claim(
+                session, agent_ids=[a.id for a in agents], runner=self.name, lease_s=self._settings.lease_s
+            )
+            await session.commit()
+            if task is None:
+                return False
+            assert task.agent_id is not None and task.lease_token is not None
+            agent = await agents_repository.get(session, task.agent_id)
+            assert agent is not None
+        task_id, token, attempt, agent_ids = task.id, task.lease_token, task.attempts, [agent.id]
+        heartbeat = asyncio.create_task(self._heartbeat(task_id, token, agent_ids))
+        try:
+            execution: Execution = await self._executors[agent.kind].execute(
+                agent, WorkItem(task.description, task.complexity)
+            )
+        except ExecutionError as exc:
+            await self._release(task_id, token, agent_ids, str(exc))
+            return True
+        except Exception as exc:
+            log.exception("executor crashed", task_id=str(task_id), agent=agent.name)
+            await self._release(task_id, token, agent_ids, f"{type(exc).__name__}: {exc}")
+            return True
+        finally:
+            heartbeat.cancel()
+            # A lost lease shows up on submit; the heartbeat's own error adds nothing.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat
+        async with self._sessionmaker() as session:
+            await tasks_service.submit_result(
+                session,
+                settings=self._settings,
+                task_id=task_id,
+                agent_ids=agent_ids,
+                data=ResultSubmit(
+                    lease_token=token,
+                    idempotency_key=f"{task_id}:{attempt}",
+                    text=execution.text,
+                    success=execution.success,
+                    confidence=execution.confidence,
+                    latency_ms=execution.latency_ms,
+                    cost_usd=execution.cost_usd,
+                    metadata=execution.metadata,
+                ),
+            )
+            await session.commit()
+        return True
+
+    async def _heartbeat(self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID]) -> None:
+        interval = self._settings.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            async with self._sessionmaker() as session:
+                await tasks_service.heartbeat(
+                    session, task_id=task_id, lease_token=token, agent_ids=agent_ids, lease_s=self._settings.lease_s
+                )
+                await session.commit()
+
+    async def _release(self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID], error: str) -> None:
+        async with self._sessionmaker() as session:
+            await tasks_service.release(
+                session, settings=self._settings, task_id=task_id, lease_token=token, agent_ids=agent_ids, error=error
+            )
+            await session.commit()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, sleeping ``runner_poll_s`` when idle; errors are logged."""
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("runner iteration failed", runner=self.name)
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._settings.runner_poll_s)

@@ -1,0 +1,1 @@
+"""Task lifecycle, leases and results."""

@@ -1,0 +1,177 @@
+"""Task endpoints for buyers, and the runner protocol (claim, heartbeat, result, release)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.accounts.models import User, UserRole
+from dukenet.agents import repository as agents_repository
+from dukenet.deps import CurrentUser, OperatorUser, Session, State
+from dukenet.errors import Forbidden
+from dukenet.kit.schema import Page
+from dukenet.ledger import repository as ledger_repository
+from dukenet.ledger.schemas import EntryRead, TransactionRead
+from dukenet.tasks import repository, service
+from dukenet.tasks.models import Task, TaskStatus
+from dukenet.tasks.schemas import (
+    ClaimRead,
+    ClaimRequest,
+    ResultRead,
+    ResultSubmit,
+    TaskCreate,
+    TaskDetail,
+    TaskRead,
+)
+
+router = APIRouter(tags=["tasks"])
+runner_router = APIRouter(prefix="/runner", tags=["runner"])
+
+
+async def _detail(session: AsyncSession, task: Task) -> TaskDetail:
+    result = await repository.get_result(session, task.id)
+    transactions: dict[uuid.UUID, TransactionRead] = {}
+    for txn, entry, account_name in await ledger_repository.transactions_for_task(session, task.id):
+        read = transactions.setdefault(
+            txn.id,
+            TransactionRead(
+                id=txn.id,
+                kind=txn.kind,
+                task_id=txn.task_id,
+                memo=txn.memo,
+                created_at=txn.created_at,
+                entries=[],
+            ),
+        )
+        read.entries.append(EntryRead(account_name=account_name, amount_sat=entry.amount_sat))
+    return TaskDetail(
+        **TaskRead.model_validate(task).model_dump(),
+        routing=task.routing,
+        result=ResultRead.model_validate(result) if result is not None else None,
+        transactions=list(transactions.values()),
+    )
+
+
+@router.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskDetail)
+async def create_task(
+    data: TaskCreate, user: CurrentUser, session: Session, state: State, response: Response
+) -> TaskDetail:
+    """Submit a task: Duke routes it, the price is held in escrow, the task is assigned.
+
+    A retried request with the same ``idempotency_key`` returns the first task (200).
+    """
+    started = time.perf_counter()
+    task, created = await service.create(
+        session, settings=state.settings, champion=state.champion, buyer=user, data=data
+    )
+    await session.commit()
+    if created:
+        state.metrics.routing_seconds.observe(time.perf_counter() - started)
+        state.metrics.task_transitions.labels(TaskStatus.ASSIGNED.value).inc()
+    else:
+        response.status_code = status.HTTP_200_OK
+    return await _detail(session, task)
+
+
+@router.get("/tasks", response_model=Page[TaskRead])
+async def list_tasks(
+    user: CurrentUser,
+    session: Session,
+    status_filter: TaskStatus | None = Query(default=None, alias="status"),
+    limit: int = Query(default=50, ge=1, le=500),
+    offset: int = Query(default=0, ge=0),
+) -> Page[TaskRead]:
+    """List the caller's tasks, newest first (admins: every task)."""
+    items, total = await service.list_visible(
+        session, user=user, status=status_filter, limit=limit, offset=offset
+    )
+    return Page[TaskRead](
+        items=[TaskRead.model_validate(t) for t in items], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail)
+async def get_task(task_id: uuid.UUID, user: CurrentUser, session: Session) -> TaskDetail:
+    """Show one of the caller's tasks with its routing receipt, result and ledger entries."""
+    task = await service.get_visible(session, user=user, task_id=task_id)
+    return await _detail(session, task)
+
+
+async def _agent_ids(session: AsyncSession, user: User, agent_id: uuid.UUID | None) -> Sequence[uuid.UUID]:
+    owner = None if user.role is UserRole.ADMIN else user.id
+    agents = await agents_repository.list_all(session, enabled_only=True, owner_id=owner)
+    ids = [a.id for a in agents]
+    if agent_id is not None:
+        if agent_id not in ids:
+            raise Forbidden(f"agent {agent_id} is not yours or is disabled")
+        return [agent_id]
+    return ids
+
+
+@runner_router.post("/claim", response_model=ClaimRead | None)
+async def claim(data: ClaimRequest, user: OperatorUser, session: Session, state: State) -> ClaimRead | None:
+    """Claim the oldest task assigned to one of your agents, with a lease (null if none)."""
+    ids = await _agent_ids(session, user, data.agent_id)
+    task = await service.claim(session, agent_ids=ids, runner=data.runner, lease_s=state.settings.lease_s)
+    await session.commit()
+    if task is None:
+        return None
+    state.metrics.task_transitions.labels(TaskStatus.EXECUTING.value).inc()
+    assert task.agent_id and task.lease_token and task.lease_expires_at
+    return ClaimRead(
+        task_id=task.id,
+        agent_id=task.agent_id,
+        lease_token=task.lease_token,
+        lease_expires_at=task.lease_expires_at,
+        attempt=task.attempts,
+        description=task.description,
+        complexity=task.complexity,
+    )
+
+
+@runner_router.post("/tasks/{task_id}/heartbeat", response_model=TaskRead)
+async def heartbeat(
+    task_id: uuid.UUID, lease_token: uuid.UUID, user: OperatorUser, session: Session, state: State
+) -> TaskRead:
+    """Extend the lease on a task you hold."""
+    ids = await _agent_ids(session, user, None)
+    task = await service.heartbeat(
+        session, task_id=task_id, lease_token=lease_token, agent_ids=ids, lease_s=state.settings.lease_s
+    )
+    await session.commit()
+    return TaskRead.model_validate(task)
+
+
+@runner_router.post("/tasks/{task_id}/result", response_model=ResultRead)
+async def submit_result(
+    task_id: uuid.UUID, data: ResultSubmit, user: OperatorUser, session: Session, state: State, response: Response
+) -> ResultRead:
+    """Submit the result of a task you hold; settles escrow. Retries with the same key are safe."""
+    ids = await _agent_ids(session, user, None)
+    result, created = await service.submit_result(
+        session, settings=state.settings, task_id=task_id, data=data, agent_ids=ids
+    )
+    await session.commit()
+    if created:
+        new_status = TaskStatus.COMPLETED if result.success else TaskStatus.FAILED
+        state.metrics.task_transitions.labels(new_status.value).inc()
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return ResultRead.model_validate(result)
+
+
+@runner_router.post("/tasks/{task_id}/release", response_model=TaskRead)
+async def release(
+    task_id: uuid.UUID, lease_token: uuid.UUID, user: OperatorUser, session: Session, state: State,
+    error: str = Query(default="released by runner", max_length=2000),
+) -> TaskRead:
+    """Give a task back after an execution error; it is retried or fails with a refund."""
+    ids = await _agent_ids(session, user, None)
+    task = await service.release(
+        session, settings=state.settings, task_id=task_id, lease_token=lease_token, agent_ids=ids, error=error
+    )
+    await session.commit()
+    return TaskRead.model_validate(task)

@@ -1,0 +1,96 @@
+"""ORM models of tasks and their results."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dukenet.kit.orm import Base, IdMixin, TimestampMixin, utcnow
+
+
+class TaskStatus(StrEnum):
+    """``created → assigned → executing → completed | failed``, plus ``cancelled``."""
+
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    EXECUTING = "executing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class Task(IdMixin, TimestampMixin, Base):
+    """A buyer's task: its price is held in escrow from creation until it is settled.
+
+    ``routing`` is the router's receipt (model version, candidates with predicted success and
+    price, the choice and its propensity). The lease fields belong to the runner executing it.
+    """
+
+    __tablename__ = "task"
+    __table_args__ = (
+        CheckConstraint("complexity BETWEEN 1 AND 10", name="complexity_range"),
+        CheckConstraint("price_sat >= 0", name="price_non_negative"),
+        UniqueConstraint("buyer_id", "idempotency_key", name="uq_task_buyer_idempotency_key"),
+        Index("ix_task_queue", "status", "agent_id", "created_at"),
+        Index("ix_task_buyer_created", "buyer_id", "created_at"),
+    )
+
+    buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"))
+    description: Mapped[str] = mapped_column(Text)
+    complexity: Mapped[int] = mapped_column(Integer)
+    max_price_sat: Mapped[int | None] = mapped_column(BigInteger)
+    cost_weight: Mapped[float] = mapped_column(Float)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[TaskStatus] = mapped_column(
+        Enum(TaskStatus, name="task_status", native_enum=False, length=16,
+             values_callable=lambda e: [m.value for m in e])
+    )
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agent.id"))
+    price_sat: Mapped[int] = mapped_column(BigInteger, default=0)
+    propensity: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    routing: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    lease_token: Mapped[uuid.UUID | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+
+class TaskResult(IdMixin, Base):
+    """What an agent returned for a task; one per task, written once (idempotency key)."""
+
+    __tablename__ = "task_result"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task.id"), unique=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    success: Mapped[bool]
+    confidence: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

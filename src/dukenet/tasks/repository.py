@@ -1,0 +1,92 @@
+"""SQL of tasks: the order book (claims with SKIP LOCKED), leases and results."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.tasks.models import Task, TaskResult, TaskStatus
+
+
+async def get(session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
+    """Return a task (row-locked on PostgreSQL if ``for_update``), or None."""
+    stmt = select(Task).where(Task.id == task_id)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_idempotency_key(
+    session: AsyncSession, buyer_id: uuid.UUID, key: str
+) -> Task | None:
+    """Return the buyer's task created with this idempotency key, or None."""
+    stmt = select(Task).where(Task.buyer_id == buyer_id, Task.idempotency_key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_for_buyer(
+    session: AsyncSession,
+    buyer_id: uuid.UUID | None,
+    *,
+    status: TaskStatus | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Task], int]:
+    """Return a page of tasks (all buyers when ``buyer_id`` is None), newest first, and the total."""
+    stmt = select(Task)
+    count = select(func.count(Task.id))
+    if buyer_id is not None:
+        stmt = stmt.where(Task.buyer_id == buyer_id)
+        count = count.where(Task.buyer_id == buyer_id)
+    if status is not None:
+        stmt = stmt.where(Task.status == status)
+        count = count.where(Task.status == status)
+    stmt = stmt.order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)
+    items = (await session.execute(stmt)).scalars().all()
+    return items, int((await session.execute(count)).scalar_one())
+
+
+async def next_claimable(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> Task | None:
+    """Lock and return the oldest assigned task of these agents (FOR UPDATE SKIP LOCKED)."""
+    stmt = (
+        select(Task)
+        .where(Task.status == TaskStatus.ASSIGNED, Task.agent_id.in_(list(agent_ids)))
+        .order_by(Task.created_at, Task.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def expired_leases(session: AsyncSession, now: datetime, *, limit: int = 100) -> Sequence[Task]:
+    """Lock and return executing tasks whose lease expired before ``now``."""
+    stmt = (
+        select(Task)
+        .where(Task.status == TaskStatus.EXECUTING, Task.lease_expires_at < now)
+        .order_by(Task.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_result(session: AsyncSession, task_id: uuid.UUID) -> TaskResult | None:
+    """Return a task's result, or None."""
+    stmt = select(TaskResult).where(TaskResult.task_id == task_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_result_by_key(session: AsyncSession, key: str) -> TaskResult | None:
+    """Return the result submitted with this idempotency key, or None."""
+    stmt = select(TaskResult).where(TaskResult.idempotency_key == key)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """Return the number of tasks in each status."""
+    stmt = select(Task.status, func.count(Task.id)).group_by(Task.status)
+    return {str(s.value): int(n) for s, n in (await session.execute(stmt)).all()}

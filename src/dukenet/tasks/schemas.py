@@ -1,0 +1,110 @@
+"""API schemas of tasks, routing receipts, claims and results."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from dukenet.kit.schema import Schema
+from dukenet.ledger.schemas import TransactionRead
+from dukenet.tasks.models import TaskStatus
+
+
+class TaskCreate(Schema):
+    """A buyer's task.
+
+    ``cost_weight`` is the quality/cost preference: the success probability the buyer would give
+    up to save one reference price (100,000 sat × complexity); 0 buys the best predicted quality
+    regardless of price. ``agent_id`` pins an agent; ``idempotency_key`` makes a retried
+    submission return the first task instead of paying twice.
+    """
+
+    description: str = Field(min_length=1, max_length=100_000)
+    complexity: int = Field(ge=1, le=10)
+    max_price_sat: int | None = Field(default=None, gt=0, le=10**15)
+    cost_weight: float | None = Field(default=None, ge=0.0, le=100.0)
+    agent_id: uuid.UUID | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("description")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("description must not be blank")
+        return value
+
+
+class ResultRead(Schema):
+    """An agent's result for a task."""
+
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    attempt: int
+    text: str
+    success: bool
+    confidence: float | None
+    latency_ms: float | None
+    cost_usd: float | None
+    created_at: datetime
+
+
+class TaskRead(Schema):
+    """A task as its buyer sees it."""
+
+    id: uuid.UUID
+    description: str
+    complexity: int
+    max_price_sat: int | None
+    cost_weight: float
+    status: TaskStatus
+    agent_id: uuid.UUID | None
+    price_sat: int
+    model_version: int | None
+    propensity: float | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class TaskDetail(TaskRead):
+    """A task with its routing receipt, result and ledger transactions."""
+
+    routing: dict[str, Any]
+    result: ResultRead | None
+    transactions: list[TransactionRead]
+
+
+class ClaimRequest(Schema):
+    """A runner asks for work for one of its agents (or any of them)."""
+
+    agent_id: uuid.UUID | None = None
+    runner: str = Field(default="runner", min_length=1, max_length=200)
+
+
+class ClaimRead(Schema):
+    """A claimed task and the lease the runner holds on it."""
+
+    task_id: uuid.UUID
+    agent_id: uuid.UUID
+    lease_token: uuid.UUID
+    lease_expires_at: datetime
+    attempt: int
+    description: str
+    complexity: int
+
+
+class ResultSubmit(Schema):
+    """A runner's result; ``idempotency_key`` makes retries of the same submission safe."""
+
+    lease_token: uuid.UUID
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    text: str = Field(max_length=1_000_000)
+    success: bool
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    latency_ms: float | None = Field(default=None, ge=0.0)
+    cost_usd: float | None = Field(default=None, ge=0.0)
+    metadata: dict[str, Any] = Field(default_factory=dict)

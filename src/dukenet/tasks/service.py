@@ -1,0 +1,310 @@
+"""The task lifecycle: create (route, price, escrow), claim with a lease, heartbeat, submit a
+result once, release or expire, settle. Every function flushes; the caller commits, so a state
+change and its ledger entries land together or not at all."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.accounts.models import User, UserRole
+from dukenet.agents import repository as agents_repository
+from dukenet.agents.models import Agent, AgentKind
+from dukenet.config import Settings
+from dukenet.errors import Conflict, Forbidden, NotFound
+from dukenet.kit.orm import utcnow
+from dukenet.learning import service as learning_service
+from dukenet.learning.serving import ChampionCache
+from dukenet.market import routing
+from dukenet.market import service as market_service
+from dukenet.tasks import repository
+from dukenet.tasks.models import FINAL_STATUSES, Task, TaskResult, TaskStatus
+from dukenet.tasks.schemas import ResultSubmit, TaskCreate
+
+EXECUTABLE_KINDS = (AgentKind.LLM, AgentKind.REPLAY, AgentKind.BUILTIN)
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    champion: ChampionCache,
+    buyer: User,
+    data: TaskCreate,
+) -> tuple[Task, bool]:
+    """Route, price and create a task, holding its price in escrow; return (task, created).
+
+    A repeated ``idempotency_key`` returns the buyer's first task with ``created=False``.
+
+    Raises:
+        Forbidden: the caller is not a buyer or admin.
+        NotFound: the pinned agent does not exist or is disabled.
+        BadRequest: no agent is within ``max_price_sat``.
+        PaymentRequired: the buyer's balance does not cover the price.
+    """
+    if buyer.role not in (UserRole.BUYER, UserRole.ADMIN):
+        raise Forbidden("only buyers create tasks")
+    if data.idempotency_key is not None:
+        existing = await repository.get_by_idempotency_key(session, buyer.id, data.idempotency_key)
+        if existing is not None:
+            return existing, False
+    if data.agent_id is not None:
+        pinned = await agents_repository.get(session, data.agent_id)
+        if pinned is None or not pinned.is_enabled:
+            raise NotFound(f"agent {data.agent_id} not found or disabled")
+        agents: Sequence[Agent] = [pinned]
+    else:
+        agents = await agents_repository.list_all(session, enabled_only=True)
+    version, router = await champion.current(session)
+    cost_weight = settings.default_cost_weight if data.cost_weight is None else data.cost_weight
+    request = routing.RoutingRequest(
+        description=data.description,
+        complexity=data.complexity,
+        cost_weight=cost_weight,
+        max_price_sat=data.max_price_sat,
+    )
+    seed_material = f"{data.complexity}\x00{data.description}\x00{data.idempotency_key or ''}"
+    receipt = routing.route(
+        request,
+        agents,
+        router=router,
+        model_version=version,
+        reference_price_sat=settings.reference_price_sat,
+        epsilon=settings.exploration_epsilon,
+        rng=routing.make_rng(settings.routing_seed, seed_material),
+    )
+    task = Task(
+        id=uuid.uuid4(),
+        buyer_id=buyer.id,
+        description=data.description,
+        complexity=data.complexity,
+        max_price_sat=data.max_price_sat,
+        cost_weight=cost_weight,
+        idempotency_key=data.idempotency_key,
+        status=TaskStatus.ASSIGNED,
+        agent_id=receipt.agent.id,
+        price_sat=receipt.price_sat,
+        propensity=receipt.propensity,
+        model_version=version,
+        routing=receipt.as_json(),
+        max_attempts=settings.max_attempts,
+    )
+    session.add(task)
+    await session.flush()
+    await market_service.hold_escrow(
+        session, task_id=task.id, buyer_id=buyer.id, amount_sat=task.price_sat
+    )
+    return task, True
+
+
+async def get_visible(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Task:
+    """Return a task its buyer (or an admin) may see.
+
+    Raises:
+        NotFound: no such task, or it belongs to another buyer (not revealed).
+    """
+    task = await repository.get(session, task_id)
+    if task is None or (user.role is not UserRole.ADMIN and task.buyer_id != user.id):
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+async def list_visible(
+    session: AsyncSession, *, user: User, status: TaskStatus | None, limit: int, offset: int
+) -> tuple[Sequence[Task], int]:
+    """Return a page of the caller's tasks (every task for an admin), newest first."""
+    buyer_id = None if user.role is UserRole.ADMIN else user.id
+    return await repository.list_for_buyer(session, buyer_id, status=status, limit=limit, offset=offset)
+
+
+async def claim(
+    session: AsyncSession, *, agent_ids: Sequence[uuid.UUID], runner: str, lease_s: float
+) -> Task | None:
+    """Claim the oldest assigned task of these agents with a lease of ``lease_s`` seconds.
+
+    Returns None when there is no work. The task becomes ``executing`` and its attempt count
+    grows by one.
+    """
+    if not agent_ids:
+        return None
+    task = await repository.next_claimable(session, agent_ids)
+    if task is None:
+        return None
+    task.status = TaskStatus.EXECUTING
+    task.attempts += 1
+    task.lease_token = uuid.uuid4()
+    task.lease_owner = runner
+    task.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
+    await session.flush()
+    return task
+
+
+async def _leased_task(
+    session: AsyncSession, task_id: uuid.UUID, lease_token: uuid.UUID, agent_ids: Sequence[uuid.UUID]
+) -> Task:
+    task = await repository.get(session, task_id, for_update=True)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    if task.agent_id not in agent_ids:
+        raise Forbidden("this task is not assigned to your agent")
+    if task.status is not TaskStatus.EXECUTING or task.lease_token != lease_token:
+        raise Conflict(f"task {task_id} is not leased to you (status {task.status.value})")
+    return task
+
+
+async def heartbeat(
+    session: AsyncSession,
+    *,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    agent_ids: Sequence[uuid.UUID],
+    lease_s: float,
+) -> Task:
+    """Extend a held lease by ``lease_s`` seconds from now.
+
+    Raises:
+        NotFound / Forbidden / Conflict: unknown task, not your agent's, or lease lost.
+    """
+    task = await _leased_task(session, task_id, lease_token, agent_ids)
+    task.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
+    await session.flush()
+    return task
+
+
+async def submit_result(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    task_id: uuid.UUID,
+    data: ResultSubmit,
+    agent_ids: Sequence[uuid.UUID],
+) -> tuple[TaskResult, bool]:
+    """Record an agent's result once and settle: success pays the agent from escrow, failure
+    refunds the buyer; the outcome and the agent's reputation are updated. Returns
+    (result, created); a retry with the same ``idempotency_key`` returns the first result.
+
+    Raises:
+        NotFound / Forbidden / Conflict: unknown task, not your agent's, lease lost or task final.
+    """
+    previous = await repository.get_result_by_key(session, data.idempotency_key)
+    if previous is not None:
+        if previous.task_id != task_id:
+            raise Conflict("idempotency key already used for another task")
+        return previous, False
+    task = await _leased_task(session, task_id, data.lease_token, agent_ids)
+    assert task.agent_id is not None
+    result = TaskResult(
+        task_id=task.id,
+        agent_id=task.agent_id,
+        idempotency_key=data.idempotency_key,
+        attempt=task.attempts,
+        text=data.text,
+        success=data.success,
+        confidence=data.confidence,
+        latency_ms=data.latency_ms,
+        cost_usd=data.cost_usd,
+        meta=data.metadata,
+    )
+    session.add(result)
+    await _finish(session, settings, task, success=data.success, error=None, result=result)
+    return result, True
+
+
+async def release(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    agent_ids: Sequence[uuid.UUID],
+    error: str,
+) -> Task:
+    """Give a leased task back after an execution error: it is retried, or fails with a refund
+    once ``max_attempts`` is reached."""
+    task = await _leased_task(session, task_id, lease_token, agent_ids)
+    await _requeue_or_fail(session, settings, task, error=error)
+    return task
+
+
+async def expire_leases(session: AsyncSession, *, settings: Settings) -> int:
+    """Return expired leases to the queue (or fail them after ``max_attempts``); return how many."""
+    tasks = await repository.expired_leases(session, utcnow())
+    for task in tasks:
+        await _requeue_or_fail(session, settings, task, error="lease expired")
+    return len(tasks)
+
+
+async def _requeue_or_fail(session: AsyncSession, settings: Settings, task: Task, *, error: str) -> None:
+    task.lease_token = None
+    task.lease_owner = None
+    task.lease_expires_at = None
+    task.error = error
+    if task.attempts >= task.max_attempts:
+        await _finish(session, settings, task, success=False, error=f"{error} (after {task.attempts} attempts)", result=None)
+    else:
+        task.status = TaskStatus.ASSIGNED
+        await session.flush()
+
+
+async def _finish(
+    session: AsyncSession,
+    settings: Settings,
+    task: Task,
+    *,
+    success: bool,
+    error: str | None,
+    result: TaskResult | None,
+) -> None:
+    if task.status in FINAL_STATUSES:
+        raise Conflict(f"task {task.id} is already {task.status.value}")
+    assert task.agent_id is not None
+    task.status = TaskStatus.COMPLETED if success else TaskStatus.FAILED
+    task.finished_at = utcnow()
+    task.lease_token = None
+    task.lease_owner = None
+    task.lease_expires_at = None
+    task.error = error
+    if success:
+        await market_service.release_escrow(
+            session,
+            task_id=task.id,
+            agent_id=task.agent_id,
+            amount_sat=task.price_sat,
+            fee_bps=settings.platform_fee_bps,
+        )
+    else:
+        await market_service.refund_escrow(
+            session, task_id=task.id, buyer_id=task.buyer_id, amount_sat=task.price_sat
+        )
+    await learning_service.record_outcome(
+        session,
+        task_id=task.id,
+        agent_id=task.agent_id,
+        description=task.description,
+        complexity=task.complexity,
+        success=success,
+        price_sat=task.price_sat,
+        propensity=task.propensity if task.propensity is not None else 1.0,
+        model_version=task.model_version,
+        routing=task.routing,
+        cost_usd=result.cost_usd if result is not None else None,
+        latency_ms=result.latency_ms if result is not None else None,
+    )
+    agent = await agents_repository.get(session, task.agent_id, for_update=True)
+    assert agent is not None
+    await market_service.update_reputation(
+        session,
+        agent,
+        window=settings.reputation_window,
+        prior_successes=settings.reputation_prior_successes,
+        prior_failures=settings.reputation_prior_failures,
+    )
+    await session.flush()
+
+
+async def executable_agents(session: AsyncSession, *, kinds: Sequence[AgentKind] = EXECUTABLE_KINDS) -> Sequence[Agent]:
+    """Return enabled agents an automatic runner can execute."""
+    return await agents_repository.list_all(session, enabled_only=True, kinds=kinds)
