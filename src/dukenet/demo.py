@@ -208,7 +208,9 @@ async def _drive_market(
 
         runner = Runner(sessionmaker, settings, {AgentKind.REPLAY: ReplayExecutor()}, name="demo-runner")
         batch = config.retrain_every_n
+        phases = {"submit_s": 0.0, "execute_s": 0.0, "train_wait_s": 0.0}
         for start in range(0, len(order), batch):
+            t0 = time.perf_counter()
             rows = order[start : start + batch]
             for i, row in enumerate(rows):
                 prompt = train.prompts[row]
@@ -223,9 +225,14 @@ async def _drive_market(
                         },
                     )
                 )
+            t1 = time.perf_counter()
             while await runner.run_once():
                 pass
+            t2 = time.perf_counter()
             await _wait_for_trainer(http, admin, batch)
+            phases["submit_s"] += t1 - t0
+            phases["execute_s"] += t2 - t1
+            phases["train_wait_s"] += time.perf_counter() - t2
             if not config.quiet:
                 status = _check(await http.get("/model/status", headers=admin))
                 print(
@@ -237,7 +244,8 @@ async def _drive_market(
         system = _check(await http.get("/admin/metrics", headers=admin))
         ledger = _check(await http.get("/admin/ledger/check", headers=admin))
     await engine.dispose()
-    return {"versions": versions, "agents": agents, "system": system, "ledger": ledger}
+    phases = {k: round(v, 1) for k, v in phases.items()}
+    return {"versions": versions, "agents": agents, "system": system, "ledger": ledger, "phases": phases}
 
 
 async def _wait_for_trainer(http: httpx.AsyncClient, admin: dict[str, str], every_n: int) -> None:
@@ -353,6 +361,7 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
         "versions": versions,
         "target": target,
         "market": {"system": market["system"], "ledger_ok": market["ledger"]["ok"]},
+        "phases": market["phases"],
     }
 
 
@@ -386,7 +395,10 @@ def format_report(report: dict[str, Any]) -> str:
             else ""
         )
     )
-    lines.append(f"ledger balanced: {report['market']['ledger_ok']}; wall time {report.get('wall_time_s', '?')} s")
+    lines.append(
+        f"ledger balanced: {report['market']['ledger_ok']}; wall time {report.get('wall_time_s', '?')} s "
+        f"({', '.join(f'{k} {v}' for k, v in report['phases'].items())})"
+    )
     return "\n".join(lines)
 
 

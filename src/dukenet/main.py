@@ -10,6 +10,7 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.exc import IntegrityError
 
 from dukenet import __version__
@@ -100,16 +101,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("integrity error", error=str(exc.orig))
         return JSONResponse({"detail": "conflicting concurrent change; retry"}, status_code=409)
 
-    @app.middleware("http")
-    async def _count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        request.app.state.dukenet.metrics.requests.labels(
-            request.method, path, str(response.status_code)
-        ).inc()
-        return response
-
     app.include_router(api_router())
     app.include_router(metrics_router)
+    app.add_middleware(RequestMetricsMiddleware)
     return app
+
+
+class RequestMetricsMiddleware:
+    """Counts requests by method, route template and status (pure ASGI, no body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status_code = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            state: AppState | None = getattr(scope["app"].state, "dukenet", None)
+            if state is not None:
+                state.metrics.requests.labels(scope["method"], route, str(status_code)).inc()

@@ -17,9 +17,7 @@ router = APIRouter(tags=["agents"])
 @router.post("/agents", status_code=status.HTTP_201_CREATED, response_model=AgentDetail)
 async def register(data: AgentCreate, user: OperatorUser, session: Session, state: State) -> AgentDetail:
     """Register an agent (operators: ``llm``; admins also ``replay``)."""
-    agent = await service.register(
-        session, owner=user, data=data, default_base_price_sat=state.settings.default_base_price_sat
-    )
+    agent = await service.register(session, settings=state.settings, owner=user, data=data)
     await session.commit()
     return AgentDetail.model_validate(agent)
 

@@ -46,4 +46,4 @@ class Agent(IdMixin, TimestampMixin, Base):
     is_enabled: Mapped[bool] = mapped_column(default=True)
     finished_tasks: Mapped[int] = mapped_column(Integer, default=0)
     success_rate: Mapped[float] = mapped_column(Float, default=0.5)
-    reputation_multiplier: Mapped[float] = mapped_column(Float, default=1.5)
+    reputation_multiplier: Mapped[float] = mapped_column(Float, default=1.2)

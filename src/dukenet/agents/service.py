@@ -11,15 +11,20 @@ from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.agents.schemas import AgentCreate
+from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind
+from dukenet.market import reputation
 
 
 async def register(
-    session: AsyncSession, *, owner: User, data: AgentCreate, default_base_price_sat: int
+    session: AsyncSession, *, settings: Settings, owner: User, data: AgentCreate
 ) -> Agent:
     """Register an agent owned by ``owner`` and open its earnings account.
+
+    The agent starts at the reputation prior (no record yet) and, unless it names one, at the
+    market's default base price.
 
     Raises:
         Forbidden: a buyer tries to register an agent, or a non-admin a ``replay`` agent.
@@ -45,9 +50,17 @@ async def register(
         kind=AgentKind(data.kind),
         owner_id=owner.id,
         description=data.description,
-        base_price_sat=data.base_price_sat or default_base_price_sat,
+        base_price_sat=data.base_price_sat or settings.default_base_price_sat,
         config=config,
     )
+    prior = reputation.smoothed_success_rate(
+        0,
+        0,
+        prior_successes=settings.reputation_prior_successes,
+        prior_failures=settings.reputation_prior_failures,
+    )
+    agent.success_rate = prior
+    agent.reputation_multiplier = reputation.reputation_multiplier(prior)
     session.add(agent)
     await session.flush()
     await ledger_service.open_account(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.errors import PaymentRequired
@@ -52,9 +53,23 @@ class Leg:
 
 
 async def open_account(
-    session: AsyncSession, name: str, kind: LedgerAccountKind, owner_id: uuid.UUID | None = None
+    session: AsyncSession,
+    name: str,
+    kind: LedgerAccountKind,
+    owner_id: uuid.UUID | None = None,
+    *,
+    is_new: bool = False,
 ) -> LedgerAccount:
-    """Return the account called ``name``, creating it if missing (safe under concurrency)."""
+    """Return the account called ``name``, creating it if missing (safe under concurrency).
+
+    ``is_new=True`` skips the look-up and the savepoint for a name nobody else can be creating
+    (a new task's escrow); a duplicate then fails the whole unit of work.
+    """
+    if is_new:
+        account = LedgerAccount(name=name, kind=kind, owner_id=owner_id, balance_sat=0)
+        session.add(account)
+        await session.flush()
+        return account
     existing = await repository.get_account_by_name(session, name)
     if existing is not None:
         return existing
@@ -123,12 +138,12 @@ async def post(
             raise PaymentRequired(
                 f"insufficient balance in {leg.account}: short by {-new_balance} sat"
             )
+        # The UPDATE ran in SQL; mirror its result on the loaded object without re-selecting.
+        set_committed_value(account, "balance_sat", new_balance)
         session.add(
             LedgerEntry(transaction_id=transaction.id, account_id=account.id, amount_sat=leg.amount_sat)
         )
     await session.flush()
-    for account in accounts.values():
-        await session.refresh(account, ["balance_sat"])
     return transaction
 
 

@@ -31,7 +31,9 @@ async def hold_escrow(
         session, ledger_service.wallet_name(buyer_id), LedgerAccountKind.WALLET, buyer_id
     )
     escrow = ledger_service.escrow_name(task_id)
-    await ledger_service.open_account(session, escrow, LedgerAccountKind.ESCROW, buyer_id)
+    await ledger_service.open_account(
+        session, escrow, LedgerAccountKind.ESCROW, buyer_id, is_new=True
+    )
     return await ledger_service.transfer(
         session,
         kind=LedgerTransactionKind.ESCROW_HOLD,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -37,11 +38,17 @@ class Runner:
         self._settings = settings
         self._executors = executors
         self.name = name or f"runner-{uuid.uuid4().hex[:8]}"
+        self._next_sweep = 0.0  # monotonic time of the next expired-lease sweep
 
     async def run_once(self) -> bool:
-        """Expire stale leases, then claim and finish at most one task; return True if it did."""
+        """Claim and finish at most one task; return True if it did.
+
+        Expired leases are swept first, at most every ``min(lease_s / 4, 5)`` seconds.
+        """
         async with self._sessionmaker() as session:
-            await tasks_service.expire_leases(session, settings=self._settings)
+            if time.monotonic() >= self._next_sweep:
+                await tasks_service.expire_leases(session, settings=self._settings)
+                self._next_sweep = time.monotonic() + min(self._settings.lease_s / 4, 5.0)
             agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
             task = await tasks_service.claim(
                 session, agent_ids=[a.id for a in agents], runner=self.name, lease_s=self._settings.lease_s

@@ -1,0 +1,217 @@
+"""A scriptable OpenAI-compatible ``/v1/chat/completions`` server for tests.
+
+A real HTTP server (stdlib ``ThreadingHTTPServer``) on 127.0.0.1 at a random port, served from a
+background thread. Script it with :meth:`LLMDouble.script` to answer errors (429, 500, ...), hang,
+or return malformed JSON before (or instead of) a proper completion; every request it received
+is recorded in :attr:`LLMDouble.requests`.
+
+    with LLMDouble() as double:
+        double.script(Reply.error(429), Reply.error(429))   # then the default answer
+        ... agent config base_url=double.base_url ...
+        assert len(double.requests) == 3
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+COMPLETIONS_PATH = "/v1/chat/completions"
+DEFAULT_ANSWER = "def add(a, b):\n    return a + b"
+DEFAULT_USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a status and a raw body, optionally after hanging.
+
+    ``hang=True`` holds the request open without answering until the double stops, so the
+    client's own timeout is what ends it.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+    hang: bool = False
+
+    @classmethod
+    def completion(
+        cls,
+        content: str | None = DEFAULT_ANSWER,
+        *,
+        model: str = "test-model",
+        usage: dict[str, int] | None = None,
+        finish_reason: str = "stop",
+    ) -> Reply:
+        """Return a well-formed chat completion with ``content`` and token ``usage``."""
+        body = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": DEFAULT_USAGE if usage is None else usage,
+        }
+        return cls(status=200, body=json.dumps(body).encode())
+
+    @classmethod
+    def error(cls, status: int, message: str = "scripted error") -> Reply:
+        """Return an OpenAI-style error body with ``status`` (429, 500, ...)."""
+        body = {"error": {"message": message, "type": "test_double", "code": status}}
+        return cls(status=status, body=json.dumps(body).encode())
+
+    @classmethod
+    def malformed(cls, body: bytes = b'{"choices": [{"message": ') -> Reply:
+        """Return a 200 whose body is not a chat completion (truncated JSON by default)."""
+        return cls(status=200, body=body)
+
+    @classmethod
+    def hanging(cls) -> Reply:
+        """Never answer (until the double stops)."""
+        return cls(hang=True)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the double received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """Return the request body parsed as JSON."""
+        return json.loads(self.body)
+
+
+@dataclass
+class _Script:
+    replies: deque[Reply] = field(default_factory=deque)
+    default: Reply = field(default_factory=Reply.completion)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def next_reply(self, request: RecordedRequest) -> Reply:
+        with self.lock:
+            self.requests.append(request)
+            return self.replies.popleft() if self.replies else self.default
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    script: _Script
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet when a client hung up on a hanging reply (that is the point)."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Do not write an access log to stderr."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        request = RecordedRequest(
+            method="POST",
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self.rfile.read(length),
+        )
+        script = self.server.script
+        if self.path != COMPLETIONS_PATH:
+            with script.lock:
+                script.requests.append(request)
+            self._send(Reply.error(404, f"no route {self.path}"))
+            return
+        reply = script.next_reply(request)
+        if reply.hang:
+            script.stopping.wait()
+            return
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+
+class LLMDouble:
+    """The server; a context manager that starts it on enter and stops it on exit."""
+
+    def __init__(self) -> None:
+        self._script = _Script()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The ``/v1`` base URL to put in an agent's ``llm.base_url``."""
+        if self._server is None:
+            raise RuntimeError("the double is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the requests received so far, oldest first."""
+        with self._script.lock:
+            return list(self._script.requests)
+
+    def script(self, *replies: Reply, default: Reply | None = None) -> None:
+        """Queue ``replies`` (answered in order); once they run out answer ``default`` (a
+        completion of :data:`DEFAULT_ANSWER` unless given)."""
+        with self._script.lock:
+            self._script.replies.extend(replies)
+            if default is not None:
+                self._script.default = default
+
+    def start(self) -> LLMDouble:
+        """Bind 127.0.0.1 on a free port and serve from a daemon thread."""
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.script = self._script
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Release hanging requests, stop serving and close the socket."""
+        self._script.stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> LLMDouble:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
