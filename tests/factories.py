@@ -111,6 +111,9 @@ async def submit_task(
     client: httpx.AsyncClient, buyer: dict[str, str], **fields: Any
 ) -> httpx.Response:
     """POST a task with sensible defaults; return the raw response."""
-    body: dict[str, Any] = {"description": "Write a python function to add two numbers.", "complexity": 3}
+    body: dict[str, Any] = {
+        "description": "Write a python function to add two numbers.",
+        "complexity": 3,
+    }
     body.update(fields)
     return await client.post("/tasks", headers=buyer, json=body)

@@ -97,7 +97,9 @@ def runner(
     async def work(stop: asyncio.Event) -> None:
         engine = create_engine(settings.resolved_database_url)
         async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
-            worker = Runner(create_sessionmaker(engine), settings, build_executors(client), name=name)
+            worker = Runner(
+                create_sessionmaker(engine), settings, build_executors(client), name=name
+            )
             await worker.run_forever(stop)
         await engine.dispose()
 
@@ -128,7 +130,10 @@ def db_upgrade() -> None:
 def create_admin(
     email: Annotated[str, typer.Option(help="The admin's email.")],
     password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="DUKENET_ADMIN_PASSWORD")
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, envvar="DUKENET_ADMIN_PASSWORD"
+        ),
     ],
 ) -> None:
     """Create an administrator."""
@@ -165,7 +170,9 @@ def credit(
         if user is None:
             raise DukenetError(f"--email: no user {email!r}")
         await ledger_service.ensure_system_accounts(session)
-        await ledger_service.deposit(session, user_id=user.id, amount_sat=amount_sat, memo="cli credit")
+        await ledger_service.deposit(
+            session, user_id=user.id, amount_sat=amount_sat, memo="cli credit"
+        )
         return await ledger_service.balance(session, ledger_service.wallet_name(user.id))
 
     typer.echo(f"balance: {_with_session(settings, work)} sat")
@@ -203,7 +210,9 @@ def _fmt(x: object) -> str:
 
 
 @models_app.command("promote")
-def models_promote(version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
+def models_promote(
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+) -> None:
     """Make a version the champion."""
 
     async def work(session: AsyncSession) -> int:
@@ -224,10 +233,16 @@ def models_rollback() -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Directory for the database, report and plot.")] = Path("var/demo"),
+    out: Annotated[Path, typer.Option(help="Directory for the database, report and plot.")] = Path(
+        "var/demo"
+    ),
     seed: Annotated[int, typer.Option(help="Seed for the prompt order and exploration.")] = 0,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N train prompts.")] = None,
-    test_limit: Annotated[int | None, typer.Option(min=1, help="Evaluate on the first N test prompts.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first N train prompts.")
+    ] = None,
+    test_limit: Annotated[
+        int | None, typer.Option(min=1, help="Evaluate on the first N test prompts.")
+    ] = None,
 ) -> None:
     """Run the main job: the marketplace learns to route RouterBench prompts (see README)."""
     from dukenet.demo import DemoConfig, run_demo

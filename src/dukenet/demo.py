@@ -145,7 +145,10 @@ async def _wait_for_server(base_url: str, server: subprocess.Popen[bytes]) -> No
 
 def _check(response: httpx.Response) -> Any:
     if response.is_error:
-        raise RuntimeError(f"{response.request.method} {response.request.url}: {response.status_code} {response.text}")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url}: "
+            f"{response.status_code} {response.text}"
+        )
     return response.json()
 
 
@@ -180,7 +183,9 @@ async def _drive_market(
         order = order[: config.limit]
 
     async with httpx.AsyncClient(base_url=f"{base_url}/api/v2", timeout=60) as http:
-        login = _check(await http.post("/auth/login", json={"email": ADMIN_EMAIL, "password": admin_password}))
+        login = _check(
+            await http.post("/auth/login", json={"email": ADMIN_EMAIL, "password": admin_password})
+        )
         admin = {"Authorization": f"Bearer {login['access_token']}"}
         for col, model in enumerate(train.agents):
             mean_cost = float(np.mean(train.cost_usd[:, col]))
@@ -201,12 +206,26 @@ async def _drive_market(
         for b in range(config.buyers):
             email = f"buyer{b}@dukenet-demo.example.com"
             password = secrets.token_urlsafe(12)
-            user = _check(await http.post("/auth/register", json={"email": email, "password": password, "role": "buyer"}))
-            _check(await http.post(f"/admin/users/{user['id']}/credit", headers=admin, json={"amount_sat": BUYER_CREDIT_SAT}))
-            token = _check(await http.post("/auth/login", json={"email": email, "password": password}))
+            user = _check(
+                await http.post(
+                    "/auth/register", json={"email": email, "password": password, "role": "buyer"}
+                )
+            )
+            _check(
+                await http.post(
+                    f"/admin/users/{user['id']}/credit",
+                    headers=admin,
+                    json={"amount_sat": BUYER_CREDIT_SAT},
+                )
+            )
+            token = _check(
+                await http.post("/auth/login", json={"email": email, "password": password})
+            )
             buyers.append({"Authorization": f"Bearer {token['access_token']}"})
 
-        runner = Runner(sessionmaker, settings, {AgentKind.REPLAY: ReplayExecutor()}, name="demo-runner")
+        runner = Runner(
+            sessionmaker, settings, {AgentKind.REPLAY: ReplayExecutor()}, name="demo-runner"
+        )
         batch = config.retrain_every_n
         phases = {"submit_s": 0.0, "execute_s": 0.0, "train_wait_s": 0.0}
         for start in range(0, len(order), batch):
@@ -245,7 +264,13 @@ async def _drive_market(
         ledger = _check(await http.get("/admin/ledger/check", headers=admin))
     await engine.dispose()
     phases = {k: round(v, 1) for k, v in phases.items()}
-    return {"versions": versions, "agents": agents, "system": system, "ledger": ledger, "phases": phases}
+    return {
+        "versions": versions,
+        "agents": agents,
+        "system": system,
+        "ledger": ledger,
+        "phases": phases,
+    }
 
 
 async def _wait_for_trainer(http: httpx.AsyncClient, admin: dict[str, str], every_n: int) -> None:
@@ -307,7 +332,12 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
     complexities = np.array([complexity_of(p) for p in test.prompts])
     prices = np.array(
         [
-            [task_price_sat(by_name[m]["base_price_sat"], int(c), by_name[m]["reputation_multiplier"]) for m in test.agents]
+            [
+                task_price_sat(
+                    by_name[m]["base_price_sat"], int(c), by_name[m]["reputation_multiplier"]
+                )
+                for m in test.agents
+            ]
             for c in complexities
         ],
         dtype=float,
@@ -320,7 +350,14 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
     versions = []
     for v in market["versions"]:
         router = DukeRouter.load(config.out / "models" / f"v{v['version']}.skops")
-        chosen = route_table(router, test, agent_ids, prices, settings.default_cost_weight, settings.reference_price_sat)
+        chosen = route_table(
+            router,
+            test,
+            agent_ids,
+            prices,
+            settings.default_cost_weight,
+            settings.reference_price_sat,
+        )
         result = evaluate_full_information(chosen, test)
         versions.append(
             {
@@ -333,7 +370,9 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
             }
         )
     singles = {k: v for k, v in references.items() if k not in ("random", "oracle")}
-    best_name = max(singles, key=lambda k: (singles[k]["success_rate"], -singles[k]["cost_per_1k_usd"]))
+    best_name = max(
+        singles, key=lambda k: (singles[k]["success_rate"], -singles[k]["cost_per_1k_usd"])
+    )
     best = singles[best_name]
     promoted = [v for v in versions if v["promoted"]]
     last = promoted[-1] if promoted else None
@@ -378,25 +417,31 @@ def format_report(report: dict[str, Any]) -> str:
         auc = f"{v['auc']:.3f}" if v["auc"] is not None else "-"
         lines.append(
             f"{'Duke v' + str(v['version']):<36} {v['outcomes_seen']:>8} {auc:>6} "
-            f"{v['success_rate']:>8.3f} {v['cost_per_1k_usd']:>10.3f}  {'yes' if v['promoted'] else 'no'}"
+            f"{v['success_rate']:>8.3f} {v['cost_per_1k_usd']:>10.3f}  "
+            f"{'yes' if v['promoted'] else 'no'}"
         )
     lines.append("")
     for name, r in sorted(report["references"].items(), key=lambda kv: -kv[1]["success_rate"]):
-        lines.append(f"{name:<36} {'':>8} {'':>6} {r['success_rate']:>8.3f} {r['cost_per_1k_usd']:>10.3f}")
+        lines.append(
+            f"{name:<36} {'':>8} {'':>6} {r['success_rate']:>8.3f} {r['cost_per_1k_usd']:>10.3f}"
+        )
     t = report["target"]
     lines.append("")
     lines.append(
-        f"target: last promoted v{t['last_promoted_version']} needs success >= {t['success_floor']:.3f} "
+        f"target: last promoted v{t['last_promoted_version']} needs "
+        f"success >= {t['success_floor']:.3f} "
         f"and $/1k <= {t['cost_ceiling_per_1k_usd']:.3f} (vs {t['best_single_agent']}): "
         f"{'MET' if t['met'] else 'NOT MET'}"
         + (
-            f" (success {t['success_share_of_best']:.1%} of best, cost {t['cost_share_of_best']:.1%})"
+            f" (success {t['success_share_of_best']:.1%} of best, "
+            f"cost {t['cost_share_of_best']:.1%})"
             if "success_share_of_best" in t
             else ""
         )
     )
     lines.append(
-        f"ledger balanced: {report['market']['ledger_ok']}; wall time {report.get('wall_time_s', '?')} s "
+        f"ledger balanced: {report['market']['ledger_ok']}; "
+        f"wall time {report.get('wall_time_s', '?')} s "
         f"({', '.join(f'{k} {v}' for k, v in report['phases'].items())})"
     )
     return "\n".join(lines)
@@ -413,13 +458,17 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     best = report["target"]["best_single_agent"]
     x = [v["outcomes_seen"] for v in versions]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax1.plot(x, [v["success_rate"] for v in versions], marker="o", label="Duke (greedy, test prompts)")
+    ax1.plot(
+        x, [v["success_rate"] for v in versions], marker="o", label="Duke (greedy, test prompts)"
+    )
     for name, style in ((best, "--"), ("oracle", ":"), ("random", "-.")):
         ax1.axhline(refs[name]["success_rate"], linestyle=style, color="grey", label=name)
     ax1.set_xlabel("outcomes seen")
     ax1.set_ylabel("success rate on RouterBench test")
     ax1.legend(fontsize=8)
-    ax2.plot(x, [v["cost_per_1k_usd"] for v in versions], marker="o", color="tab:orange", label="Duke")
+    ax2.plot(
+        x, [v["cost_per_1k_usd"] for v in versions], marker="o", color="tab:orange", label="Duke"
+    )
     ax2.axhline(refs[best]["cost_per_1k_usd"], linestyle="--", color="grey", label=best)
     ax2.axhline(refs["random"]["cost_per_1k_usd"], linestyle="-.", color="grey", label="random")
     ax2.set_xlabel("outcomes seen")

@@ -10,8 +10,8 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dukenet import __version__
 from dukenet.accounts.service import TokenCodec, password_hasher
@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 runner = Runner(sessionmaker, settings, executors, name=f"embedded-{i}")
                 workers.append(asyncio.create_task(runner.run_forever(stop)))
             if settings.embedded_trainer:
-                workers.append(asyncio.create_task(Trainer(sessionmaker, settings).run_forever(stop)))
+                workers.append(
+                    asyncio.create_task(Trainer(sessionmaker, settings).run_forever(stop))
+                )
             try:
                 yield
             finally:

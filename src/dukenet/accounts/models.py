@@ -27,7 +27,12 @@ class User(IdMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(120), default="")
     role: Mapped[UserRole] = mapped_column(
-        Enum(UserRole, name="user_role", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e])
+        Enum(
+            UserRole,
+            name="user_role",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     is_active: Mapped[bool] = mapped_column(default=True)

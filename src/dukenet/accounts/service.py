@@ -44,7 +44,10 @@ class TokenCodec:
         """
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=[self._algorithm], options={"require": ["exp", "sub"]}
+                token,
+                self._secret,
+                algorithms=[self._algorithm],
+                options={"require": ["exp", "sub"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("access token expired") from exc

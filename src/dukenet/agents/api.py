@@ -15,7 +15,9 @@ router = APIRouter(tags=["agents"])
 
 
 @router.post("/agents", status_code=status.HTTP_201_CREATED, response_model=AgentDetail)
-async def register(data: AgentCreate, user: OperatorUser, session: Session, state: State) -> AgentDetail:
+async def register(
+    data: AgentCreate, user: OperatorUser, session: Session, state: State
+) -> AgentDetail:
     """Register an agent (operators: ``llm``; admins also ``replay``)."""
     agent = await service.register(session, settings=state.settings, owner=user, data=data)
     await session.commit()

@@ -36,8 +36,13 @@ class Agent(IdMixin, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(120), unique=True)
     kind: Mapped[AgentKind] = mapped_column(
-        Enum(AgentKind, name="agent_kind", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e])
+        Enum(
+            AgentKind,
+            name="agent_kind",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"), index=True)
     description: Mapped[str] = mapped_column(Text, default="")

@@ -88,7 +88,9 @@ async def list_agents(
     return await repository.list_all(session, enabled_only=enabled_only, owner_id=owner_id)
 
 
-async def set_enabled(session: AsyncSession, *, actor: User, agent_id: uuid.UUID, enabled: bool) -> Agent:
+async def set_enabled(
+    session: AsyncSession, *, actor: User, agent_id: uuid.UUID, enabled: bool
+) -> Agent:
     """Enable or disable an agent (its operator or an admin).
 
     Raises:

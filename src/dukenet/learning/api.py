@@ -32,7 +32,8 @@ async def model_status(admin: AdminUser, session: Session, state: State) -> Mode
         champion_version=await service.champion_version(session),
         versions=len(await service.list_versions(session)),
         outcomes=total,
-        outcomes_since_last_training=total - await repository.last_successful_outcomes_used(session),
+        outcomes_since_last_training=total
+        - await repository.last_successful_outcomes_used(session),
         retrain_every_n=state.settings.retrain_every_n,
         last_run=TrainingRunRead.model_validate(runs[0]) if runs else None,
     )

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from dukenet.learning.routerbench import FullInfoTable
 from dukenet.learning.router import OutcomeSample
+from dukenet.learning.routerbench import FullInfoTable
 
 _EPS = 1e-15
 
@@ -81,7 +81,14 @@ def classifier_metrics(y_true: np.ndarray, p: np.ndarray) -> dict[str, float]:
     n = y.size
     names = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier", "log_loss", "base_rate")
     if n == 0:
-        return {**dict.fromkeys(names, math.nan), "n": 0.0, "tp": 0.0, "fp": 0.0, "tn": 0.0, "fn": 0.0}
+        return {
+            **dict.fromkeys(names, math.nan),
+            "n": 0.0,
+            "tp": 0.0,
+            "fp": 0.0,
+            "tn": 0.0,
+            "fn": 0.0,
+        }
     positive = y >= 0.5
     predicted = q >= 0.5
     tp = float(np.sum(predicted & positive))
@@ -234,7 +241,9 @@ def oracle_result(table: FullInfoTable) -> PolicyResult:
     return _result(table, cols.astype(np.int64))
 
 
-def oracle_gain_recovered(result: PolicyResult, best_single: PolicyResult, oracle: PolicyResult) -> float:
+def oracle_gain_recovered(
+    result: PolicyResult, best_single: PolicyResult, oracle: PolicyResult
+) -> float:
     """Share of the oracle's success-rate gain over the best single agent that ``result`` recovers.
 
     ``(result - best) / (oracle - best)`` on success rate; nan when the oracle gains nothing.

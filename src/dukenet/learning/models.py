@@ -54,8 +54,13 @@ class TrainingRun(IdMixin, Base):
     trigger: Mapped[str] = mapped_column(String(40))
     trigger_key: Mapped[str] = mapped_column(String(120), unique=True)
     status: Mapped[TrainingRunStatus] = mapped_column(
-        Enum(TrainingRunStatus, name="training_run_status", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e])
+        Enum(
+            TrainingRunStatus,
+            name="training_run_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     outcomes_used: Mapped[int] = mapped_column(Integer, default=0)
     split_seed: Mapped[int] = mapped_column(Integer, default=0)

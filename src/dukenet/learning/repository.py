@@ -63,7 +63,9 @@ async def latest_version(session: AsyncSession) -> ModelVersion | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def get_alias(session: AsyncSession, name: str, *, for_update: bool = False) -> ModelAlias | None:
+async def get_alias(
+    session: AsyncSession, name: str, *, for_update: bool = False
+) -> ModelAlias | None:
     """Return an alias row, or None."""
     stmt = select(ModelAlias).where(ModelAlias.name == name)
     if for_update:

@@ -112,7 +112,6 @@ class RouterConfig:
             self.n_features, word_ngram_max=self.word_ngram_max, char_ngrams=self.char_ngrams
         )
 
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RouterConfig:
         """Rebuild a config from ``asdict`` output, ignoring unknown keys (forward compatible)."""
@@ -245,7 +244,12 @@ class DukeRouter:
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             c, b, w = theta[0], theta[b_at:w_at], theta[w_at:v_at]
             v = theta[v_at:].reshape(k, width)
-            z = c + b[agent_idx] + (x_tasks @ w)[task_of] + np.einsum("ij,ij->i", x_rows, v[agent_idx])
+            z = (
+                c
+                + b[agent_idx]
+                + (x_tasks @ w)[task_of]
+                + np.einsum("ij,ij->i", x_rows, v[agent_idx])
+            )
             r = _sigmoid(z) - y
             loss = float(np.sum(np.logaddexp(0.0, z) - y * z)) + 0.5 * (
                 bias_penalty * float(b @ b)
@@ -298,7 +302,9 @@ class DukeRouter:
     def predict_proba_features(self, x: sp.spmatrix, agents: Sequence[str]) -> np.ndarray:
         """Like ``predict_proba`` but on ``featurize`` output, to reuse features across calls."""
         if x.shape[1] != self._featurizer.n_columns:
-            raise ValueError(f"expected {self._featurizer.n_columns} feature columns, got {x.shape[1]}")
+            raise ValueError(
+                f"expected {self._featurizer.n_columns} feature columns, got {x.shape[1]}"
+            )
         x = sp.csr_matrix(x)
         base = self._intercept + x @ self._dense_shared
         known = [self._index.get(agent) for agent in agents]

@@ -177,7 +177,9 @@ def load_routerbench(
             missing_rows.append(blank)
             success_rows.append([cell != "" and float(cell) >= 0.5 for cell in cells])
             cost_rows.append([_float_or_nan(row[agent + _COST_SUFFIX]) for agent in agents])
-            response_rows.append([_join_list_string(row[agent + _RESPONSE_SUFFIX]) for agent in agents])
+            response_rows.append(
+                [_join_list_string(row[agent + _RESPONSE_SUFFIX]) for agent in agents]
+            )
     if agents is None:
         raise ValueError("no rows found")
     duplicates = [key for key, count in Counter(task_ids).items() if count > 1]

@@ -165,7 +165,9 @@ async def rollback(session: AsyncSession) -> ModelVersion:
         raise Conflict(f"no champion before version {current}")
     row = await repository.get_version(session, max(earlier))
     assert row is not None
-    return await _move_champion(session, row, action="rollback", reason=f"rolled back from v{current}")
+    return await _move_champion(
+        session, row, action="rollback", reason=f"rolled back from v{current}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +235,11 @@ async def train(
     try:
         samples = to_samples(outcomes)
         result = await asyncio.to_thread(
-            _fit_and_compare, samples, config, split_seed, champion_row.artifact_path if champion_row else None
+            _fit_and_compare,
+            samples,
+            config,
+            split_seed,
+            champion_row.artifact_path if champion_row else None,
         )
     except Exception as exc:
         async with sessionmaker() as session:
@@ -248,9 +254,8 @@ async def train(
     async with sessionmaker() as session:
         latest = await repository.latest_version(session)
         number = (latest.version if latest else 0) + 1
-        models_dir.mkdir(parents=True, exist_ok=True)
         path = models_dir / f"v{number}.skops"
-        await asyncio.to_thread(router.save, path)
+        await asyncio.to_thread(_save_artifact, router, path)
         version = ModelVersion(
             version=number,
             run_id=run.id,
@@ -265,7 +270,8 @@ async def train(
             reason = (
                 "first version"
                 if champion is None
-                else f"held-out Brier {metrics['brier']:.4f} < champion {metrics['champion_brier']:.4f}"
+                else f"held-out Brier {metrics['brier']:.4f} "
+                f"< champion {metrics['champion_brier']:.4f}"
             )
             await _move_champion(session, version, action="auto-promote", reason=reason)
         done = await session.get(TrainingRun, run.id)
@@ -299,6 +305,11 @@ def _fit_and_compare(
     metrics["champion_brier"] = champion_metrics["brier"]
     metrics["champion_roc_auc"] = champion_metrics["roc_auc"]
     return router, metrics, bool(metrics["brier"] < champion_metrics["brier"])
+
+
+def _save_artifact(router: DukeRouter, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    router.save(path)
 
 
 async def admin_trigger_key() -> str:

@@ -16,7 +16,9 @@ router = APIRouter(tags=["ledger"])
 
 
 @router.post("/admin/users/{user_id}/credit", response_model=BalanceRead)
-async def credit(user_id: uuid.UUID, data: CreditRequest, admin: AdminUser, session: Session) -> BalanceRead:
+async def credit(
+    user_id: uuid.UUID, data: CreditRequest, admin: AdminUser, session: Session
+) -> BalanceRead:
     """Credit a user's wallet (a deposit from outside the marketplace)."""
     if await accounts_repository.get(session, user_id) is None:
         raise NotFound(f"user {user_id} not found")

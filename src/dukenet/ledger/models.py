@@ -13,8 +13,9 @@ from dukenet.kit.orm import Base, IdMixin, utcnow
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, length=24,
-                values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        cls, name=name, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class LedgerAccountKind(StrEnum):
@@ -76,6 +77,8 @@ class LedgerEntry(IdMixin, Base):
     transaction_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("ledger_transaction.id", ondelete="RESTRICT"), index=True
     )
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_account.id", ondelete="RESTRICT"))
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ledger_account.id", ondelete="RESTRICT")
+    )
     amount_sat: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

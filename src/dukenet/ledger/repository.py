@@ -72,7 +72,9 @@ async def unbalanced_transactions(session: AsyncSession) -> list[uuid.UUID]:
 
 async def all_accounts(session: AsyncSession) -> Sequence[LedgerAccount]:
     """Return every ledger account."""
-    return (await session.execute(select(LedgerAccount).order_by(LedgerAccount.name))).scalars().all()
+    return (
+        (await session.execute(select(LedgerAccount).order_by(LedgerAccount.name))).scalars().all()
+    )
 
 
 async def count_transactions(session: AsyncSession) -> int:

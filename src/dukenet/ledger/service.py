@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dukenet.errors import PaymentRequired
 from dukenet.ledger import repository
@@ -141,7 +141,9 @@ async def post(
         # The UPDATE ran in SQL; mirror its result on the loaded object without re-selecting.
         set_committed_value(account, "balance_sat", new_balance)
         session.add(
-            LedgerEntry(transaction_id=transaction.id, account_id=account.id, amount_sat=leg.amount_sat)
+            LedgerEntry(
+                transaction_id=transaction.id, account_id=account.id, amount_sat=leg.amount_sat
+            )
         )
     await session.flush()
     return transaction
@@ -158,7 +160,7 @@ async def transfer(
     idempotency_key: str | None = None,
     memo: str = "",
 ) -> LedgerTransaction:
-    """Move ``amount_sat`` from ``debit`` to ``credit`` as one balanced transaction (see ``post``)."""
+    """Move ``amount_sat`` from ``debit`` to ``credit`` in one balanced transaction (``post``)."""
     if amount_sat <= 0:
         raise ValueError("amount_sat must be positive")
     return await post(

@@ -91,7 +91,8 @@ def route(
     if not agents:
         raise BadRequest("no enabled agent can take this task")
     prices = [
-        task_price_sat(a.base_price_sat, request.complexity, a.reputation_multiplier) for a in agents
+        task_price_sat(a.base_price_sat, request.complexity, a.reputation_multiplier)
+        for a in agents
     ]
     eligible = [
         (agent, price)
@@ -129,7 +130,8 @@ def route(
         }
         for i, (a, pr) in enumerate(eligible)
     ]
-    candidates.sort(key=lambda c: -(c["utility_sat"] if c["utility_sat"] is not None else math.inf))
+    order = np.argsort(-decision.utilities, kind="stable")
+    candidates = [candidates[i] for i in order]
     return RoutingReceipt(
         agent=agent,
         price_sat=price,

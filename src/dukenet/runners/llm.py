@@ -23,7 +23,9 @@ class LLMExecutor:
     ``backoff_s`` and honours ``Retry-After`` when the server sends it.
     """
 
-    def __init__(self, client: httpx.AsyncClient, *, max_retries: int = 3, backoff_s: float = 0.5) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, max_retries: int = 3, backoff_s: float = 0.5
+    ) -> None:
         self._client = client
         self._max_retries = max_retries
         self._backoff_s = backoff_s
@@ -68,7 +70,9 @@ class LLMExecutor:
             metadata={
                 "model": body.get("model", config.model),
                 "finish_reason": body["choices"][0].get("finish_reason"),
-                "usage": {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+                "usage": {
+                    k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                },
             },
         )
 
@@ -86,7 +90,9 @@ class LLMExecutor:
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRYABLE_STATUS:
-                    raise ExecutionError(f"{url} answered {response.status_code}: {response.text[:200]}")
+                    raise ExecutionError(
+                        f"{url} answered {response.status_code}: {response.text[:200]}"
+                    )
                 last_error = f"{url} answered {response.status_code}"
                 retry_after = response.headers.get("retry-after")
                 if retry_after and retry_after.replace(".", "", 1).isdigit():

@@ -51,7 +51,10 @@ class Runner:
                 self._next_sweep = time.monotonic() + min(self._settings.lease_s / 4, 5.0)
             agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
             task = await tasks_service.claim(
-                session, agent_ids=[a.id for a in agents], runner=self.name, lease_s=self._settings.lease_s
+                session,
+                agent_ids=[a.id for a in agents],
+                runner=self.name,
+                lease_s=self._settings.lease_s,
             )
             await session.commit()
             if task is None:
@@ -97,20 +100,33 @@ class Runner:
             await session.commit()
         return True
 
-    async def _heartbeat(self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID]) -> None:
+    async def _heartbeat(
+        self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID]
+    ) -> None:
         interval = self._settings.lease_s / 3
         while True:
             await asyncio.sleep(interval)
             async with self._sessionmaker() as session:
                 await tasks_service.heartbeat(
-                    session, task_id=task_id, lease_token=token, agent_ids=agent_ids, lease_s=self._settings.lease_s
+                    session,
+                    task_id=task_id,
+                    lease_token=token,
+                    agent_ids=agent_ids,
+                    lease_s=self._settings.lease_s,
                 )
                 await session.commit()
 
-    async def _release(self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID], error: str) -> None:
+    async def _release(
+        self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID], error: str
+    ) -> None:
         async with self._sessionmaker() as session:
             await tasks_service.release(
-                session, settings=self._settings, task_id=task_id, lease_token=token, agent_ids=agent_ids, error=error
+                session,
+                settings=self._settings,
+                task_id=task_id,
+                lease_token=token,
+                agent_ids=agent_ids,
+                error=error,
             )
             await session.commit()
 

@@ -101,7 +101,9 @@ async def get_task(task_id: uuid.UUID, user: CurrentUser, session: Session) -> T
     return await _detail(session, task)
 
 
-async def _agent_ids(session: AsyncSession, user: User, agent_id: uuid.UUID | None) -> Sequence[uuid.UUID]:
+async def _agent_ids(
+    session: AsyncSession, user: User, agent_id: uuid.UUID | None
+) -> Sequence[uuid.UUID]:
     owner = None if user.role is UserRole.ADMIN else user.id
     agents = await agents_repository.list_all(session, enabled_only=True, owner_id=owner)
     ids = [a.id for a in agents]
@@ -113,10 +115,14 @@ async def _agent_ids(session: AsyncSession, user: User, agent_id: uuid.UUID | No
 
 
 @runner_router.post("/claim", response_model=ClaimRead | None)
-async def claim(data: ClaimRequest, user: OperatorUser, session: Session, state: State) -> ClaimRead | None:
+async def claim(
+    data: ClaimRequest, user: OperatorUser, session: Session, state: State
+) -> ClaimRead | None:
     """Claim the oldest task assigned to one of your agents, with a lease (null if none)."""
     ids = await _agent_ids(session, user, data.agent_id)
-    task = await service.claim(session, agent_ids=ids, runner=data.runner, lease_s=state.settings.lease_s)
+    task = await service.claim(
+        session, agent_ids=ids, runner=data.runner, lease_s=state.settings.lease_s
+    )
     await session.commit()
     if task is None:
         return None
@@ -140,7 +146,11 @@ async def heartbeat(
     """Extend the lease on a task you hold."""
     ids = await _agent_ids(session, user, None)
     task = await service.heartbeat(
-        session, task_id=task_id, lease_token=lease_token, agent_ids=ids, lease_s=state.settings.lease_s
+        session,
+        task_id=task_id,
+        lease_token=lease_token,
+        agent_ids=ids,
+        lease_s=state.settings.lease_s,
     )
     await session.commit()
     return TaskRead.model_validate(task)
@@ -148,7 +158,12 @@ async def heartbeat(
 
 @runner_router.post("/tasks/{task_id}/result", response_model=ResultRead)
 async def submit_result(
-    task_id: uuid.UUID, data: ResultSubmit, user: OperatorUser, session: Session, state: State, response: Response
+    task_id: uuid.UUID,
+    data: ResultSubmit,
+    user: OperatorUser,
+    session: Session,
+    state: State,
+    response: Response,
 ) -> ResultRead:
     """Submit the result of a task you hold; settles escrow. Retries with the same key are safe."""
     ids = await _agent_ids(session, user, None)
@@ -165,13 +180,22 @@ async def submit_result(
 
 @runner_router.post("/tasks/{task_id}/release", response_model=TaskRead)
 async def release(
-    task_id: uuid.UUID, lease_token: uuid.UUID, user: OperatorUser, session: Session, state: State,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    user: OperatorUser,
+    session: Session,
+    state: State,
     error: str = Query(default="released by runner", max_length=2000),
 ) -> TaskRead:
     """Give a task back after an execution error; it is retried or fails with a refund."""
     ids = await _agent_ids(session, user, None)
     task = await service.release(
-        session, settings=state.settings, task_id=task_id, lease_token=lease_token, agent_ids=ids, error=error
+        session,
+        settings=state.settings,
+        task_id=task_id,
+        lease_token=lease_token,
+        agent_ids=ids,
+        error=error,
     )
     await session.commit()
     return TaskRead.model_validate(task)

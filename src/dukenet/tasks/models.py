@@ -61,8 +61,13 @@ class Task(IdMixin, TimestampMixin, Base):
     cost_weight: Mapped[float] = mapped_column(Float)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[TaskStatus] = mapped_column(
-        Enum(TaskStatus, name="task_status", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e])
+        Enum(
+            TaskStatus,
+            name="task_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agent.id"))
     price_sat: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.tasks.models import Task, TaskResult, TaskStatus
 
 
-async def get(session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
+async def get(
+    session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False
+) -> Task | None:
     """Return a task (row-locked on PostgreSQL if ``for_update``), or None."""
     stmt = select(Task).where(Task.id == task_id)
     if for_update:
@@ -36,7 +38,7 @@ async def list_for_buyer(
     limit: int,
     offset: int,
 ) -> tuple[Sequence[Task], int]:
-    """Return a page of tasks (all buyers when ``buyer_id`` is None), newest first, and the total."""
+    """Return a page of tasks, newest first, and the total; all buyers if ``buyer_id`` is None."""
     stmt = select(Task)
     count = select(func.count(Task.id))
     if buyer_id is not None:
@@ -62,7 +64,9 @@ async def next_claimable(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def expired_leases(session: AsyncSession, now: datetime, *, limit: int = 100) -> Sequence[Task]:
+async def expired_leases(
+    session: AsyncSession, now: datetime, *, limit: int = 100
+) -> Sequence[Task]:
     """Lock and return executing tasks whose lease expired before ``now``."""
     stmt = (
         select(Task)

@@ -117,7 +117,9 @@ async def list_visible(
 ) -> tuple[Sequence[Task], int]:
     """Return a page of the caller's tasks (every task for an admin), newest first."""
     buyer_id = None if user.role is UserRole.ADMIN else user.id
-    return await repository.list_for_buyer(session, buyer_id, status=status, limit=limit, offset=offset)
+    return await repository.list_for_buyer(
+        session, buyer_id, status=status, limit=limit, offset=offset
+    )
 
 
 async def claim(
@@ -143,7 +145,10 @@ async def claim(
 
 
 async def _leased_task(
-    session: AsyncSession, task_id: uuid.UUID, lease_token: uuid.UUID, agent_ids: Sequence[uuid.UUID]
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    agent_ids: Sequence[uuid.UUID],
 ) -> Task:
     task = await repository.get(session, task_id, for_update=True)
     if task is None:
@@ -237,13 +242,22 @@ async def expire_leases(session: AsyncSession, *, settings: Settings) -> int:
     return len(tasks)
 
 
-async def _requeue_or_fail(session: AsyncSession, settings: Settings, task: Task, *, error: str) -> None:
+async def _requeue_or_fail(
+    session: AsyncSession, settings: Settings, task: Task, *, error: str
+) -> None:
     task.lease_token = None
     task.lease_owner = None
     task.lease_expires_at = None
     task.error = error
     if task.attempts >= task.max_attempts:
-        await _finish(session, settings, task, success=False, error=f"{error} (after {task.attempts} attempts)", result=None)
+        await _finish(
+            session,
+            settings,
+            task,
+            success=False,
+            error=f"{error} (after {task.attempts} attempts)",
+            result=None,
+        )
     else:
         task.status = TaskStatus.ASSIGNED
         await session.flush()
@@ -305,6 +319,8 @@ async def _finish(
     await session.flush()
 
 
-async def executable_agents(session: AsyncSession, *, kinds: Sequence[AgentKind] = EXECUTABLE_KINDS) -> Sequence[Agent]:
+async def executable_agents(
+    session: AsyncSession, *, kinds: Sequence[AgentKind] = EXECUTABLE_KINDS
+) -> Sequence[Agent]:
     """Return enabled agents an automatic runner can execute."""
     return await agents_repository.list_all(session, enabled_only=True, kinds=kinds)
