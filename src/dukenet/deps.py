@@ -44,7 +44,11 @@ async def current_user(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
     user_id = state.tokens.verify(credentials.credentials)
-    return await accounts_service.get_active(session, user_id)
+    user = await accounts_service.get_active(session, user_id)
+    # End the read transaction: on SQLite every transaction holds the write lock (BEGIN
+    # IMMEDIATE), and an endpoint that works in other sessions (training) must not wait on it.
+    await session.commit()
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -198,6 +198,9 @@ async def submit_result(
     if previous is not None:
         if previous.task_id != task_id:
             raise Conflict("idempotency key already used for another task")
+        if previous.agent_id not in agent_ids:
+            # A replayed key must not hand the result to an operator who does not own the agent.
+            raise Forbidden("this task is not assigned to your agent")
         return previous, False
     task = await _leased_task(session, task_id, data.lease_token, agent_ids)
     assert task.agent_id is not None

@@ -1,0 +1,184 @@
+"""The learning loop end to end on a real database: outcomes from executed tasks, the retraining
+trigger, versions with artifacts and held-out metrics, promotion, rollback, and serving."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dukenet.agents.models import AgentKind
+from dukenet.config import Settings
+from dukenet.kit.state import AppState
+from dukenet.learning import service
+from dukenet.learning.models import Outcome, TrainingRun, TrainingRunStatus
+from dukenet.learning.routerbench import complexity_of, load_routerbench
+from dukenet.learning.trainer import Trainer
+from dukenet.runners.replay import ReplayExecutor
+from dukenet.runners.worker import Runner
+from tests.factories import create_admin, credit, register, replay_agent
+
+MODELS = ("gpt-4-1106-preview", "mistralai/mistral-7b-chat", "zero-one-ai/Yi-34B-Chat")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Retrain every 30 outcomes so a few dozen tasks exercise the loop."""
+    return settings.model_copy(update={"retrain_every_n": 30, "routing_seed": 7})
+
+
+async def _market_with_outcomes(
+    client: httpx.AsyncClient, state: AppState, n_tasks: int, start: int = 0
+) -> dict[str, str]:
+    _, admin = await create_admin(state)
+    for model in MODELS:
+        await replay_agent(client, admin, model=model, name=model, base_price_sat=1_000)
+    buyer, headers = await register(client)
+    await credit(client, admin, buyer["id"], 10**10)
+    await _run_tasks(client, state, headers, n_tasks, start)
+    return admin
+
+
+async def _run_tasks(
+    client: httpx.AsyncClient, state: AppState, buyer: dict[str, str], n: int, start: int
+) -> None:
+    train = load_routerbench("train")
+    for prompt in train.prompts[start : start + n]:
+        response = await client.post(
+            "/tasks",
+            headers=buyer,
+            json={"description": prompt, "complexity": complexity_of(prompt)},
+        )
+        assert response.status_code == 201, response.text
+    runner = Runner(state.sessionmaker, state.settings, {AgentKind.REPLAY: ReplayExecutor()})
+    while await runner.run_once():
+        pass
+
+
+async def _outcome_count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return len((await session.execute(select(Outcome.id))).all())
+
+
+class TestTrigger:
+    async def test_no_training_before_n_outcomes(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        await _market_with_outcomes(client, state, 29)
+        assert await Trainer(state.sessionmaker, state.settings).run_once() is None
+
+    async def test_trains_once_per_n_outcomes_and_logs_propensities(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        await _market_with_outcomes(client, state, 30)
+        trainer = Trainer(state.sessionmaker, state.settings)
+        first = await trainer.run_once()
+        assert first is not None and first.version is not None
+        assert first.version.version == 1 and first.version.outcomes_seen == 30
+        assert first.version.promoted  # the first version has no champion to beat
+        assert await trainer.run_once() is None  # nothing new: the trigger does not fire twice
+        async with state.sessionmaker() as session:
+            outcomes = (await session.execute(select(Outcome))).scalars().all()
+        # Before the first model routing is uniform over the three agents.
+        assert {round(o.propensity, 6) for o in outcomes} == {round(1 / 3, 6)}
+
+    async def test_two_trainers_never_train_the_same_trigger(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        await _market_with_outcomes(client, state, 30)
+        async with state.sessionmaker() as session:
+            due = await service.due_trigger(session, every_n=30)
+        assert due is not None
+        trigger, key = due
+        kwargs = {
+            "models_dir": state.settings.models_dir,
+            "trigger": trigger,
+            "trigger_key": key,
+            "config": service.RouterConfig(),
+        }
+        first = await service.train(state.sessionmaker, **kwargs)  # type: ignore[arg-type]
+        second = await service.train(state.sessionmaker, **kwargs)  # type: ignore[arg-type]
+        assert first is not None and second is None
+        async with state.sessionmaker() as session:
+            runs = (await session.execute(select(TrainingRun))).scalars().all()
+        assert [r.status for r in runs] == [TrainingRunStatus.SUCCEEDED]
+
+
+class TestRegistry:
+    async def test_versions_metrics_promotion_and_rollback(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        admin = await _market_with_outcomes(client, state, 30)
+        trainer = Trainer(state.sessionmaker, state.settings)
+        await trainer.run_once()
+        train = await client.post("/model/train", headers=admin)  # an admin's trigger
+        assert train.status_code == 201, train.text
+        assert train.json()["status"] == "succeeded"
+
+        versions = (await client.get("/model/versions", headers=admin)).json()
+        assert [v["version"] for v in versions] == [1, 2]
+        for v in versions:
+            for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "brier", "n"):
+                assert metric in v["metrics"]
+        second = versions[1]
+        assert "champion_brier" in second["metrics"]  # compared with v1 on the same rows
+        champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
+        assert champion == (2 if second["promoted"] else 1)
+        for v in (1, 2):
+            assert (state.settings.models_dir / f"v{v}.skops").exists()
+
+        promote = await client.post("/model/promote/2", headers=admin)
+        assert promote.status_code == 200 and promote.json()["is_champion"]
+        rollback = await client.post("/model/rollback", headers=admin)
+        assert rollback.status_code == 200, rollback.text
+        assert rollback.json()["version"] == 1
+        status = (await client.get("/model/status", headers=admin)).json()
+        assert status["champion_version"] == 1
+        again = await client.post("/model/rollback", headers=admin)
+        assert again.status_code == 409  # nothing before v1
+
+    async def test_promote_unknown_version_is_404(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        _, admin = await create_admin(state)
+        assert (await client.post("/model/promote/99", headers=admin)).status_code == 404
+        assert (await client.post("/model/rollback", headers=admin)).status_code == 409
+
+    async def test_model_endpoints_are_admin_only(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        _, buyer = await register(client)
+        for method, path in (
+            ("GET", "/model/versions"),
+            ("GET", "/model/status"),
+            ("POST", "/model/train"),
+            ("POST", "/model/promote/1"),
+            ("POST", "/model/rollback"),
+        ):
+            assert (await client.request(method, path, headers=buyer)).status_code == 403
+            assert (await client.request(method, path)).status_code == 401
+
+
+class TestServing:
+    async def test_new_tasks_are_routed_by_the_champion(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        await _market_with_outcomes(client, state, 30)
+        await Trainer(state.sessionmaker, state.settings).run_once()
+        _, admin = await create_admin(state)
+        buyer, headers = await register(client)
+        await credit(client, admin, buyer["id"], 10**9)
+        response = await client.post(
+            "/tasks", headers=headers, json={"description": "Fix the bug.", "complexity": 2}
+        )
+        task = response.json()
+        assert task["model_version"] == 1
+        receipt = task["routing"]
+        assert receipt["model_version"] == 1
+        assert len(receipt["candidates"]) == 3
+        assert all(0 < c["p_success"] < 1 for c in receipt["candidates"])
+        # ε-greedy: the greedy choice has propensity 1 - ε + ε/K, any other ε/K.
+        eps = state.settings.exploration_epsilon
+        expected = (1 - eps + eps / 3, eps / 3)
+        assert any(task["propensity"] == pytest.approx(p) for p in expected)
