@@ -1,0 +1,47 @@
+"""The main job, on a subset: it runs end to end through the HTTP API, writes its report and
+plot, and a second run with the same seed reproduces the report exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dukenet.demo import DemoConfig, format_report, run_demo
+
+pytestmark = pytest.mark.slow
+
+
+def _comparable(report: dict[str, Any]) -> dict[str, Any]:
+    keep = ("references", "versions", "target", "train_prompts", "test_prompts")
+    return {k: report[k] for k in keep}
+
+
+def test_demo_is_reproducible_and_reports_every_version(tmp_path: Path) -> None:
+    config = DemoConfig(out=tmp_path / "a", seed=3, limit=200, test_limit=120, quiet=True)
+    first = run_demo(config)
+    second = run_demo(DemoConfig(out=tmp_path / "b", seed=3, limit=200, test_limit=120, quiet=True))
+    assert _comparable(first) == _comparable(second)
+
+    on_disk = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert on_disk["versions"] == first["versions"]
+    assert (tmp_path / "a" / "learning_curve.png").stat().st_size > 10_000
+    assert [v["version"] for v in first["versions"]] == [1, 2]
+    assert [v["outcomes_seen"] for v in first["versions"]] == [100, 200]
+    for v in first["versions"]:
+        assert set(v) >= {"version", "outcomes_seen", "auc", "success_rate", "cost_per_1k_usd"}
+        assert 0 <= v["success_rate"] <= 1
+    refs = first["references"]
+    assert {"random", "oracle", "gpt-4-1106-preview"} <= set(refs)
+    assert refs["oracle"]["success_rate"] >= max(r["success_rate"] for r in refs.values())
+    assert first["market"]["ledger_ok"] is True
+    assert first["market"]["system"]["outcomes"] == 200
+    assert "Duke v1" in format_report(first)
+
+
+def test_a_different_seed_changes_the_run(tmp_path: Path) -> None:
+    a = run_demo(DemoConfig(out=tmp_path / "a", seed=1, limit=100, test_limit=50, quiet=True))
+    b = run_demo(DemoConfig(out=tmp_path / "b", seed=2, limit=100, test_limit=50, quiet=True))
+    assert a["versions"] != b["versions"]
