@@ -92,6 +92,7 @@ class RouterConfig:
     seed: int = 0
     C_shared: float = 1.0
     agent_n_features: int = 64
+    agent_n_components: int = 8
     word_ngram_max: int = 2
     char_ngrams: bool = False
     max_iter: int = 500
@@ -155,6 +156,8 @@ class DukeRouter:
         shared_columns: np.ndarray,
         shared_weights: np.ndarray,
         agent_weights: np.ndarray,
+        basis_mean: np.ndarray,
+        basis: np.ndarray,
     ) -> None:
         """Assemble a fitted router from its parameters (see the module docstring for the model).
 
@@ -171,10 +174,16 @@ class DukeRouter:
         self._shared_columns = np.asarray(shared_columns, dtype=np.int64)
         self._shared_weights = np.asarray(shared_weights, dtype=np.float64)
         self._agent_weights = np.asarray(agent_weights, dtype=np.float64)
+        self._basis_mean = np.asarray(basis_mean, dtype=np.float64)
+        self._basis = np.asarray(basis, dtype=np.float64)
+        if self._basis_mean.shape != (config.agent_n_features,) or self._basis.ndim != 2:
+            raise ValueError("basis_mean must have shape (agent_n_features,), basis 2-D")
+        if self._basis.shape[1] != config.agent_n_features:
+            raise ValueError("basis must have shape (n_components, agent_n_features)")
         if len(set(self.agents)) != k or len(stats) != k or self._agent_bias.shape != (k,):
             raise ValueError("agents must be distinct; stats and agent_bias need one entry each")
-        if self._agent_weights.shape != (k, config.agent_n_features + N_EXTRA_FEATURES):
-            raise ValueError("agent_weights must have shape (n_agents, agent_n_features + 2)")
+        if self._agent_weights.shape != (k, self._basis.shape[0] + N_EXTRA_FEATURES):
+            raise ValueError("agent_weights must have shape (n_agents, n_components + 2)")
         if self._shared_columns.shape != self._shared_weights.shape:
             raise ValueError("shared_columns and shared_weights must have the same shape")
         n_columns = self._featurizer.n_columns
@@ -200,7 +209,6 @@ class DukeRouter:
         """
         agents = tuple(sorted({s.agent for s in samples}))
         k = len(agents)
-        width = config.agent_n_features + N_EXTRA_FEATURES
         if not samples:
             return cls(
                 config=config,
@@ -210,7 +218,9 @@ class DukeRouter:
                 agent_bias=np.zeros(0),
                 shared_columns=np.zeros(0, dtype=np.int64),
                 shared_weights=np.zeros(0),
-                agent_weights=np.zeros((0, width)),
+                agent_weights=np.zeros((0, N_EXTRA_FEATURES)),
+                basis_mean=np.zeros(config.agent_n_features),
+                basis=np.zeros((0, config.agent_n_features)),
             )
         agent_of = {agent: i for i, agent in enumerate(agents)}
         task_key: dict[tuple[str, int], int] = {}
@@ -224,7 +234,10 @@ class DukeRouter:
         shared_columns = np.unique(x_full.indices).astype(np.int64)
         x_tasks = sp.csr_matrix(x_full[:, shared_columns])
         n_tasks, d_shared = x_tasks.shape
-        x_rows = _compact(x_full, _projection(config.n_features, config.agent_n_features))[task_of]
+        compact = _compact(x_full, _projection(config.n_features, config.agent_n_features))
+        basis_mean, basis = _principal_basis(compact[:, : config.agent_n_features], config)
+        x_rows = _agent_features(compact, basis_mean, basis)[task_of]
+        width = x_rows.shape[1]
 
         counts = np.bincount(agent_idx, minlength=k)
         wins = np.bincount(agent_idx, weights=y, minlength=k)
@@ -285,6 +298,8 @@ class DukeRouter:
             shared_columns=shared_columns,
             shared_weights=theta[w_at:v_at].copy(),
             agent_weights=theta[v_at:].reshape(k, width) * mask,
+            basis_mean=basis_mean,
+            basis=basis,
         )
 
     # ------------------------------------------------------------------ serving
@@ -309,7 +324,8 @@ class DukeRouter:
         base = self._intercept + x @ self._dense_shared
         known = [self._index.get(agent) for agent in agents]
         rows = np.array([i for i in known if i is not None], dtype=np.int64)
-        own = _compact(x, self._projection) @ self._agent_weights[rows].T + self._agent_bias[rows]
+        features = _agent_features(_compact(x, self._projection), self._basis_mean, self._basis)
+        own = features @ self._agent_weights[rows].T + self._agent_bias[rows]
         logits = np.repeat(base[:, np.newaxis], len(agents), axis=1)
         positions = [j for j, i in enumerate(known) if i is not None]
         logits[:, positions] += own
@@ -329,6 +345,8 @@ class DukeRouter:
             "shared_columns": self._shared_columns,
             "shared_weights": self._shared_weights,
             "agent_weights": self._agent_weights,
+            "basis_mean": self._basis_mean,
+            "basis": self._basis,
         }
         sio.dump(state, Path(path), compression=zipfile.ZIP_DEFLATED)
 
@@ -355,6 +373,8 @@ class DukeRouter:
             shared_columns=np.asarray(state["shared_columns"]),
             shared_weights=np.asarray(state["shared_weights"]),
             agent_weights=np.asarray(state["agent_weights"]),
+            basis_mean=np.asarray(state["basis_mean"]),
+            basis=np.asarray(state["basis"]),
         )
 
 
@@ -379,6 +399,27 @@ def _compact(x: sp.csr_matrix, projection: sp.csr_matrix) -> np.ndarray:
     text = np.asarray((x[:, :n_text] @ projection).toarray(), dtype=np.float64)
     extra = np.asarray(x[:, n_text:].toarray(), dtype=np.float64)
     return np.hstack([text, extra])
+
+
+def _principal_basis(text: np.ndarray, config: RouterConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Top principal directions of the compact text block: mean (d,), basis (n_components, d).
+
+    Signs are fixed (largest-magnitude loading positive) so the result is deterministic.
+    """
+    mean = text.mean(axis=0)
+    k = min(config.agent_n_components, text.shape[0], text.shape[1])
+    if k == 0:
+        return mean, np.zeros((0, text.shape[1]))
+    _, _, vt = np.linalg.svd(text - mean, full_matrices=False)
+    basis = vt[:k]
+    signs = np.sign(basis[np.arange(k), np.argmax(np.abs(basis), axis=1)])
+    return mean, basis * np.where(signs == 0, 1.0, signs)[:, np.newaxis]
+
+
+def _agent_features(compact: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Per-agent block: principal scores of the compact text, then the extras: (n, k + 2)."""
+    d = mean.shape[0]
+    return np.hstack([(compact[:, :d] - mean) @ basis.T, compact[:, d:]])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
