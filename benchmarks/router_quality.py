@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -118,6 +119,7 @@ class Simulation:
     final: PolicyResult | None
     online_success: float
     online_cost_per_1k_usd: float
+    outcomes: list[OutcomeSample]
 
 
 def simulate(
@@ -138,6 +140,7 @@ def simulate(
     complexity_test = test.complexities()
     x_train = config.featurizer().transform(train.tasks())
     x_test = config.featurizer().transform(test.tasks())
+    featurize = _cached_featurizer(train, x_train)
     history: list[deque[bool]] = [deque(maxlen=HISTORY) for _ in train.agents]
     outcomes: list[OutcomeSample] = []
     champion: DukeRouter | None = None
@@ -172,11 +175,14 @@ def simulate(
             continue
         fit_rows, held_out = held_out_split(outcomes, seed=SPLIT_SEED)
         started = time.perf_counter()
-        challenger = DukeRouter.fit(fit_rows, config)
+        challenger = DukeRouter.fit(fit_rows, config, featurize=featurize)
         fit_s = time.perf_counter() - started
         y = np.array([s.success for s in held_out])
-        brier_challenger = _brier(challenger, held_out, y)
-        brier_champion = math.nan if champion is None else _brier(champion, held_out, y)
+        x_held_out = featurize([TaskFeatures(s.description, s.complexity) for s in held_out])
+        brier_challenger = _brier(challenger, held_out, x_held_out, y)
+        brier_champion = (
+            math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
+        )
         promoted = champion is None or brier_challenger < brier_champion
         if promoted:
             champion = challenger
@@ -200,14 +206,31 @@ def simulate(
             )
         )
     n = max(len(outcomes), 1)
-    return Simulation(seed, rows, final, online_success / n, online_cost * 1000.0 / n)
+    return Simulation(seed, rows, final, online_success / n, online_cost * 1000.0 / n, outcomes)
 
 
-def _brier(router: DukeRouter, samples: list[OutcomeSample], y: np.ndarray) -> float:
-    """Brier score of ``router`` on the (task, agent) pairs of ``samples``."""
+def _cached_featurizer(
+    table: FullInfoTable, x: sp.csr_matrix
+) -> Callable[[Sequence[TaskFeatures]], sp.csr_matrix]:
+    """Featurize the table's prompts by row lookup (same output as the featurizer, much faster)."""
+    row_of = {text: i for i, text in enumerate(table.prompts)}
+    complexity = table.complexities()
+
+    def featurize(tasks: Sequence[TaskFeatures]) -> sp.csr_matrix:
+        rows = [row_of[task.description] for task in tasks]
+        if any(complexity[r] != task.complexity for r, task in zip(rows, tasks, strict=True)):
+            raise ValueError("complexity differs from the table's")
+        return sp.csr_matrix(x[rows])
+
+    return featurize
+
+
+def _brier(
+    router: DukeRouter, samples: list[OutcomeSample], x: sp.csr_matrix, y: np.ndarray
+) -> float:
+    """Brier score of ``router`` on the (task, agent) pairs of ``samples`` (features ``x``)."""
     if not samples:
         return math.nan
-    x = router.featurize([TaskFeatures(s.description, s.complexity) for s in samples])
     agents = sorted({s.agent for s in samples})
     column = {a: k for k, a in enumerate(agents)}
     p = router.predict_proba_features(x, agents)

@@ -101,12 +101,17 @@ class _Script:
     replies: deque[Reply] = field(default_factory=deque)
     default: Reply = field(default_factory=Reply.completion)
     requests: list[RecordedRequest] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
     stopping: threading.Event = field(default_factory=threading.Event)
+
+    def record(self, request: RecordedRequest) -> None:
+        with self.lock:
+            self.requests.append(request)
+            self.lock.notify_all()
 
     def next_reply(self, request: RecordedRequest) -> Reply:
         with self.lock:
-            self.requests.append(request)
+            self.record(request)
             return self.replies.popleft() if self.replies else self.default
 
 
@@ -134,8 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         script = self.server.script
         if self.path != COMPLETIONS_PATH:
-            with script.lock:
-                script.requests.append(request)
+            script.record(request)
             self._send(Reply.error(404, f"no route {self.path}"))
             return
         reply = script.next_reply(request)
@@ -174,6 +178,14 @@ class LLMDouble:
         """A snapshot of the requests received so far, oldest first."""
         with self._script.lock:
             return list(self._script.requests)
+
+    def wait_for_requests(self, count: int, timeout_s: float) -> bool:
+        """Block until ``count`` requests have arrived (False if ``timeout_s`` passes first);
+        from async code run it with ``asyncio.to_thread``."""
+        with self._script.lock:
+            return self._script.lock.wait_for(
+                lambda: len(self._script.requests) >= count, timeout=timeout_s
+            )
 
     def script(self, *replies: Reply, default: Reply | None = None) -> None:
         """Queue ``replies`` (answered in order); once they run out answer ``default`` (a

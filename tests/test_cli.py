@@ -51,7 +51,14 @@ def test_errors_name_the_field(env: Path) -> None:
         app, ["users", "credit", "--email", "a@example.com", "--amount-sat", "0"]
     )
     assert negative.exit_code == 2 and "amount-sat" in negative.output
-    duplicate_args = ["users", "create-admin", "--email", "b@example.com", "--password", "longenough"]
+    duplicate_args = [
+        "users",
+        "create-admin",
+        "--email",
+        "b@example.com",
+        "--password",
+        "longenough",
+    ]
     assert runner.invoke(app, duplicate_args).exit_code == 0
     again = runner.invoke(app, duplicate_args)
     assert again.exit_code == 1 and "already registered" in again.output

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -63,3 +66,46 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Return a session factory whose objects stay usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+T = TypeVar("T")
+
+# SQLSTATEs of errors a retry can cure: serialization failure and deadlock (PostgreSQL).
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return True for a deadlock, a serialization failure or a locked SQLite database."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    text = str(orig).lower()
+    return "deadlock detected" in text or "database is locked" in text
+
+
+async def in_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    backoff_s: float = 0.05,
+) -> T:
+    """Run ``work`` in a fresh session and commit; retry the whole unit of work on a transient
+    error (``is_transient``) up to ``attempts`` times with doubling backoff.
+
+    ``work`` must be safe to repeat from the start (each try runs in a new transaction).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with sessionmaker() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        except DBAPIError as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")

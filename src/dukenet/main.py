@@ -10,7 +10,7 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dukenet import __version__
@@ -18,7 +18,7 @@ from dukenet.accounts.service import TokenCodec, password_hasher
 from dukenet.agents.models import AgentKind
 from dukenet.api import api_router
 from dukenet.config import Settings
-from dukenet.db import create_engine, create_sessionmaker
+from dukenet.db import create_engine, create_sessionmaker, is_transient
 from dukenet.errors import DukenetError
 from dukenet.kit.state import AppState
 from dukenet.learning.serving import ChampionCache
@@ -97,6 +97,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DukenetError)
     async def _domain_error(request: Request, exc: DukenetError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(DBAPIError)
+    async def _transient_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_transient(exc):
+            raise exc
+        return JSONResponse(
+            {"detail": "the database is busy; retry"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(IntegrityError)
     async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

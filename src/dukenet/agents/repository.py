@@ -17,7 +17,7 @@ async def get(
     """Return the agent with this id (row-locked on PostgreSQL if ``for_update``), or None."""
     stmt = select(Agent).where(Agent.id == agent_id)
     if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

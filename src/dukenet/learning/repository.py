@@ -69,7 +69,7 @@ async def get_alias(
     """Return an alias row, or None."""
     stmt = select(ModelAlias).where(ModelAlias.name == name)
     if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

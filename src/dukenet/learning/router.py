@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -200,8 +200,17 @@ class DukeRouter:
 
     # ------------------------------------------------------------------ training
     @classmethod
-    def fit(cls, samples: Sequence[OutcomeSample], config: RouterConfig) -> DukeRouter:
+    def fit(
+        cls,
+        samples: Sequence[OutcomeSample],
+        config: RouterConfig,
+        *,
+        featurize: Callable[[Sequence[TaskFeatures]], sp.csr_matrix] | None = None,
+    ) -> DukeRouter:
         """Fit on outcomes (any number; with none, every prediction is 0.5).
+
+        ``featurize`` may replace ``config.featurizer().transform`` (e.g. with a cache of its output);
+        it must return exactly what that would, one row per task.
 
         Cost: one featurisation of the distinct tasks, then L-BFGS iterations that each cost
         O(nnz of the task features + n_samples * agent_n_features); about 0.2 s for 2,000 short
@@ -229,8 +238,10 @@ class DukeRouter:
             task_of[i] = task_key.setdefault((s.description, s.complexity), len(task_key))
         agent_idx = np.array([agent_of[s.agent] for s in samples], dtype=np.int64)
         y = np.array([s.success for s in samples], dtype=np.float64)
-        featurizer = config.featurizer()
-        x_full = featurizer.transform([TaskFeatures(d, c) for d, c in task_key])
+        transform = featurize or config.featurizer().transform
+        x_full = sp.csr_matrix(transform([TaskFeatures(d, c) for d, c in task_key]))
+        if x_full.shape != (len(task_key), config.featurizer().n_columns):
+            raise ValueError("featurize returned a matrix of the wrong shape")
         shared_columns = np.unique(x_full.indices).astype(np.int64)
         x_tasks = sp.csr_matrix(x_full[:, shared_columns])
         n_tasks, d_shared = x_tasks.shape

@@ -17,7 +17,7 @@ async def get_account_by_name(
     """Return the account called ``name`` (row-locked on PostgreSQL if ``for_update``)."""
     stmt = select(LedgerAccount).where(LedgerAccount.name == name)
     if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -59,17 +59,20 @@ class LLMExecutor:
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             body = response.json()
-            text = body["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            choice = body["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = body.get("usage") or {}
+            if not isinstance(text, str) or not isinstance(usage, dict):
+                raise TypeError("content must be text and usage an object")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ExecutionError(f"malformed chat completion from {url}") from exc
-        usage = body.get("usage") or {}
         return Execution(
             text=text,
             success=bool(text.strip()),
             latency_ms=latency_ms,
             metadata={
                 "model": body.get("model", config.model),
-                "finish_reason": body["choices"][0].get("finish_reason"),
+                "finish_reason": choice.get("finish_reason"),
                 "usage": {
                     k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
                 },

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dukenet.agents import repository as agents_repository
-from dukenet.agents.models import AgentKind
+from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
+from dukenet.db import in_transaction
 from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
 from dukenet.tasks import service as tasks_service
+from dukenet.tasks.models import Task
 from dukenet.tasks.schemas import ResultSubmit
 
 log = structlog.get_logger(__name__)
@@ -45,23 +46,17 @@ class Runner:
 
         Expired leases are swept first, at most every ``min(lease_s / 4, 5)`` seconds.
         """
-        async with self._sessionmaker() as session:
-            if time.monotonic() >= self._next_sweep:
-                await tasks_service.expire_leases(session, settings=self._settings)
-                self._next_sweep = time.monotonic() + min(self._settings.lease_s / 4, 5.0)
-            agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
-            task = await tasks_service.claim(
-                session,
-                agent_ids=[a.id for a in agents],
-                runner=self.name,
-                lease_s=self._settings.lease_s,
+        if time.monotonic() >= self._next_sweep:
+            await in_transaction(
+                self._sessionmaker,
+                lambda session: tasks_service.expire_leases(session, settings=self._settings),
             )
-            await session.commit()
-            if task is None:
-                return False
-            assert task.agent_id is not None and task.lease_token is not None
-            agent = await agents_repository.get(session, task.agent_id)
-            assert agent is not None
+            self._next_sweep = time.monotonic() + min(self._settings.lease_s / 4, 5.0)
+        claimed = await in_transaction(self._sessionmaker, self._claim)
+        if claimed is None:
+            return False
+        task, agent = claimed
+        assert task.lease_token is not None
         task_id, token, attempt, agent_ids = task.id, task.lease_token, task.attempts, [agent.id]
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token, agent_ids))
         try:
@@ -80,25 +75,41 @@ class Runner:
             # A lost lease shows up on submit; the heartbeat's own error adds nothing.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await heartbeat
-        async with self._sessionmaker() as session:
-            await tasks_service.submit_result(
+        submission = ResultSubmit(
+            lease_token=token,
+            idempotency_key=f"{task_id}:{attempt}",
+            text=execution.text,
+            success=execution.success,
+            confidence=execution.confidence,
+            latency_ms=execution.latency_ms,
+            cost_usd=execution.cost_usd,
+            metadata=execution.metadata,
+        )
+        # The idempotency key makes a retried submission safe: it settles at most once.
+        await in_transaction(
+            self._sessionmaker,
+            lambda session: tasks_service.submit_result(
                 session,
                 settings=self._settings,
                 task_id=task_id,
                 agent_ids=agent_ids,
-                data=ResultSubmit(
-                    lease_token=token,
-                    idempotency_key=f"{task_id}:{attempt}",
-                    text=execution.text,
-                    success=execution.success,
-                    confidence=execution.confidence,
-                    latency_ms=execution.latency_ms,
-                    cost_usd=execution.cost_usd,
-                    metadata=execution.metadata,
-                ),
-            )
-            await session.commit()
+                data=submission,
+            ),
+        )
         return True
+
+    async def _claim(self, session: AsyncSession) -> tuple[Task, Agent] | None:
+        agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
+        task = await tasks_service.claim(
+            session,
+            agent_ids=[a.id for a in agents],
+            runner=self.name,
+            lease_s=self._settings.lease_s,
+        )
+        if task is None:
+            return None
+        agent = next(a for a in agents if a.id == task.agent_id)
+        return task, agent
 
     async def _heartbeat(
         self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID]
@@ -119,16 +130,17 @@ class Runner:
     async def _release(
         self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID], error: str
     ) -> None:
-        async with self._sessionmaker() as session:
-            await tasks_service.release(
+        await in_transaction(
+            self._sessionmaker,
+            lambda session: tasks_service.release(
                 session,
                 settings=self._settings,
                 task_id=task_id,
                 lease_token=token,
                 agent_ids=agent_ids,
                 error=error,
-            )
-            await session.commit()
+            ),
+        )
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, sleeping ``runner_poll_s`` when idle; errors are logged."""

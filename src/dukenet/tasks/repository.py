@@ -18,7 +18,7 @@ async def get(
     """Return a task (row-locked on PostgreSQL if ``for_update``), or None."""
     stmt = select(Task).where(Task.id == task_id)
     if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -59,7 +59,7 @@ async def next_claimable(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) 
         .where(Task.status == TaskStatus.ASSIGNED, Task.agent_id.in_(list(agent_ids)))
         .order_by(Task.created_at, Task.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -73,7 +73,7 @@ async def expired_leases(
         .where(Task.status == TaskStatus.EXECUTING, Task.lease_expires_at < now)
         .order_by(Task.lease_expires_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return (await session.execute(stmt)).scalars().all()
 

@@ -194,15 +194,17 @@ async def submit_result(
     Raises:
         NotFound / Forbidden / Conflict: unknown task, not your agent's, lease lost or task final.
     """
-    previous = await repository.get_result_by_key(session, data.idempotency_key)
+    previous = await _previous_result(session, task_id, data.idempotency_key, agent_ids)
     if previous is not None:
-        if previous.task_id != task_id:
-            raise Conflict("idempotency key already used for another task")
-        if previous.agent_id not in agent_ids:
-            # A replayed key must not hand the result to an operator who does not own the agent.
-            raise Forbidden("this task is not assigned to your agent")
         return previous, False
-    task = await _leased_task(session, task_id, data.lease_token, agent_ids)
+    try:
+        task = await _leased_task(session, task_id, data.lease_token, agent_ids)
+    except Conflict:
+        # A retry that raced its first submission waited on the task's lock: answer it as a retry.
+        previous = await _previous_result(session, task_id, data.idempotency_key, agent_ids)
+        if previous is None:
+            raise
+        return previous, False
     assert task.agent_id is not None
     result = TaskResult(
         task_id=task.id,
@@ -219,6 +221,20 @@ async def submit_result(
     session.add(result)
     await _finish(session, settings, task, success=data.success, error=None, result=result)
     return result, True
+
+
+async def _previous_result(
+    session: AsyncSession, task_id: uuid.UUID, key: str, agent_ids: Sequence[uuid.UUID]
+) -> TaskResult | None:
+    previous = await repository.get_result_by_key(session, key)
+    if previous is None:
+        return None
+    if previous.task_id != task_id:
+        raise Conflict("idempotency key already used for another task")
+    if previous.agent_id not in agent_ids:
+        # A replayed key must not hand the result to an operator who does not own the agent.
+        raise Forbidden("this task is not assigned to your agent")
+    return previous
 
 
 async def release(

@@ -1,0 +1,181 @@
+"""The ``llm`` executor against a real OpenAI-compatible HTTP server on loopback
+(``tests.llm_double``): answers, retries on 429/5xx, timeouts, and malformed replies."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from dukenet.agents.models import Agent, AgentKind
+from dukenet.runners.base import ExecutionError, WorkItem
+from dukenet.runners.llm import LLMExecutor
+from tests.llm_double import COMPLETIONS_PATH, DEFAULT_ANSWER, DEFAULT_USAGE, LLMDouble, Reply
+
+ITEM = WorkItem(description="Write a python function to add two numbers.", complexity=3)
+
+
+@pytest.fixture
+def double() -> Iterator[LLMDouble]:
+    """A fresh chat-completions server on 127.0.0.1."""
+    with LLMDouble() as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """The runner's HTTP client, with a short timeout so a hanging server ends quickly."""
+    async with httpx.AsyncClient(timeout=0.5) as client:
+        yield client
+
+
+def llm(base_url: str, **config: Any) -> Agent:
+    """An (unsaved) LLM agent pointing at ``base_url``."""
+    return Agent(
+        name="llm-under-test",
+        kind=AgentKind.LLM,
+        config={"base_url": base_url, "model": "test-model", **config},
+    )
+
+
+class TestAnswers:
+    async def test_the_assistant_message_is_the_answer_with_usage_in_metadata(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        agent = llm(double.base_url, system_prompt="Answer in Python.", max_tokens=64)
+
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(agent, ITEM)
+
+        assert execution.text == DEFAULT_ANSWER
+        assert execution.success is True
+        assert execution.latency_ms is not None and execution.latency_ms >= 0
+        assert execution.metadata == {
+            "model": "test-model",
+            "finish_reason": "stop",
+            "usage": DEFAULT_USAGE,
+        }
+        [request] = double.requests
+        assert request.path == COMPLETIONS_PATH
+        assert request.headers["content-type"] == "application/json"
+        assert "authorization" not in request.headers
+        assert request.json() == {
+            "model": "test-model",
+            "messages": [
+                {"role": "system", "content": "Answer in Python."},
+                {"role": "user", "content": ITEM.description},
+            ],
+            "max_tokens": 64,
+            "temperature": 0.0,
+        }
+
+    async def test_the_api_key_comes_from_the_named_environment_variable(
+        self, double: LLMDouble, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        agent = llm(double.base_url, api_key_env="DUKENET_TEST_LLM_KEY")
+        monkeypatch.delenv("DUKENET_TEST_LLM_KEY", raising=False)
+        with pytest.raises(ExecutionError, match="DUKENET_TEST_LLM_KEY is not set"):
+            await LLMExecutor(http, backoff_s=0.01).execute(agent, ITEM)
+        assert double.requests == []
+
+        monkeypatch.setenv("DUKENET_TEST_LLM_KEY", "sk-test-123")
+        await LLMExecutor(http, backoff_s=0.01).execute(agent, ITEM)
+        [request] = double.requests
+        assert request.headers["authorization"] == "Bearer sk-test-123"
+
+    @pytest.mark.parametrize("content", ["", "   \n", None])
+    async def test_an_empty_answer_is_an_unsuccessful_execution(
+        self, double: LLMDouble, http: httpx.AsyncClient, content: str | None
+    ) -> None:
+        double.script(Reply.completion(content))
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
+        assert execution.success is False
+        assert execution.text == (content or "")
+
+
+class TestRetries:
+    async def test_rate_limits_are_retried_until_an_answer(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(Reply.error(429), Reply.error(429))
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
+        assert execution.text == DEFAULT_ANSWER
+        assert len(double.requests) == 3
+        assert all(r.json() == double.requests[0].json() for r in double.requests)
+
+    async def test_a_server_error_then_an_answer_succeeds(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(Reply.error(500))
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
+        assert execution.success is True
+        assert len(double.requests) == 2
+
+    async def test_a_persistent_server_error_gives_up_after_the_retries(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(default=Reply.error(500))
+        executor = LLMExecutor(http, max_retries=2, backoff_s=0.01)
+        with pytest.raises(ExecutionError, match=r"giving up after 3 tries: .* answered 500"):
+            await executor.execute(llm(double.base_url), ITEM)
+        assert len(double.requests) == 3
+
+    async def test_a_client_error_is_not_retried(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(Reply.error(400, "bad model"))
+        with pytest.raises(ExecutionError, match=r"answered 400: .*bad model"):
+            await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
+        assert len(double.requests) == 1
+
+    async def test_a_hanging_server_times_out_and_is_retried(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(Reply.hanging())
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
+        assert execution.text == DEFAULT_ANSWER
+        assert len(double.requests) == 2
+
+    async def test_a_server_that_always_hangs_is_an_execution_error(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(default=Reply.hanging())
+        executor = LLMExecutor(http, max_retries=1, backoff_s=0.01)
+        with pytest.raises(ExecutionError, match="giving up after 2 tries: ReadTimeout"):
+            await executor.execute(llm(double.base_url), ITEM)
+        assert len(double.requests) == 2
+
+    async def test_an_unreachable_endpoint_is_an_execution_error(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        with socket.socket() as sock:  # a port nobody listens on once this socket is closed
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        executor = LLMExecutor(http, max_retries=1, backoff_s=0.01)
+        with pytest.raises(ExecutionError, match="ConnectError"):
+            await executor.execute(llm(f"http://127.0.0.1:{port}/v1"), ITEM)
+
+
+class TestMalformedReplies:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"choices": [{"message": ',
+            b"<html>502 Bad Gateway</html>",
+            b'{"choices": []}',
+            b'{"object": "chat.completion"}',
+            b'[{"message": {"content": "hi"}}]',
+            b'{"choices": [{"message": {"content": 42}}]}',
+            b'{"choices": [{"message": {"content": "hi"}}], "usage": "lots"}',
+        ],
+        ids=["truncated", "html", "empty-choices", "no-choices", "list", "non-text", "bad-usage"],
+    )
+    async def test_a_reply_that_is_not_a_chat_completion_is_an_execution_error(
+        self, double: LLMDouble, http: httpx.AsyncClient, body: bytes
+    ) -> None:
+        double.script(Reply.malformed(body))
+        with pytest.raises(ExecutionError, match="malformed chat completion"):
+            await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
+        assert len(double.requests) == 1
