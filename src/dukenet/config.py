@@ -49,10 +49,22 @@ class Settings(BaseSettings):
     # learning
     embedded_trainer: bool = True
     retrain_every_n: int = Field(default=100, ge=1)
+    retrain_schedule_s: float = Field(default=86_400.0, gt=0)
+    success_drop_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
+    success_drop_window: int = Field(default=100, ge=1)
+    drift_p_value: float = Field(default=0.01, gt=0.0, lt=1.0)
+    trigger_min_new_outcomes: int = Field(default=20, ge=1)
+    drift_window: int = Field(default=1_000, ge=10)
+    retrain_triggers: frozenset[str] = frozenset({"outcomes", "schedule", "success-drop", "drift"})
+    training_timeout_s: float = Field(default=3_600.0, gt=0)
     trainer_poll_s: float = Field(default=1.0, gt=0)
     exploration_epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     split_seed: int = 0
     routing_seed: int | None = None
+
+    # files
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    storage_url: str = ""
 
     @field_validator("database_url")
     @classmethod

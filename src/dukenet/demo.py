@@ -87,6 +87,9 @@ def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
             "DUKENET_EMBEDDED_RUNNERS": "0",
             "DUKENET_RETRAIN_EVERY_N": str(config.retrain_every_n),
             "DUKENET_TRAINER_POLL_S": "0.1",
+            # Only the outcome-count trigger: the others depend on wall-clock timing, which
+            # would make the run irreproducible.
+            "DUKENET_RETRAIN_TRIGGERS": '["outcomes"]',
             "DUKENET_ROUTING_SEED": str(config.seed),
             "DUKENET_SPLIT_SEED": str(config.seed),
             "OMP_NUM_THREADS": "1",

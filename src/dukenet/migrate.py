@@ -14,6 +14,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Upgrade the database to ``revision`` (blocking; run it outside the event loop)."""
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Upgrade the database to ``revision``, by default every head (blocking; run it outside the
+    event loop)."""
     command.upgrade(alembic_config(database_url), revision)

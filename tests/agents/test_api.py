@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 from pwdlib import PasswordHash
@@ -53,6 +55,9 @@ class TestRegisterAgent:
         assert [a["id"] for a in listed.json()] == [agent["id"]]
         own = await client.get(f"/agents/{agent['id']}", headers=operator_headers)
         assert own.json()["config"]["base_url"] == UNUSED_ENDPOINT
+        unknown = await client.get(f"/agents/{uuid.uuid4()}", headers=buyer)
+        assert unknown.status_code == 404
+        assert "not found" in unknown.json()["detail"]
 
     async def test_buyers_cannot_register_agents_and_only_admins_register_replay_agents(
         self, client: httpx.AsyncClient, state: AppState
@@ -108,14 +113,6 @@ class TestRegisterAgent:
             assert message in response.text, (body, response.text)
         assert len((await client.get("/agents", headers=operator)).json()) == 1
         assert (await client.post("/agents", json=cases[0][0])).status_code == 401
-
-
-class TestShowAgent:
-    async def test_unknown_agent_is_404(self, client: httpx.AsyncClient) -> None:
-        _, buyer = await register(client)
-        response = await client.get("/agents/00000000-0000-4000-8000-000000000000", headers=buyer)
-        assert response.status_code == 404
-        assert "not found" in response.json()["detail"]
 
 
 class TestEnableDisable:

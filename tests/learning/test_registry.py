@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dukenet.agents.models import AgentKind
 from dukenet.config import Settings
+from dukenet.kit.orm import utcnow
 from dukenet.kit.state import AppState
-from dukenet.learning import service
+from dukenet.learning import service, triggers
 from dukenet.learning.models import Outcome, TrainingRun, TrainingRunStatus
 from dukenet.learning.routerbench import complexity_of, load_routerbench
 from dukenet.learning.trainer import Trainer
@@ -88,13 +89,12 @@ class TestTrigger:
     ) -> None:
         await _market_with_outcomes(client, state, 30)
         async with state.sessionmaker() as session:
-            due = await service.due_trigger(session, every_n=30)
-        assert due is not None
-        trigger, key = due
+            due = await triggers.due_trigger(session, state.settings, now=utcnow())
+        assert due is not None and due.name == "outcomes"
         kwargs = {
             "models_dir": state.settings.models_dir,
-            "trigger": trigger,
-            "trigger_key": key,
+            "trigger": due.name,
+            "trigger_key": due.key,
             "config": service.RouterConfig(),
         }
         first = await service.train(state.sessionmaker, **kwargs)  # type: ignore[arg-type]

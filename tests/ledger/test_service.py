@@ -84,31 +84,22 @@ class TestSettlementArithmetic:
             123,
         ]
 
-        # The buyer paid 4,601 sat for two completed tasks: 4,478 to the agent, 123 in fees.
-        assert 10_000 - 5_399 == (3_510 + 968) + (90 + 33)
-        await _assert_consistent(session)
-
-    async def test_zero_fee_pays_the_whole_price_and_no_revenue_leg(
-        self, db_session: AsyncSession
-    ) -> None:
-        session = db_session
-        await ledger_service.ensure_system_accounts(session)
-        buyer, agent, task = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        await ledger_service.open_account(session, agent_name(agent), LedgerAccountKind.AGENT)
-        await ledger_service.deposit(session, user_id=buyer, amount_sat=500)
-        await market_service.hold_escrow(session, task_id=task, buyer_id=buyer, amount_sat=499)
+        # Task 4: without a fee the agent gets the whole price and revenue gets no leg.
+        task4 = uuid.uuid4()
+        await market_service.hold_escrow(session, task_id=task4, buyer_id=buyer, amount_sat=499)
         release = await market_service.release_escrow(
-            session, task_id=task, agent_id=agent, amount_sat=499, fee_bps=0
+            session, task_id=task4, agent_id=agent, amount_sat=499, fee_bps=0
         )
         await session.commit()
         assert release.kind is LedgerTransactionKind.ESCROW_RELEASE
-        assert await _balances(
-            session, wallet_name(buyer), agent_name(agent), PLATFORM_REVENUE
-        ) == [
-            1,
-            499,
-            0,
+        assert await _balances(session, wallet, agent_name(agent), PLATFORM_REVENUE) == [
+            4_900,
+            3_510 + 968 + 499,
+            123,
         ]
+
+        # The buyer paid 5,100 sat for three completed tasks: 4,977 to the agent, 123 in fees.
+        assert 10_000 - 4_900 == (3_510 + 968 + 499) + (90 + 33)
         await _assert_consistent(session)
 
     async def test_an_escrow_is_settled_at_most_once(self, db_session: AsyncSession) -> None:

@@ -199,46 +199,35 @@ class TestReplayRunner:
         assert agent["success_rate"] == pytest.approx(0.6)  # Beta(2, 2) after one success
         await assert_ledger_balanced(client, shop.admin, sessionmaker)
 
-    async def test_a_recorded_failure_fails_the_task_with_a_refund(
+    async def test_a_recorded_failure_or_an_unknown_prompt_fails_the_task_with_a_refund(
         self,
         client: httpx.AsyncClient,
         shop: Shop,
         missed: Recorded,
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
-        created = await submit_task(client, shop.buyer, description=missed.prompt, complexity=2)
-        task_id = created.json()["id"]
+        wrong = await submit_task(client, shop.buyer, description=missed.prompt, complexity=2)
+        unknown = await submit_task(client, shop.buyer, description="Summarise my inbox.")
+        held = wrong.json()["price_sat"] + unknown.json()["price_sat"]
+        assert await wallet_balance(client, shop.buyer) == DEPOSIT - held
 
         assert await shop.runner.run_once() is True
+        assert await shop.runner.run_once() is True
 
-        task = await _shown(client, shop, f"/tasks/{task_id}")
+        task = await _shown(client, shop, f"/tasks/{wrong.json()['id']}")
         assert task["status"] == "failed"
         assert task["result"]["text"] == missed.response
         assert [t["kind"] for t in task["transactions"]] == ["escrow_hold", "escrow_refund"]
-        assert await wallet_balance(client, shop.buyer) == DEPOSIT
-        assert await account_balance(sessionmaker, agent_name(uuid.UUID(shop.agent_id))) == 0
-        [outcome] = await _outcomes(sessionmaker)
-        assert outcome.success is False
-        agent = await _shown(client, shop, f"/agents/{shop.agent_id}")
-        assert agent["success_rate"] == pytest.approx(0.4)
-        await assert_ledger_balanced(client, shop.admin, sessionmaker)
-
-    async def test_an_unknown_prompt_fails_the_task_with_a_refund(
-        self,
-        client: httpx.AsyncClient,
-        shop: Shop,
-        sessionmaker: async_sessionmaker[AsyncSession],
-    ) -> None:
-        created = await submit_task(client, shop.buyer, description="Summarise my inbox.")
-        task_id = created.json()["id"]
-        assert await wallet_balance(client, shop.buyer) == DEPOSIT - created.json()["price_sat"]
-
-        assert await shop.runner.run_once() is True
-
-        task = await _shown(client, shop, f"/tasks/{task_id}")
+        task = await _shown(client, shop, f"/tasks/{unknown.json()['id']}")
         assert task["status"] == "failed"
         assert task["result"]["success"] is False
         assert task["result"]["text"] == "no recorded answer for this prompt"
+        assert [t["kind"] for t in task["transactions"]] == ["escrow_hold", "escrow_refund"]
+
         assert await wallet_balance(client, shop.buyer) == DEPOSIT
-        assert [o.success for o in await _outcomes(sessionmaker)] == [False]
+        assert await account_balance(sessionmaker, agent_name(uuid.UUID(shop.agent_id))) == 0
+        assert [o.success for o in await _outcomes(sessionmaker)] == [False, False]
+        agent = await _shown(client, shop, f"/agents/{shop.agent_id}")
+        assert agent["finished_tasks"] == 2
+        assert agent["success_rate"] == pytest.approx(2 / 6)  # Beta(2, 2) after two failures
         await assert_ledger_balanced(client, shop.admin, sessionmaker)

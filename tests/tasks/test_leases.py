@@ -103,7 +103,7 @@ async def _task(client: httpx.AsyncClient, queued: Queued) -> dict[str, Any]:
 
 
 class TestLeaseExpiry:
-    async def test_a_live_lease_is_kept_and_a_heartbeat_extends_it(
+    async def test_a_live_lease_is_kept_and_an_expired_one_returns_the_task_with_its_escrow(
         self,
         client: httpx.AsyncClient,
         queued: Queued,
@@ -113,9 +113,8 @@ class TestLeaseExpiry:
         claim = await _claim(client, queued)
         first = await _lease_expires_at(sessionmaker, queued.task_id)
         assert first is not None and first > utcnow()
-        assert await _expire(sessionmaker, settings) == 0
+        assert await _expire(sessionmaker, settings) == 0  # a live lease is kept
         assert (await _task(client, queued))["status"] == "executing"
-
         beat = await client.post(
             f"/runner/tasks/{queued.task_id}/heartbeat",
             headers=queued.operator,
@@ -125,14 +124,6 @@ class TestLeaseExpiry:
         extended = await _lease_expires_at(sessionmaker, queued.task_id)
         assert extended is not None and extended > first
 
-    async def test_an_expired_lease_returns_the_task_to_assigned_with_its_escrow_intact(
-        self,
-        client: httpx.AsyncClient,
-        queued: Queued,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        settings: Settings,
-    ) -> None:
-        await _claim(client, queued)
         await _let_lease_lapse(sessionmaker, queued.task_id)
         assert await _expire(sessionmaker, settings) == 1
 

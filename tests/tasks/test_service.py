@@ -1,5 +1,5 @@
 """The task service on its own: the order book (claims first-in first-out, per agent), lease
-expiry, idempotency keys, and settlement committing with the task's state or not at all."""
+expiry, and result idempotency keys."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dukenet.accounts.models import User, UserRole
 from dukenet.agents import service as agents_service
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import AgentCreate
-from dukenet.errors import Conflict, Forbidden, PaymentRequired
+from dukenet.errors import Conflict, Forbidden
 from dukenet.kit.orm import utcnow
 from dukenet.kit.state import AppState
 from dukenet.ledger import service as ledger_service
@@ -183,22 +183,3 @@ class TestResults:
             await session.rollback()
             still = await tasks_repository.get(session, two_id)
             assert still is not None and still.status is TaskStatus.EXECUTING
-
-    async def test_creation_that_cannot_be_paid_leaves_no_task_behind(
-        self, state: AppState
-    ) -> None:
-        async with state.sessionmaker() as session:
-            buyer = await create_user(session)
-            operator = await create_user(session, role=UserRole.AGENT)
-            agent = await create_agent(session, state, owner=operator, base_price_sat=1_000)
-            await ledger_service.deposit(session, user_id=buyer.id, amount_sat=1_199)
-            await session.commit()
-            with pytest.raises(Forbidden, match="only buyers create tasks"):
-                await create_task(session, state, buyer=operator, agent=agent)
-            buyer_id = buyer.id
-            with pytest.raises(PaymentRequired):
-                await create_task(session, state, buyer=buyer, agent=agent, key="k")  # 1,200 sat
-            await session.rollback()
-            assert await tasks_repository.get_by_idempotency_key(session, buyer_id, "k") is None
-            wallet = ledger_service.wallet_name(buyer_id)
-            assert await ledger_service.balance(session, wallet) == 1_199

@@ -28,12 +28,20 @@ class LoginRequest(Schema):
     password: str = Field(min_length=1, max_length=256)
 
 
+class RefreshRequest(Schema):
+    """A refresh token to exchange (``/auth/refresh``) or to end (``/auth/logout``)."""
+
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
 class TokenRead(Schema):
-    """A bearer access token (JWT) and its lifetime in seconds."""
+    """A bearer access token (JWT) and a single-use refresh token, with lifetimes in seconds."""
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
 
 
 class UserRead(Schema):
@@ -51,3 +59,39 @@ class ProfileRead(UserRead):
     """The caller's own profile, with their wallet balance in satoshis."""
 
     balance_sat: int
+
+
+class ProfileUpdate(Schema):
+    """Fields a user may change on their own profile; omitted fields are left as they are."""
+
+    display_name: str | None = Field(default=None, max_length=120)
+
+
+class PasswordChange(Schema):
+    """The current password and the new one."""
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
+class ApiKeyCreate(Schema):
+    """A name for a new API key (e.g. the machine its runner runs on)."""
+
+    name: str = Field(min_length=1, max_length=120)
+
+
+class ApiKeyRead(Schema):
+    """An API key without its secret: ``prefix`` is its first characters."""
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    """A new API key with its secret ``key``, shown this once only."""
+
+    key: str

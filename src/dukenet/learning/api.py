@@ -49,6 +49,7 @@ async def train(admin: AdminUser, state: State) -> TrainingRunRead:
         trigger_key=await service.admin_trigger_key(),
         config=RouterConfig(seed=state.settings.split_seed),
         split_seed=state.settings.split_seed,
+        success_window=state.settings.success_drop_window,
     )
     if result is None:
         raise Conflict("another trainer claimed this trigger")

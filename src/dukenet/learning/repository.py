@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,3 +104,49 @@ async def failed_runs_with_prefix(session: AsyncSession, prefix: str) -> int:
         TrainingRun.status == TrainingRunStatus.FAILED, TrainingRun.trigger_key.startswith(prefix)
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def last_successful_run(session: AsyncSession) -> TrainingRun | None:
+    """Return the successful training run that used the most outcomes (the newest), or None."""
+    stmt = (
+        select(TrainingRun)
+        .where(TrainingRun.status == TrainingRunStatus.SUCCEEDED)
+        .order_by(TrainingRun.outcomes_used.desc(), TrainingRun.finished_at.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def recent_success_counts_all(session: AsyncSession, *, window: int) -> tuple[int, int]:
+    """Return (successes, total) over the last ``window`` outcomes of every agent."""
+    recent = (
+        select(Outcome.success)
+        .order_by(Outcome.created_at.desc(), Outcome.id.desc())
+        .limit(window)
+        .subquery()
+    )
+    stmt = select(func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0))
+    total, successes = (await session.execute(stmt.select_from(recent))).one()
+    return int(successes), int(total)
+
+
+async def outcome_features(
+    session: AsyncSession, *, offset: int, limit: int
+) -> tuple[list[str], list[int]]:
+    """Return (descriptions, complexities) of outcomes offset..offset+limit, in arrival order."""
+    stmt = (
+        select(Outcome.description, Outcome.complexity)
+        .order_by(Outcome.created_at, Outcome.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [r[0] for r in rows], [int(r[1]) for r in rows]
+
+
+async def stale_runs(session: AsyncSession, *, started_before: datetime) -> Sequence[TrainingRun]:
+    """Return runs still marked running that started before ``started_before``."""
+    stmt = select(TrainingRun).where(
+        TrainingRun.status == TrainingRunStatus.RUNNING, TrainingRun.started_at < started_before
+    )
+    return (await session.execute(stmt)).scalars().all()

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dukenet.errors import BadRequest, Conflict, NotFound
 from dukenet.kit.orm import utcnow
-from dukenet.learning import repository
+from dukenet.learning import repository, triggers
 from dukenet.learning.evaluation import classifier_metrics, held_out_split
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.models import (
@@ -178,28 +179,6 @@ class TrainResult:
     version: ModelVersion | None
 
 
-MAX_FAILED_RUNS_PER_TRIGGER = 3
-
-
-async def due_trigger(session: AsyncSession, *, every_n: int) -> tuple[str, str] | None:
-    """Return ``(trigger, trigger_key)`` when ≥ ``every_n`` outcomes arrived since the last
-    successful run, else None.
-
-    The key names the baseline and the attempt, so concurrent trainers that see the same state
-    collide on it and only one trains, while a failed run is retried (at most
-    ``MAX_FAILED_RUNS_PER_TRIGGER`` times per baseline).
-    """
-    total = await repository.count_outcomes(session)
-    baseline = await repository.last_successful_outcomes_used(session)
-    if total - baseline < every_n:
-        return None
-    prefix = f"outcomes-after:{baseline}#"
-    failures = await repository.failed_runs_with_prefix(session, prefix)
-    if failures >= MAX_FAILED_RUNS_PER_TRIGGER:
-        return None
-    return "outcomes", f"{prefix}{failures}"
-
-
 async def train(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
@@ -208,6 +187,7 @@ async def train(
     trigger_key: str,
     config: RouterConfig,
     split_seed: int = 0,
+    success_window: int = 100,
 ) -> TrainResult | None:
     """Run one training: claim the trigger, fit a challenger on the train side of the held-out
     split (in a worker thread), compare it with the champion on the held-out side, save it as a
@@ -230,6 +210,7 @@ async def train(
         except IntegrityError:
             return None
         outcomes = await repository.all_outcomes(session)
+        rolling = await triggers.rolling_success_rate(session, window=success_window)
         champion = await champion_version(session)
         champion_row = await repository.get_version(session, champion) if champion else None
     try:
@@ -278,7 +259,7 @@ async def train(
         assert done is not None
         done.status = TrainingRunStatus.SUCCEEDED
         done.outcomes_used = len(outcomes)
-        done.metrics = metrics
+        done.metrics = {**metrics, "rolling_success_rate": rolling}
         done.finished_at = utcnow()
         done.log = f"v{number}: {'promoted' if beats_champion else 'kept champion'}"
         await session.commit()
@@ -310,6 +291,22 @@ def _fit_and_compare(
 def _save_artifact(router: DukeRouter, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     router.save(path)
+
+
+async def reap_stale_runs(session: AsyncSession, *, timeout_s: float) -> int:
+    """Mark runs that have been ``running`` for over ``timeout_s`` seconds as failed (their
+    trainer died), so their trigger is retried; return how many."""
+    stale = await repository.stale_runs(
+        session, started_before=utcnow() - timedelta(seconds=timeout_s)
+    )
+    for run in stale:
+        run.status = TrainingRunStatus.FAILED
+        run.finished_at = utcnow()
+        run.log = (
+            run.log + "\n" if run.log else ""
+        ) + f"no result after {timeout_s:.0f} s: trainer lost"
+    await session.flush()
+    return len(stale)
 
 
 async def admin_trigger_key() -> str:

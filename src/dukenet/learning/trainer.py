@@ -9,7 +9,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dukenet.config import Settings
-from dukenet.learning import service
+from dukenet.kit.orm import utcnow
+from dukenet.learning import service, triggers
 from dukenet.learning.router import RouterConfig
 
 log = structlog.get_logger(__name__)
@@ -26,17 +27,20 @@ class Trainer:
     async def run_once(self) -> service.TrainResult | None:
         """Train if a trigger is due; return what the run produced, or None."""
         async with self._sessionmaker() as session:
-            due = await service.due_trigger(session, every_n=self._settings.retrain_every_n)
+            await service.reap_stale_runs(session, timeout_s=self._settings.training_timeout_s)
+            due = await triggers.due_trigger(session, self._settings, now=utcnow())
+            await session.commit()
         if due is None:
             return None
-        trigger, key = due
+        log.info("trigger fired", trigger=due.name, key=due.key, reason=due.reason)
         result = await service.train(
             self._sessionmaker,
             models_dir=self._settings.models_dir,
-            trigger=trigger,
-            trigger_key=key,
+            trigger=due.name,
+            trigger_key=due.key,
             config=RouterConfig(seed=self._settings.split_seed),
             split_seed=self._settings.split_seed,
+            success_window=self._settings.success_drop_window,
         )
         if result is not None and result.version is not None:
             log.info(
