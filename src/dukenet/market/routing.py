@@ -21,7 +21,7 @@ from dukenet.errors import BadRequest
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.policy import choose
 from dukenet.learning.router import DukeRouter
-from dukenet.market.pricing import task_price_sat
+from dukenet.market.pricing import task_prices_sat
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class RoutingReceipt:
     propensity: float
     model_version: int | None
     candidates: list[dict[str, Any]]
+    n_eligible: int
 
     def as_json(self) -> dict[str, Any]:
         """Return the receipt as stored with the task."""
@@ -54,6 +55,7 @@ class RoutingReceipt:
             "propensity": self.propensity,
             "model_version": self.model_version,
             "candidates": self.candidates,
+            "n_eligible": self.n_eligible,
         }
 
 
@@ -73,6 +75,9 @@ def make_rng(routing_seed: int | None, seed_material: str | None) -> np.random.G
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
+RECEIPT_CANDIDATES = 10
+
+
 def route(
     request: RoutingRequest,
     agents: Sequence[Agent],
@@ -85,59 +90,64 @@ def route(
 ) -> RoutingReceipt:
     """Pick one of ``agents`` for the task (pure; the caller loads agents and the champion).
 
+    The receipt lists the best ``RECEIPT_CANDIDATES`` candidates by expected utility (and the
+    chosen one, if exploration picked another) and how many were eligible.
+
     Raises:
         BadRequest: no agent is eligible, or none is within ``max_price_sat``.
     """
     if not agents:
         raise BadRequest("no enabled agent can take this task")
-    prices = [
-        task_price_sat(a.base_price_sat, request.complexity, a.reputation_multiplier)
-        for a in agents
-    ]
-    eligible = [
-        (agent, price)
-        for agent, price in zip(agents, prices, strict=True)
-        if request.max_price_sat is None or price <= request.max_price_sat
-    ]
-    if not eligible:
-        raise BadRequest(
-            f"no agent is within max_price_sat={request.max_price_sat}; the cheapest asks "
-            f"{min(prices)} sat"
-        )
-    features = TaskFeatures(request.description, request.complexity)
+    prices = task_prices_sat(
+        np.array([a.base_price_sat for a in agents], dtype=np.int64),
+        request.complexity,
+        np.array([a.reputation_multiplier for a in agents], dtype=float),
+    )
+    if request.max_price_sat is not None:
+        keep = np.flatnonzero(prices <= request.max_price_sat)
+        if keep.size == 0:
+            raise BadRequest(
+                f"no agent is within max_price_sat={request.max_price_sat}; the cheapest asks "
+                f"{int(prices.min())} sat"
+            )
+        eligible = [agents[int(i)] for i in keep]
+        prices = prices[keep]
+    else:
+        eligible = list(agents)
+    ids = [str(a.id) for a in eligible]
     if router is not None:
-        p = router.predict_proba([features], [str(a.id) for a, _ in eligible])[0]
+        p = router.predict_proba([TaskFeatures(request.description, request.complexity)], ids)[0]
         explore = epsilon
     else:
-        p = np.array([a.success_rate for a, _ in eligible])
+        p = np.array([a.success_rate for a in eligible])
         explore = 1.0
-    price_array = np.array([price for _, price in eligible], dtype=float)
     decision = choose(
         p,
-        price_array,
+        prices.astype(float),
         value_sat(reference_price_sat, request.complexity, request.cost_weight),
         epsilon=explore,
         rng=rng,
     )
-    agent, price = eligible[decision.index]
+    shown = list(np.argsort(-decision.utilities, kind="stable")[:RECEIPT_CANDIDATES])
+    if decision.index not in shown:
+        shown.append(decision.index)
     candidates = [
         {
-            "agent_id": str(a.id),
-            "agent_name": a.name,
-            "price_sat": pr,
+            "agent_id": ids[i],
+            "agent_name": eligible[i].name,
+            "price_sat": int(prices[i]),
             "p_success": round(float(p[i]), 6),
             "utility_sat": _finite(float(decision.utilities[i])),
         }
-        for i, (a, pr) in enumerate(eligible)
+        for i in shown
     ]
-    order = np.argsort(-decision.utilities, kind="stable")
-    candidates = [candidates[i] for i in order]
     return RoutingReceipt(
-        agent=agent,
-        price_sat=price,
+        agent=eligible[decision.index],
+        price_sat=int(prices[decision.index]),
         propensity=decision.propensity,
         model_version=model_version,
         candidates=candidates,
+        n_eligible=len(eligible),
     )
 
 
