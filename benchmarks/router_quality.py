@@ -90,7 +90,9 @@ def greedy_result(
     prices = np.rint(base[np.newaxis, :] * complexity[:, np.newaxis] * multipliers[np.newaxis, :])
     utility = p * value - prices
     # Ties: lower price, then lower index (as policy.choose).
-    order = np.lexsort((np.broadcast_to(np.arange(table.n_agents), utility.shape), prices, -utility))
+    order = np.lexsort(
+        (np.broadcast_to(np.arange(table.n_agents), utility.shape), prices, -utility)
+    )
     chosen = [table.agents[int(j)] for j in order[:, 0]]
     return evaluate_full_information(chosen, table)
 
@@ -180,9 +182,7 @@ def simulate(
         y = np.array([s.success for s in held_out])
         x_held_out = featurize([TaskFeatures(s.description, s.complexity) for s in held_out])
         brier_challenger = _brier(challenger, held_out, x_held_out, y)
-        brier_champion = (
-            math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
-        )
+        brier_champion = math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
         promoted = champion is None or brier_challenger < brier_champion
         if promoted:
             champion = challenger
@@ -252,14 +252,19 @@ def full_information_result(
     order = np.random.default_rng(seed).permutation(train.n_prompts)
     last = order[-HISTORY:]
     multipliers = np.array(
-        [reputation_multiplier(deque(train.success[last, j].tolist())) for j in range(train.n_agents)]
+        [
+            reputation_multiplier(deque(train.success[last, j].tolist()))
+            for j in range(train.n_agents)
+        ]
     )
     base = np.maximum(1.0, np.rint(train.mean_cost_usd() * USD_TO_PRICE_SAT))
     started = time.perf_counter()
     router = DukeRouter.fit(full_information_samples(train), config)
     fit_s = time.perf_counter() - started
     x_test = router.featurize(test.tasks())
-    result = greedy_result(router, x_test, test, test.complexities(), base, multipliers, cost_weight)
+    result = greedy_result(
+        router, x_test, test, test.complexities(), base, multipliers, cost_weight
+    )
     p = router.predict_proba_features(x_test, test.agents)
     metrics = classifier_metrics(test.success.ravel(), p.ravel())
     return result, fit_s, metrics
@@ -289,10 +294,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     train = load_routerbench("train")
     test = load_routerbench("test")
-    print(f"RouterBench: {train.n_prompts} train / {test.n_prompts} test prompts x {train.n_agents} agents")
-    print(f"blank correctness cells: {int(train.missing.sum())} train, {int(test.missing.sum())} test")
+    print(
+        f"RouterBench: {train.n_prompts} train / {test.n_prompts} test prompts x {train.n_agents} agents"
+    )
+    print(
+        f"blank correctness cells: {int(train.missing.sum())} train, {int(test.missing.sum())} test"
+    )
     print(f"config: {asdict(config)}")
-    print(f"epsilon={args.epsilon} cost_weight={args.cost_weight} retrain_every={args.retrain_every}")
+    print(
+        f"epsilon={args.epsilon} cost_weight={args.cost_weight} retrain_every={args.retrain_every}"
+    )
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
     best_agent, best = best_single_agent(test)
@@ -301,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     target_success = TARGET_SUCCESS_SHARE * best.success_rate
     target_cost = TARGET_COST_SHARE * best.cost_per_1k_usd
     print("\nreferences on test (success rate, USD per 1k prompts)")
-    for agent, result in sorted(single_agent_results(test).items(), key=lambda kv: -kv[1].success_rate):
+    for agent, result in sorted(
+        single_agent_results(test).items(), key=lambda kv: -kv[1].success_rate
+    ):
         print(f"  {agent:36s} {_fmt(result)}")
     print(f"  {'random (uniform)':36s} {_fmt(random_result)}")
     print(f"  {'oracle (cheapest correct)':36s} {_fmt(oracle)}")

@@ -17,12 +17,12 @@ import uuid
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from dukenet.agents.models import Agent, AgentKind  # noqa: E402
-from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig  # noqa: E402
-from dukenet.learning.routerbench import complexity_of, load_routerbench  # noqa: E402
-from dukenet.market.routing import RoutingRequest, route  # noqa: E402
+from dukenet.agents.models import Agent, AgentKind
+from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
+from dukenet.learning.routerbench import complexity_of, load_routerbench
+from dukenet.market.routing import RoutingRequest, route
 
 
 def _samples(n_agents: int, rng: np.random.Generator) -> tuple[list[OutcomeSample], list[str]]:
@@ -31,7 +31,11 @@ def _samples(n_agents: int, rng: np.random.Generator) -> tuple[list[OutcomeSampl
     samples: list[OutcomeSample] = []
     for k, name in enumerate(names):
         col = k % len(table.agents)
-        rows = rng.choice(table.n_prompts, size=max(50, int(0.3 * table.n_prompts) * 11 // n_agents), replace=False)
+        rows = rng.choice(
+            table.n_prompts,
+            size=max(50, int(0.3 * table.n_prompts) * 11 // n_agents),
+            replace=False,
+        )
         for i in rows:
             samples.append(
                 OutcomeSample(
@@ -76,7 +80,10 @@ def measure(n_agents: int, decisions: int, seed: int = 0) -> dict[str, float]:
     timings = []
     for prompt in prompts:
         request = RoutingRequest(
-            description=prompt, complexity=complexity_of(prompt), cost_weight=0.1, max_price_sat=None
+            description=prompt,
+            complexity=complexity_of(prompt),
+            cost_weight=0.1,
+            max_price_sat=None,
         )
         started = time.perf_counter()
         route(

@@ -18,12 +18,12 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from dukenet.learning.evaluation import classifier_metrics, held_out_split  # noqa: E402
-from dukenet.learning.features import TaskFeatures  # noqa: E402
-from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig  # noqa: E402
-from dukenet.learning.routerbench import complexity_of, load_routerbench  # noqa: E402
+from dukenet.learning.evaluation import classifier_metrics, held_out_split
+from dukenet.learning.features import TaskFeatures
+from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
+from dukenet.learning.routerbench import complexity_of, load_routerbench
 
 
 def outcomes(n: int, seed: int = 0) -> list[OutcomeSample]:
