@@ -128,6 +128,10 @@ class TestRegistry:
         for v in (1, 2):
             assert (state.settings.models_dir / f"v{v}.skops").exists()
 
+        curve = (await client.get("/model/metrics", headers=admin)).json()
+        assert [p["outcomes_seen"] for p in curve["learning_curve"]] == [30, 30]
+        assert 0.0 <= curve["rolling_success_rate"] <= 1.0 and curve["outcomes"] == 30
+
         promote = await client.post("/model/promote/2", headers=admin)
         assert promote.status_code == 200 and promote.json()["is_champion"]
         rollback = await client.post("/model/rollback", headers=admin)
@@ -152,6 +156,7 @@ class TestRegistry:
         for method, path in (
             ("GET", "/model/versions"),
             ("GET", "/model/status"),
+            ("GET", "/model/metrics"),
             ("POST", "/model/train"),
             ("POST", "/model/promote/1"),
             ("POST", "/model/rollback"),

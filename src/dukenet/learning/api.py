@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, status
 
 from dukenet.deps import AdminUser, Session, State
 from dukenet.errors import Conflict
-from dukenet.learning import repository, service
+from dukenet.learning import repository, service, triggers
 from dukenet.learning.router import RouterConfig
-from dukenet.learning.schemas import ModelStatusRead, ModelVersionRead, TrainingRunRead
+from dukenet.learning.schemas import (
+    LearningCurvePoint,
+    ModelMetricsRead,
+    ModelStatusRead,
+    ModelVersionRead,
+    TrainingRunRead,
+)
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -37,6 +45,35 @@ async def model_status(admin: AdminUser, session: Session, state: State) -> Mode
         retrain_every_n=state.settings.retrain_every_n,
         last_run=TrainingRunRead.model_validate(runs[0]) if runs else None,
     )
+
+
+@router.get("/metrics", response_model=ModelMetricsRead)
+async def model_metrics(admin: AdminUser, session: Session, state: State) -> ModelMetricsRead:
+    """Return every version's held-out metrics by outcomes seen, and the rolling success rate."""
+    window = state.settings.success_drop_window
+    rate = await triggers.rolling_success_rate(session, window=window)
+    return ModelMetricsRead(
+        champion_version=await service.champion_version(session),
+        learning_curve=[
+            LearningCurvePoint(
+                version=v.version,
+                outcomes_seen=v.outcomes_seen,
+                roc_auc=_finite(v.metrics.get("roc_auc")),
+                brier=_finite(v.metrics.get("brier")),
+                f1=_finite(v.metrics.get("f1")),
+                promoted=v.promoted,
+                created_at=v.created_at,
+            )
+            for v in await service.list_versions(session)
+        ],
+        rolling_success_rate=None if math.isnan(rate) else rate,
+        rolling_window=window,
+        outcomes=await repository.count_outcomes(session),
+    )
+
+
+def _finite(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 @router.post("/train", status_code=status.HTTP_201_CREATED, response_model=TrainingRunRead)

@@ -36,6 +36,28 @@ class TrainingRunRead(Schema):
     finished_at: datetime | None
 
 
+class LearningCurvePoint(Schema):
+    """One model version's held-out metrics against the outcomes it saw."""
+
+    version: int
+    outcomes_seen: int
+    roc_auc: float | None
+    brier: float | None
+    f1: float | None
+    promoted: bool
+    created_at: datetime
+
+
+class ModelMetricsRead(Schema):
+    """The learning curve and the live success rates, for the dashboards."""
+
+    champion_version: int | None
+    learning_curve: list[LearningCurvePoint]
+    rolling_success_rate: float | None
+    rolling_window: int
+    outcomes: int
+
+
 class ModelStatusRead(Schema):
     """The learning loop at a glance."""
 
