@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     training_timeout_s: float = Field(default=3_600.0, gt=0)
     trainer_poll_s: float = Field(default=1.0, gt=0)
     exploration_epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    shadow_mode: bool = True
     split_seed: int = 0
     routing_seed: int | None = None
 
@@ -103,3 +104,11 @@ class Settings(BaseSettings):
         path.write_text(secret)
         path.chmod(0o600)
         return secret
+
+    # accounts: sessions, API keys and login rate limits (limits strings: "10/minute")
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
+    api_key_touch_interval_s: float = Field(default=60.0, ge=0.0)
+    redis_url: str = ""
+    rate_limit_key_prefix: str = "dukenet"
+    login_rate_limit_per_email: str = "10/minute"
+    login_rate_limit_per_ip: str = "30/minute"

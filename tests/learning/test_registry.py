@@ -165,6 +165,44 @@ class TestRegistry:
             assert (await client.request(method, path)).status_code == 401
 
 
+class TestShadow:
+    async def test_a_challenger_scores_live_tasks_without_acting(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        admin = await _market_with_outcomes(client, state, 30)
+        assert (await client.post("/model/train", headers=admin)).status_code == 201
+        assert (await client.post("/model/train", headers=admin)).status_code == 201
+        champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
+        other = 1 if champion == 2 else 2
+        empty = (await client.get("/model/shadow", headers=admin)).json()
+        set_response = await client.post(f"/model/challenger/{other}", headers=admin)
+        assert set_response.status_code == 200, set_response.text
+        assert set_response.json()["challenger_version"] == other
+        assert set_response.json()["tasks"] == 0 or empty["challenger_version"] is not None
+
+        buyer, headers = await register(client)
+        await credit(client, admin, buyer["id"], 10**10)
+        await _run_tasks(client, state, headers, 20, start=100)
+        tasks = (await client.get("/tasks", headers=headers)).json()["items"]
+        for task in tasks:
+            detail = (await client.get(f"/tasks/{task['id']}", headers=headers)).json()
+            assert detail["routing"]["model_version"] == champion  # the champion acts
+            assert detail["routing"]["shadow"]["model_version"] == other
+        report = (await client.get("/model/shadow", headers=admin)).json()
+        assert report["challenger_version"] == other
+        assert report["finished"] == 20 and report["tasks"] == 20
+        assert 0.0 <= report["agreement_rate"] <= 1.0
+        assert report["matched"] == round(report["agreement_rate"] * 20)
+        if report["matched"]:
+            assert 0.0 <= report["challenger_success_snips"] <= 1.0
+
+        assert (await client.delete("/model/challenger", headers=admin)).status_code == 204
+        assert (await client.get("/model/shadow", headers=admin)).json()[
+            "challenger_version"
+        ] is None
+        assert (await client.post("/model/challenger/99", headers=admin)).status_code == 404
+
+
 class TestServing:
     async def test_new_tasks_are_routed_by_the_champion(
         self, client: httpx.AsyncClient, state: AppState

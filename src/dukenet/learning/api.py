@@ -15,6 +15,7 @@ from dukenet.learning.schemas import (
     ModelMetricsRead,
     ModelStatusRead,
     ModelVersionRead,
+    ShadowReportRead,
     TrainingRunRead,
 )
 
@@ -74,6 +75,27 @@ async def model_metrics(admin: AdminUser, session: Session, state: State) -> Mod
 
 def _finite(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+@router.get("/shadow", response_model=ShadowReportRead)
+async def shadow(admin: AdminUser, session: Session) -> ShadowReportRead:
+    """Report the challenger's would-be decisions on live tasks beside the champion's."""
+    return await service.shadow_report(session)
+
+
+@router.post("/challenger/{version}", response_model=ShadowReportRead)
+async def set_challenger(version: int, admin: AdminUser, session: Session) -> ShadowReportRead:
+    """Put ``version`` in shadow: it scores every new task beside the champion without acting."""
+    await service.set_challenger(session, version)
+    await session.commit()
+    return await service.shadow_report(session)
+
+
+@router.delete("/challenger", status_code=status.HTTP_204_NO_CONTENT)
+async def clear_challenger(admin: AdminUser, session: Session) -> None:
+    """Stop shadow scoring."""
+    await service.set_challenger(session, None)
+    await session.commit()
 
 
 @router.post("/train", status_code=status.HTTP_201_CREATED, response_model=TrainingRunRead)

@@ -36,9 +36,10 @@ class HashingFeaturizer:
     from the same arguments and nothing has to be saved besides them.
 
     Columns (``n_columns = n_features + 2``):
-        ``[0, n_features)``: word 1..``word_ngram_max``-grams (lower-cased, binary) and, when
-        ``char_ngrams`` is true, ``char_wb`` 3..5-grams, hashed into one block; each of the two parts is
-        L2-normalised and weighted so the block has unit L2 norm (``text_weight`` times the unit norm).
+        ``[0, n_features)``: word 1..``word_ngram_max``-grams (lower-cased, binary, unsigned unless
+        ``alternate_sign``), L2-normalised; with ``char_ngrams`` the ``char_wb`` 3..5-grams are hashed
+        into the same block, each part L2-normalised and the sum scaled by 1/sqrt(2). Empty text gives
+        an all-zero block.
         ``n_features``: complexity / 10 (complexity clipped to 1..10).
         ``n_features + 1``: log(1 + number of words) / 10.
     """
@@ -49,7 +50,6 @@ class HashingFeaturizer:
         *,
         word_ngram_max: int = 2,
         char_ngrams: bool = False,
-        text_weight: float = 1.0,
         alternate_sign: bool = False,
     ) -> None:
         """Configure the featurizer; ``n_features`` is the hashed text block width (a power of 2 is best)."""
@@ -60,7 +60,6 @@ class HashingFeaturizer:
         self.n_features = n_features
         self.word_ngram_max = word_ngram_max
         self.char_ngrams = char_ngrams
-        self.text_weight = text_weight
         self.alternate_sign = alternate_sign
         self._words = HashingVectorizer(
             n_features=n_features,
@@ -89,12 +88,12 @@ class HashingFeaturizer:
 
     def transform(self, tasks: Sequence[TaskFeatures]) -> sp.csr_matrix:
         """Featurize tasks into a CSR matrix of shape ``(len(tasks), n_features + 2)``, float64."""
+        if not tasks:
+            return sp.csr_matrix((0, self.n_columns), dtype=np.float64)
         texts = [task.description for task in tasks]
         text_block = self._words.transform(texts)
         if self.char_ngrams:
             text_block = (text_block + self._chars.transform(texts)) * (1.0 / math.sqrt(2.0))
-        if self.text_weight != 1.0:
-            text_block = text_block * self.text_weight
         extra = np.empty((len(tasks), N_EXTRA_FEATURES), dtype=np.float64)
         for row, task in enumerate(tasks):
             complexity = min(max(int(task.complexity), MIN_COMPLEXITY), MAX_COMPLEXITY)

@@ -17,6 +17,7 @@ from dukenet.learning.models import (
     TrainingRun,
     TrainingRunStatus,
 )
+from dukenet.tasks.models import Task
 
 
 async def recent_success_counts(
@@ -150,3 +151,15 @@ async def stale_runs(session: AsyncSession, *, started_before: datetime) -> Sequ
         TrainingRun.status == TrainingRunStatus.RUNNING, TrainingRun.started_at < started_before
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+async def outcomes_since(session: AsyncSession, since: datetime) -> Sequence[Outcome]:
+    """Return outcomes recorded at or after ``since``, oldest first."""
+    stmt = select(Outcome).where(Outcome.created_at >= since).order_by(Outcome.created_at)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def count_shadowed_tasks(session: AsyncSession, *, since: datetime) -> int:
+    """Return how many tasks were created at or after ``since`` (all were shadow-scored)."""
+    stmt = select(func.count(Task.id)).where(Task.created_at >= since)
+    return int((await session.execute(stmt)).scalar_one())

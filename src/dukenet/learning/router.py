@@ -421,7 +421,13 @@ def _principal_basis(text: np.ndarray, config: RouterConfig) -> tuple[np.ndarray
     k = min(config.agent_n_components, text.shape[0], text.shape[1])
     if k == 0:
         return mean, np.zeros((0, text.shape[1]))
-    _, _, vt = np.linalg.svd(text - mean, full_matrices=False)
+    _, singular, vt = np.linalg.svd(text - mean, full_matrices=False)
+    variance = singular**2
+    # Kaiser's rule: keep directions with more than the average variance (task types), drop the rest
+    # (prompt-level noise).
+    k = min(k, int(np.sum(variance > variance.mean() + 1e-12)))
+    if k == 0:
+        return mean, np.zeros((0, text.shape[1]))
     basis = vt[:k]
     signs = np.sign(basis[np.arange(k), np.argmax(np.abs(basis), axis=1)])
     return mean, basis * np.where(signs == 0, 1.0, signs)[:, np.newaxis]

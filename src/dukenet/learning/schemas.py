@@ -58,6 +58,25 @@ class ModelMetricsRead(Schema):
     outcomes: int
 
 
+class ShadowReportRead(Schema):
+    """How the challenger, scoring live tasks in shadow, would have done beside the champion.
+
+    ``challenger_success_snips`` is the self-normalised inverse-propensity estimate of the
+    challenger's greedy policy's success rate from the logged (bandit) outcomes; ``matched`` is how
+    many logged choices it agreed with (its effective sample). Prices in satoshis per task.
+    """
+
+    challenger_version: int | None
+    tasks: int
+    finished: int
+    agreement_rate: float | None
+    matched: int
+    live_success_rate: float | None
+    challenger_success_snips: float | None
+    live_mean_price_sat: float | None
+    challenger_mean_price_sat: float | None
+
+
 class ModelStatusRead(Schema):
     """The learning loop at a glance."""
 

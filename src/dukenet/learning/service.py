@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dukenet.errors import BadRequest, Conflict, NotFound
 from dukenet.kit.orm import utcnow
 from dukenet.learning import repository, triggers
-from dukenet.learning.evaluation import classifier_metrics, held_out_split
+from dukenet.learning.evaluation import classifier_metrics, held_out_split, ips_estimate
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.models import (
     ModelAlias,
@@ -29,8 +29,10 @@ from dukenet.learning.models import (
     TrainingRunStatus,
 )
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
+from dukenet.learning.schemas import ShadowReportRead
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 def content_key(description: str, complexity: int) -> str:
@@ -108,8 +110,35 @@ async def list_versions(session: AsyncSession) -> Sequence[ModelVersion]:
 
 async def champion_version(session: AsyncSession) -> int | None:
     """Return the version the ``champion`` alias points at, or None before the first promotion."""
-    alias = await repository.get_alias(session, CHAMPION)
+    return await alias_version(session, CHAMPION)
+
+
+async def alias_version(session: AsyncSession, name: str) -> int | None:
+    """Return the version an alias points at, or None if the alias is not set."""
+    alias = await repository.get_alias(session, name)
     return alias.version if alias is not None else None
+
+
+async def set_challenger(session: AsyncSession, version: int | None) -> None:
+    """Point ``challenger`` at ``version`` (scored in shadow on live tasks), or clear it.
+
+    The trainer sets it to each version that did not beat the champion.
+
+    Raises:
+        NotFound: no such version.
+    """
+    if version is not None and await repository.get_version(session, version) is None:
+        raise NotFound(f"model version {version} not found")
+    alias = await repository.get_alias(session, CHALLENGER, for_update=True)
+    if version is None:
+        if alias is not None:
+            await session.delete(alias)
+    elif alias is None:
+        session.add(ModelAlias(name=CHALLENGER, version=version))
+    else:
+        alias.version = version
+        alias.updated_at = utcnow()
+    await session.flush()
 
 
 async def _move_champion(
@@ -145,6 +174,8 @@ async def promote(session: AsyncSession, version: int, *, reason: str = "admin")
     row = await repository.get_version(session, version)
     if row is None:
         raise NotFound(f"model version {version} not found")
+    if await alias_version(session, CHALLENGER) == version:
+        await set_challenger(session, None)
     return await _move_champion(session, row, action="promote", reason=reason)
 
 
@@ -255,6 +286,9 @@ async def train(
                 f"< champion {metrics['champion_brier']:.4f}"
             )
             await _move_champion(session, version, action="auto-promote", reason=reason)
+            await set_challenger(session, None)
+        else:
+            await set_challenger(session, version.version)
         done = await session.get(TrainingRun, run.id)
         assert done is not None
         done.status = TrainingRunStatus.SUCCEEDED
@@ -291,6 +325,61 @@ def _fit_and_compare(
 def _save_artifact(router: DukeRouter, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     router.save(path)
+
+
+async def shadow_report(session: AsyncSession) -> ShadowReportRead:
+    """Compare the challenger's shadow decisions with what the market did (see
+    ``ShadowReportRead``); empty when there is no challenger."""
+    version = await alias_version(session, CHALLENGER)
+    if version is None:
+        return ShadowReportRead(
+            challenger_version=None,
+            tasks=0,
+            finished=0,
+            agreement_rate=None,
+            matched=0,
+            live_success_rate=None,
+            challenger_success_snips=None,
+            live_mean_price_sat=None,
+            challenger_mean_price_sat=None,
+        )
+    row = await repository.get_version(session, version)
+    assert row is not None
+    shadowed = [
+        o
+        for o in await repository.outcomes_since(session, row.created_at)
+        if (o.routing.get("shadow") or {}).get("model_version") == version
+    ]
+    tasks = await repository.count_shadowed_tasks(session, since=row.created_at)
+    if not shadowed:
+        return ShadowReportRead(
+            challenger_version=version,
+            tasks=tasks,
+            finished=0,
+            agreement_rate=None,
+            matched=0,
+            live_success_rate=None,
+            challenger_success_snips=None,
+            live_mean_price_sat=None,
+            challenger_mean_price_sat=None,
+        )
+    match = np.array([o.routing["shadow"]["agent_id"] == str(o.agent_id) for o in shadowed])
+    success = np.array([o.success for o in shadowed], dtype=float)
+    propensity = np.array([o.propensity for o in shadowed], dtype=float)
+    snips = ips_estimate(success, propensity, match.astype(float), self_normalized=True)
+    return ShadowReportRead(
+        challenger_version=version,
+        tasks=tasks,
+        finished=len(shadowed),
+        agreement_rate=float(match.mean()),
+        matched=int(match.sum()),
+        live_success_rate=float(success.mean()),
+        challenger_success_snips=None if np.isnan(snips) else snips,
+        live_mean_price_sat=float(np.mean([o.price_sat for o in shadowed])),
+        challenger_mean_price_sat=float(
+            np.mean([o.routing["shadow"]["price_sat"] for o in shadowed])
+        ),
+    )
 
 
 async def reap_stale_runs(session: AsyncSession, *, timeout_s: float) -> int:

@@ -1,4 +1,4 @@
-"""Serving the champion: a per-process cache of the router the ``champion`` alias points at."""
+"""Serving: per-process caches of the routers the ``champion`` and ``challenger`` aliases name."""
 
 from __future__ import annotations
 
@@ -9,24 +9,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning import repository
 from dukenet.learning.router import DukeRouter
-from dukenet.learning.service import CHAMPION
+from dukenet.learning.service import CHALLENGER, CHAMPION
 
 
-class ChampionCache:
-    """Holds the loaded champion router; reloads when the alias moves (checked on every call).
+class AliasCache:
+    """Holds the router an alias points at; reloads when the alias moves (checked on every call).
 
-    One instance per process, built in the app's lifespan or by a runner; safe for concurrent
+    One instance per alias and process, built in the app's lifespan; safe for concurrent
     coroutines.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, alias: str = CHAMPION) -> None:
+        self.alias = alias
         self._version: int | None = None
         self._router: DukeRouter | None = None
         self._lock = asyncio.Lock()
 
     async def current(self, session: AsyncSession) -> tuple[int | None, DukeRouter | None]:
-        """Return ``(version, router)`` of the champion, or ``(None, None)`` before the first."""
-        alias = await repository.get_alias(session, CHAMPION)
+        """Return ``(version, router)`` of the alias, or ``(None, None)`` while it is unset."""
+        alias = await repository.get_alias(session, self.alias)
         if alias is None:
             return None, None
         if alias.version != self._version:
@@ -38,3 +39,11 @@ class ChampionCache:
                     router = await asyncio.to_thread(DukeRouter.load, Path(row.artifact_path))
                     self._version, self._router = alias.version, router
         return self._version, self._router
+
+
+class ChampionCache(AliasCache):
+    """The champion's router (what routes live tasks), plus the challenger's for shadow mode."""
+
+    def __init__(self) -> None:
+        super().__init__(CHAMPION)
+        self.challenger = AliasCache(CHALLENGER)

@@ -151,5 +151,38 @@ def route(
     )
 
 
+def shadow_decision(
+    request: RoutingRequest,
+    agents: Sequence[Agent],
+    *,
+    router: DukeRouter,
+    model_version: int,
+    reference_price_sat: int,
+) -> dict[str, Any]:
+    """Return what ``router`` would choose greedily for the task (shadow mode: nothing acts on
+    it): ``{"model_version", "agent_id", "agent_name", "p_success", "price_sat"}``.
+
+    Raises:
+        BadRequest: as ``route``.
+    """
+    receipt = route(
+        request,
+        agents,
+        router=router,
+        model_version=model_version,
+        reference_price_sat=reference_price_sat,
+        epsilon=0.0,
+        rng=np.random.default_rng(0),
+    )
+    chosen = next(c for c in receipt.candidates if c["agent_id"] == str(receipt.agent.id))
+    return {
+        "model_version": model_version,
+        "agent_id": chosen["agent_id"],
+        "agent_name": chosen["agent_name"],
+        "p_success": chosen["p_success"],
+        "price_sat": chosen["price_sat"],
+    }
+
+
 def _finite(x: float) -> float | None:
     return round(x, 3) if math.isfinite(x) else None

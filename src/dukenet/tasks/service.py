@@ -76,6 +76,17 @@ async def create(
         epsilon=settings.exploration_epsilon,
         rng=routing.make_rng(settings.routing_seed, seed_material),
     )
+    routing_json = receipt.as_json()
+    if settings.shadow_mode:
+        shadow_version, shadow_router = await champion.challenger.current(session)
+        if shadow_router is not None and shadow_version is not None:
+            routing_json["shadow"] = routing.shadow_decision(
+                request,
+                agents,
+                router=shadow_router,
+                model_version=shadow_version,
+                reference_price_sat=settings.reference_price_sat,
+            )
     task = Task(
         id=uuid.uuid4(),
         buyer_id=buyer.id,
@@ -89,7 +100,7 @@ async def create(
         price_sat=receipt.price_sat,
         propensity=receipt.propensity,
         model_version=version,
-        routing=receipt.as_json(),
+        routing=routing_json,
         max_attempts=settings.max_attempts,
     )
     session.add(task)
