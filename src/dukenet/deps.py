@@ -1,4 +1,9 @@
-"""FastAPI dependencies: state, database session, current user and role guards."""
+"""FastAPI dependencies: state, database session, current user and role guards.
+
+Callers authenticate with a bearer access JWT (people, the web UI) or with an API key
+(``Authorization: Bearer dk_...`` or ``X-API-Key: dk_...``; operators' runners). Most
+endpoints accept both; account management and admin endpoints take an access token only.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dukenet.accounts import api_keys
 from dukenet.accounts import service as accounts_service
 from dukenet.accounts.models import User, UserRole
 from dukenet.errors import Unauthorized
 from dukenet.kit.state import AppState
 
 bearer = HTTPBearer(auto_error=False)
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 def get_state(request: Request) -> AppState:
@@ -33,37 +40,74 @@ async def get_session(state: State) -> AsyncIterator[AsyncSession]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+ApiKeyHeaderValue = Annotated[str | None, Depends(api_key_header)]
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        return None
+    return credentials.credentials
 
 
 async def current_user(
     state: State,
     session: Session,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    credentials: BearerCredentials,
+    x_api_key: ApiKeyHeaderValue,
 ) -> User:
-    """Return the active user of the bearer access token (401 otherwise)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """Return the active user of the bearer access token, or the owner of the API key (401
+    otherwise); revocation and deactivation are checked on every request."""
+    token = _bearer_token(credentials)
+    if token is not None and not api_keys.is_api_key(token):
+        user = await accounts_service.authenticate_access(session, state.tokens.decode(token))
+    elif token is not None or x_api_key:
+        user = await api_keys.authenticate(
+            session,
+            token or x_api_key or "",
+            touch_interval_s=state.settings.api_key_touch_interval_s,
+        )
+    else:
         raise Unauthorized("missing bearer token")
-    user_id = state.tokens.verify(credentials.credentials)
-    user = await accounts_service.get_active(session, user_id)
     # End the read transaction: on SQLite every transaction holds the write lock (BEGIN
     # IMMEDIATE), and an endpoint that works in other sessions (training) must not wait on it.
     await session.commit()
     return user
 
 
+async def session_user(state: State, session: Session, credentials: BearerCredentials) -> User:
+    """Return the active user of the bearer access token; API keys are refused (401)."""
+    token = _bearer_token(credentials)
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    if api_keys.is_api_key(token):
+        raise Unauthorized("API keys are not accepted here; use an access token")
+    user = await accounts_service.authenticate_access(session, state.tokens.decode(token))
+    await session.commit()
+    return user
+
+
 CurrentUser = Annotated[User, Depends(current_user)]
+SessionUser = Annotated[User, Depends(session_user)]
 
 
-def require_role(*roles: UserRole) -> object:
-    """Return a dependency that admits only users with one of ``roles`` (403 otherwise)."""
+def require_role(*roles: UserRole, allow_api_key: bool = True) -> object:
+    """Return a dependency that admits only users with one of ``roles`` (403 otherwise),
+    authenticated by access token or, if ``allow_api_key``, by API key."""
 
-    async def guard(user: CurrentUser) -> User:
+    def check(user: User) -> User:
         if user.role not in roles:
             raise HTTPException(403, f"requires role {' or '.join(r.value for r in roles)}")
         return user
 
-    return Depends(guard)
+    async def guard(user: CurrentUser) -> User:
+        return check(user)
+
+    async def session_guard(user: SessionUser) -> User:
+        return check(user)
+
+    return Depends(guard if allow_api_key else session_guard)
 
 
-AdminUser = Annotated[User, require_role(UserRole.ADMIN)]
+AdminUser = Annotated[User, require_role(UserRole.ADMIN, allow_api_key=False)]
 OperatorUser = Annotated[User, require_role(UserRole.AGENT, UserRole.ADMIN)]

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dukenet import __version__
+from dukenet.accounts.rate_limit import LoginRateLimiter
 from dukenet.accounts.service import TokenCodec, password_hasher
 from dukenet.agents.models import AgentKind
 from dukenet.api import api_router
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
+        login_limiter = LoginRateLimiter.from_settings(settings)  # fails fast on a bad limit
         if settings.auto_migrate:
             await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hasher=password_hasher(),
             champion=ChampionCache(),
             metrics=Metrics(),
+            login_limiter=login_limiter,
         )
         app.state.dukenet = state
         stop = asyncio.Event()
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 stop.set()
                 await asyncio.gather(*workers, return_exceptions=True)
+        await state.login_limiter.close()
         await engine.dispose()
 
     app = FastAPI(

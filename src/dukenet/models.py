@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dukenet.accounts.models import User
+from dukenet.accounts.models import ApiKey, RefreshToken, User
 from dukenet.agents.models import Agent
+from dukenet.files.models import File, TaskFile
 from dukenet.kit.orm import Base
 from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
 from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -13,6 +14,8 @@ metadata = Base.metadata
 
 __all__ = [
     "Agent",
+    "ApiKey",
+    "File",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerTransaction",
@@ -20,7 +23,9 @@ __all__ = [
     "ModelAliasEvent",
     "ModelVersion",
     "Outcome",
+    "RefreshToken",
     "Task",
+    "TaskFile",
     "TaskResult",
     "TrainingRun",
     "User",

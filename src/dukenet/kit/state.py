@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pwdlib import PasswordHash
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from dukenet.accounts.rate_limit import LoginRateLimiter
 from dukenet.accounts.service import TokenCodec
 from dukenet.config import Settings
 from dukenet.learning.serving import ChampionCache
@@ -24,3 +25,4 @@ class AppState:
     hasher: PasswordHash
     champion: ChampionCache
     metrics: Metrics
+    login_limiter: LoginRateLimiter
