@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -262,7 +263,8 @@ async def train(
             failed.finished_at = utcnow()
             await session.commit()
         raise
-    router, metrics, beats_champion = result
+    router, raw_metrics, beats_champion = result
+    metrics = json_safe(raw_metrics)
     async with sessionmaker() as session:
         latest = await repository.latest_version(session)
         number = (latest.version if latest else 0) + 1
@@ -320,6 +322,15 @@ def _fit_and_compare(
     metrics["champion_brier"] = champion_metrics["brier"]
     metrics["champion_roc_auc"] = champion_metrics["roc_auc"]
     return router, metrics, bool(metrics["brier"] < champion_metrics["brier"])
+
+
+def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Return ``metrics`` with NaN and infinities as None (JSON has no NaN; PostgreSQL refuses
+    it), e.g. ROC-AUC on a held-out split with a single class."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
 
 
 def _save_artifact(router: DukeRouter, path: Path) -> None:
