@@ -20,6 +20,7 @@ from dukenet.accounts.models import UserRole
 from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
+from dukenet.files.storage import storage_from_settings
 from dukenet.learning import service as learning_service
 from dukenet.learning.trainer import Trainer
 from dukenet.ledger import service as ledger_service
@@ -98,7 +99,11 @@ def runner(
         engine = create_engine(settings.resolved_database_url)
         async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
             worker = Runner(
-                create_sessionmaker(engine), settings, build_executors(client), name=name
+                create_sessionmaker(engine),
+                settings,
+                build_executors(client),
+                name=name,
+                storage=storage_from_settings(settings),
             )
             await worker.run_forever(stop)
         await engine.dispose()

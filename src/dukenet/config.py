@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     runner_poll_s: float = Field(default=0.2, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
+    file_context_chars: int = Field(default=8_000, ge=0)
 
     # learning
     embedded_trainer: bool = True

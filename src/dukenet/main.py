@@ -21,6 +21,7 @@ from dukenet.api import api_router
 from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker, is_transient
 from dukenet.errors import DukenetError
+from dukenet.files.storage import storage_from_settings
 from dukenet.kit.state import AppState
 from dukenet.learning.serving import ChampionCache
 from dukenet.learning.trainer import Trainer
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             champion=ChampionCache(),
             metrics=Metrics(),
             login_limiter=login_limiter,
+            storage=storage_from_settings(settings),
         )
         app.state.dukenet = state
         stop = asyncio.Event()
@@ -77,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
             executors = build_executors(client)
             for i in range(settings.embedded_runners):
-                runner = Runner(sessionmaker, settings, executors, name=f"embedded-{i}")
+                runner = Runner(
+                    sessionmaker, settings, executors, name=f"embedded-{i}", storage=state.storage
+                )
                 workers.append(asyncio.create_task(runner.run_forever(stop)))
             if settings.embedded_trainer:
                 workers.append(

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from dukenet.deps import State
-from dukenet.files.storage import Storage, storage_from_settings
-
-_APP_STATE_KEY = "dukenet_files_storage"
+from dukenet.files.storage import Storage
 
 
-def get_storage(request: Request, state: State) -> Storage:
-    """Return the app's file storage, built from the settings on first use and kept on the app."""
-    storage: Storage | None = getattr(request.app.state, _APP_STATE_KEY, None)
-    if storage is None:
-        storage = storage_from_settings(state.settings)
-        setattr(request.app.state, _APP_STATE_KEY, storage)
-    return storage
+def get_storage(state: State) -> Storage:
+    """Return the process's file storage (built in the app's lifespan)."""
+    return state.storage
 
 
 FileStorage = Annotated[Storage, Depends(get_storage)]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dukenet.accounts.rate_limit import LoginRateLimiter
 from dukenet.accounts.service import TokenCodec
 from dukenet.config import Settings
+from dukenet.files.storage import Storage
 from dukenet.learning.serving import ChampionCache
 from dukenet.monitoring.metrics import Metrics
 
@@ -26,3 +27,4 @@ class AppState:
     champion: ChampionCache
     metrics: Metrics
     login_limiter: LoginRateLimiter
+    storage: Storage

@@ -14,6 +14,7 @@ class WorkItem:
 
     description: str
     complexity: int
+    context: str = ""  # excerpts of the task's files (untrusted input), "" when none
 
 
 @dataclass(frozen=True)

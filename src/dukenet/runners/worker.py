@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
 from dukenet.db import in_transaction
+from dukenet.files import service as files_service
+from dukenet.files.storage import Storage
 from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
 from dukenet.tasks import service as tasks_service
 from dukenet.tasks.models import Task
@@ -34,8 +36,10 @@ class Runner:
         executors: Mapping[AgentKind, Executor],
         *,
         name: str | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._storage = storage
         self._settings = settings
         self._executors = executors
         self.name = name or f"runner-{uuid.uuid4().hex[:8]}"
@@ -55,13 +59,13 @@ class Runner:
         claimed = await in_transaction(self._sessionmaker, self._claim)
         if claimed is None:
             return False
-        task, agent = claimed
+        task, agent, context = claimed
         assert task.lease_token is not None
         task_id, token, attempt, agent_ids = task.id, task.lease_token, task.attempts, [agent.id]
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token, agent_ids))
         try:
             execution: Execution = await self._executors[agent.kind].execute(
-                agent, WorkItem(task.description, task.complexity)
+                agent, WorkItem(task.description, task.complexity, context)
             )
         except ExecutionError as exc:
             await self._release(task_id, token, agent_ids, str(exc))
@@ -98,7 +102,7 @@ class Runner:
         )
         return True
 
-    async def _claim(self, session: AsyncSession) -> tuple[Task, Agent] | None:
+    async def _claim(self, session: AsyncSession) -> tuple[Task, Agent, str] | None:
         agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
         task = await tasks_service.claim(
             session,
@@ -109,7 +113,15 @@ class Runner:
         if task is None:
             return None
         agent = next(a for a in agents if a.id == task.agent_id)
-        return task, agent
+        context = ""
+        if self._storage is not None:
+            context = await files_service.task_context(
+                session,
+                self._storage,
+                task_id=task.id,
+                budget_chars=self._settings.file_context_chars,
+            )
+        return task, agent, context
 
     async def _heartbeat(
         self, task_id: uuid.UUID, token: uuid.UUID, agent_ids: list[uuid.UUID]

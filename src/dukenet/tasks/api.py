@@ -13,6 +13,7 @@ from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository as agents_repository
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
 from dukenet.errors import Forbidden
+from dukenet.files import service as files_service
 from dukenet.kit.schema import Page
 from dukenet.ledger import repository as ledger_repository
 from dukenet.ledger.schemas import EntryRead, TransactionRead
@@ -51,6 +52,7 @@ async def _detail(session: AsyncSession, task: Task) -> TaskDetail:
     return TaskDetail(
         **TaskRead.model_validate(task).model_dump(),
         routing=task.routing,
+        file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
         result=ResultRead.model_validate(result) if result is not None else None,
         transactions=list(transactions.values()),
     )
@@ -136,6 +138,7 @@ async def claim(
         attempt=task.attempts,
         description=task.description,
         complexity=task.complexity,
+        file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
     )
 
 

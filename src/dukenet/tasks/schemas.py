@@ -27,6 +27,7 @@ class TaskCreate(Schema):
     max_price_sat: int | None = Field(default=None, gt=0, le=10**15)
     cost_weight: float | None = Field(default=None, ge=0.0, le=100.0)
     agent_id: uuid.UUID | None = None
+    file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("description")
@@ -74,6 +75,7 @@ class TaskDetail(TaskRead):
     """A task with its routing receipt, result and ledger transactions."""
 
     routing: dict[str, Any]
+    file_ids: list[uuid.UUID]
     result: ResultRead | None
     transactions: list[TransactionRead]
 
@@ -95,6 +97,7 @@ class ClaimRead(Schema):
     attempt: int
     description: str
     complexity: int
+    file_ids: list[uuid.UUID]
 
 
 class ResultSubmit(Schema):

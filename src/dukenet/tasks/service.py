@@ -15,6 +15,7 @@ from dukenet.agents import repository as agents_repository
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
 from dukenet.errors import Conflict, Forbidden, NotFound
+from dukenet.files import service as files_service
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
 from dukenet.learning.serving import ChampionCache
@@ -105,6 +106,10 @@ async def create(
     )
     session.add(task)
     await session.flush()
+    if data.file_ids:
+        await files_service.attach_to_task(
+            session, task_id=task.id, file_ids=data.file_ids, owner=buyer
+        )
     await market_service.hold_escrow(
         session, task_id=task.id, buyer_id=buyer.id, amount_sat=task.price_sat
     )
