@@ -89,24 +89,45 @@ def _run_until_signal(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) 
 @app.command()
 def runner(
     name: Annotated[str | None, typer.Option(help="Runner name shown on leases.")] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Server URL (e.g. https://dukenet.example.com): run over HTTP."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="DUKENET_API_KEY", help="Operator API key (dk_...).")
+    ] = None,
 ) -> None:
-    """Run a stand-alone runner that pulls work from the database (scale-out path)."""
+    """Run a stand-alone runner: from the database (scale-out path) or, with --server and
+    --api-key, over HTTP for an operator's own agents on any machine."""
     from dukenet.main import build_executors
+    from dukenet.runners.remote import RemoteRunner
 
     settings = Settings()
+    if (server is None) != (api_key is None):
+        typer.echo("error: --server and --api-key go together", err=True)
+        raise typer.Exit(2)
 
     async def work(stop: asyncio.Event) -> None:
-        engine = create_engine(settings.resolved_database_url)
-        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
+        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as llm_client:
+            executors = build_executors(llm_client)
+            if server is not None and api_key is not None:
+                async with httpx.AsyncClient(
+                    base_url=server.rstrip("/") + "/api/v2",
+                    headers={"X-API-Key": api_key},
+                    timeout=30,
+                ) as api:
+                    await RemoteRunner(api, executors, name=name).run_forever(stop)
+                return
+            engine = create_engine(settings.resolved_database_url)
             worker = Runner(
                 create_sessionmaker(engine),
                 settings,
-                build_executors(client),
+                executors,
                 name=name,
                 storage=storage_from_settings(settings),
             )
             await worker.run_forever(stop)
-        await engine.dispose()
+            await engine.dispose()
 
     _run_until_signal(work)
 

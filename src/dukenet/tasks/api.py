@@ -139,6 +139,12 @@ async def claim(
         description=task.description,
         complexity=task.complexity,
         file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
+        context=await files_service.task_context(
+            session,
+            state.storage,
+            task_id=task.id,
+            budget_chars=state.settings.file_context_chars,
+        ),
     )
 
 

@@ -98,6 +98,7 @@ class ClaimRead(Schema):
     description: str
     complexity: int
     file_ids: list[uuid.UUID]
+    context: str = ""  # excerpts of the task's files within the server's budget ("" if none)
 
 
 class ResultSubmit(Schema):

@@ -1,0 +1,161 @@
+"""A runner on another machine: the runner protocol over HTTP with an operator's API key.
+
+``dukenet runner --server URL --api-key KEY`` claims work for the key owner's agents, executes
+it with the same executors as the in-process runner, heartbeats while it works, submits each
+result once (the idempotency key makes retries safe) and releases a task after an execution
+error so that it is retried or refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import structlog
+
+from dukenet.agents.models import Agent, AgentKind
+from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+class RemoteRunner:
+    """Pulls work from a DukeNET server over HTTP (``/api/v2/runner/...``).
+
+    ``client`` is an ``httpx.AsyncClient`` whose ``base_url`` is the server's ``/api/v2`` and whose
+    headers carry the API key; it is owned by the caller.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        executors: Mapping[AgentKind, Executor],
+        *,
+        name: str | None = None,
+        heartbeat_s: float = 20.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._executors = executors
+        self._heartbeat_s = heartbeat_s
+        self._poll_s = poll_s
+        self._agents: dict[uuid.UUID, Agent] = {}
+        self.name = name or f"remote-{uuid.uuid4().hex[:8]}"
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        delay = 0.5
+        for attempt in range(5):
+            try:
+                response = await self._client.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == 4:
+                    raise
+            else:
+                if response.status_code not in RETRYABLE_STATUS or attempt == 4:
+                    return response
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def _agent(self, agent_id: uuid.UUID) -> Agent:
+        if agent_id not in self._agents:
+            response = await self._call("GET", f"/agents/{agent_id}")
+            response.raise_for_status()
+            body = response.json()
+            self._agents[agent_id] = Agent(
+                id=agent_id,
+                name=body["name"],
+                kind=AgentKind(body["kind"]),
+                owner_id=uuid.UUID(body["owner_id"]),
+                base_price_sat=body["base_price_sat"],
+                config=body["config"],
+            )
+        return self._agents[agent_id]
+
+    async def run_once(self) -> bool:
+        """Claim and finish at most one task; return True if there was one.
+
+        Raises:
+            httpx.HTTPStatusError: the server refused the key or the request (4xx other than a
+                lost lease).
+        """
+        response = await self._call("POST", "/runner/claim", json={"runner": self.name})
+        response.raise_for_status()
+        claim = response.json()
+        if claim is None:
+            return False
+        task_id, token = claim["task_id"], claim["lease_token"]
+        agent = await self._agent(uuid.UUID(claim["agent_id"]))
+        executor = self._executors.get(agent.kind)
+        if executor is None:
+            await self._release(task_id, token, f"this runner cannot execute {agent.kind} agents")
+            return True
+        heartbeat = asyncio.create_task(self._heartbeat(task_id, token))
+        try:
+            execution: Execution = await executor.execute(
+                agent, WorkItem(claim["description"], claim["complexity"], claim.get("context", ""))
+            )
+        except ExecutionError as exc:
+            await self._release(task_id, token, str(exc))
+            return True
+        except Exception as exc:
+            log.exception("executor crashed", task_id=task_id)
+            await self._release(task_id, token, f"{type(exc).__name__}: {exc}")
+            return True
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat
+        submitted = await self._call(
+            "POST",
+            f"/runner/tasks/{task_id}/result",
+            json={
+                "lease_token": token,
+                "idempotency_key": f"{task_id}:{claim['attempt']}",
+                "text": execution.text,
+                "success": execution.success,
+                "confidence": execution.confidence,
+                "latency_ms": execution.latency_ms,
+                "cost_usd": execution.cost_usd,
+                "metadata": execution.metadata,
+            },
+        )
+        if submitted.status_code == 409:
+            log.warning("lease lost before the result was submitted", task_id=task_id)
+        else:
+            submitted.raise_for_status()
+        return True
+
+    async def _heartbeat(self, task_id: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            await self._call(
+                "POST", f"/runner/tasks/{task_id}/heartbeat", params={"lease_token": token}
+            )
+
+    async def _release(self, task_id: str, token: str, error: str) -> None:
+        response = await self._call(
+            "POST",
+            f"/runner/tasks/{task_id}/release",
+            params={"lease_token": token, "error": error[:2000]},
+        )
+        if response.status_code != 409:
+            response.raise_for_status()
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; on an error log it and back off one poll interval."""
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("remote runner iteration failed", runner=self.name)
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._poll_s)

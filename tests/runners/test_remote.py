@@ -1,0 +1,103 @@
+"""The remote runner: the runner protocol over HTTP with an operator's API key, executing an
+``llm`` agent against the loopback OpenAI-compatible double."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from dukenet.agents.models import AgentKind
+from dukenet.kit.state import AppState
+from dukenet.runners.llm import LLMExecutor
+from dukenet.runners.remote import RemoteRunner
+from tests.factories import create_admin, credit, llm_agent, register, submit_task
+from tests.llm_double import LLMDouble, Reply
+
+
+@pytest.fixture
+def double() -> Iterator[LLMDouble]:
+    with LLMDouble() as server:
+        yield server
+
+
+async def _operator_key(client: httpx.AsyncClient, operator: dict[str, str]) -> str:
+    response = await client.post("/api-keys", headers=operator, json={"name": "laptop runner"})
+    assert response.status_code == 201, response.text
+    key: str = response.json()["key"]
+    return key
+
+
+async def _setup(
+    client: httpx.AsyncClient, state: AppState, double: LLMDouble
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    _, admin = await create_admin(state)
+    _, operator = await register(client, role="agent")
+    await llm_agent(client, operator, base_url=double.base_url)
+    key = await _operator_key(client, operator)
+    buyer, headers = await register(client)
+    await credit(client, admin, buyer["id"], 10**7)
+    return key, headers, admin
+
+
+async def test_a_remote_runner_executes_and_settles(
+    app: FastAPI, client: httpx.AsyncClient, state: AppState, double: LLMDouble
+) -> None:
+    key, buyer, admin = await _setup(client, state, double)
+    task = (await submit_task(client, buyer, description="Say hi.")).json()
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(
+            transport=transport, base_url="http://test/api/v2", headers={"X-API-Key": key}
+        ) as api,
+        httpx.AsyncClient() as llm_http,
+    ):
+        runner = RemoteRunner(api, {AgentKind.LLM: LLMExecutor(llm_http, backoff_s=0.01)})
+        assert await runner.run_once() is True
+        assert await runner.run_once() is False  # nothing left
+    done = (await client.get(f"/tasks/{task['id']}", headers=buyer)).json()
+    assert done["status"] == "completed"
+    assert done["result"]["text"].startswith("def add")
+    assert double.requests[-1].json()["messages"][-1]["content"] == "Say hi."
+    check = (await client.get("/admin/ledger/check", headers=admin)).json()
+    assert check["ok"]
+
+
+async def test_a_failing_endpoint_is_released_and_refunded_after_max_attempts(
+    app: FastAPI, client: httpx.AsyncClient, state: AppState, double: LLMDouble
+) -> None:
+    key, buyer, _ = await _setup(client, state, double)
+    double.script(default=Reply.error(500))
+    task = (await submit_task(client, buyer)).json()
+    before = (await client.get("/users/me", headers=buyer)).json()["balance_sat"]
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(
+            transport=transport, base_url="http://test/api/v2", headers={"X-API-Key": key}
+        ) as api,
+        httpx.AsyncClient() as llm_http,
+    ):
+        runner = RemoteRunner(
+            api, {AgentKind.LLM: LLMExecutor(llm_http, max_retries=0, backoff_s=0.01)}
+        )
+        for _ in range(state.settings.max_attempts):
+            assert await runner.run_once() is True
+    done = (await client.get(f"/tasks/{task['id']}", headers=buyer)).json()
+    assert done["status"] == "failed" and done["attempts"] == state.settings.max_attempts
+    after = (await client.get("/users/me", headers=buyer)).json()["balance_sat"]
+    assert after == before + task["price_sat"]
+
+
+async def test_a_revoked_or_wrong_key_cannot_claim(
+    app: FastAPI, client: httpx.AsyncClient, state: AppState, double: LLMDouble
+) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test/api/v2", headers={"X-API-Key": "dk_nope"}
+    ) as api:
+        runner = RemoteRunner(api, {})
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await runner.run_once()
+    assert err.value.response.status_code == 401
