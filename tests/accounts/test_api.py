@@ -7,21 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
-import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 from dukenet.accounts.models import User, UserRole
 from dukenet.accounts.service import TokenCodec
 from dukenet.config import Settings
-from dukenet.kit.state import AppState
 from tests.factories import PASSWORD, auth, register
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(state: AppState) -> None:
-    """Argon2 at its minimum cost: these tests exercise the flows, not the hash's strength."""
-    state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 class TestRegister:

@@ -8,20 +8,11 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select
 
 from dukenet.accounts.models import ApiKey
 from dukenet.kit.state import AppState
 from tests.factories import PASSWORD, auth, create_admin, register
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(state: AppState) -> None:
-    """Argon2 at its minimum cost: these tests exercise the flows, not the hash's strength."""
-    state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 async def _create_key(

@@ -16,7 +16,6 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from dukenet.config import Settings
-from dukenet.kit.state import AppState
 from dukenet.main import create_app
 from tests.factories import PASSWORD, auth
 
@@ -46,12 +45,6 @@ def settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Set
             keys = list(server.scan_iter(match=f"{prefix}:*"))
             if keys:
                 server.delete(*keys)
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(state: AppState) -> None:
-    """Argon2 at its minimum cost: these tests exercise the flows, not the hash's strength."""
-    state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select, update
 
 from dukenet.accounts.models import RefreshToken
@@ -23,12 +20,6 @@ from dukenet.kit.state import AppState
 from tests.factories import PASSWORD, auth
 
 NEW_PASSWORD = "a much better passphrase"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(state: AppState) -> None:
-    """Argon2 at its minimum cost: these tests exercise the flows, not the hash's strength."""
-    state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 async def _signup(client: httpx.AsyncClient, role: str = "buyer") -> str:

@@ -5,20 +5,11 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 from dukenet.kit.state import AppState
 from tests.factories import create_admin, llm_agent, register, replay_agent
 
 UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(state: AppState) -> None:
-    """Argon2 at its minimum cost: these tests exercise the flows, not the hash's strength."""
-    state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 class TestRegisterAgent:

@@ -15,8 +15,6 @@ import httpx
 import pytest
 from matplotlib.figure import Figure
 from PIL import Image
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dukenet.accounts.models import User
@@ -27,14 +25,6 @@ from tests.factories import create_admin, credit, llm_agent, register, submit_ta
 
 BOUNDARY = "dukenet-test-boundary"
 UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(request: pytest.FixtureRequest) -> None:
-    """Argon2 at its minimum cost for tests that run the app: they test files, not hashing."""
-    if "app" in request.fixturenames:
-        state: AppState = request.getfixturevalue("state")
-        state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 def storage_listing(state: AppState) -> list[str]:

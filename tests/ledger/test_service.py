@@ -50,13 +50,23 @@ class TestSettlementArithmetic:
         await market_service.hold_escrow(session, task_id=task1, buyer_id=buyer, amount_sat=3_600)
         await session.commit()
         assert await _balances(session, wallet, escrow_name(task1)) == [6_400, 3_600]
-        await market_service.release_escrow(
+        settlement = await market_service.release_escrow(
             session, task_id=task1, agent_id=agent, amount_sat=3_600, fee_bps=250
         )
         await session.commit()
         assert await _balances(
             session, escrow_name(task1), agent_name(agent), PLATFORM_REVENUE
         ) == [0, 3_510, 90]
+        # An escrow is settled at most once, whichever way: a repeat changes nothing.
+        repeated = await market_service.release_escrow(
+            session, task_id=task1, agent_id=agent, amount_sat=3_600, fee_bps=250
+        )
+        late_refund = await market_service.refund_escrow(
+            session, task_id=task1, buyer_id=buyer, amount_sat=3_600
+        )
+        await session.commit()
+        assert repeated.id == late_refund.id == settlement.id
+        assert await _balances(session, wallet, agent_name(agent)) == [6_400, 3_510]
 
         # Task 2: 1,001 sat at 333 bps: 33.3333 sat of fee rounds down to 33, the agent gets 968.
         task2 = uuid.uuid4()
@@ -100,29 +110,6 @@ class TestSettlementArithmetic:
 
         # The buyer paid 5,100 sat for three completed tasks: 4,977 to the agent, 123 in fees.
         assert 10_000 - 4_900 == (3_510 + 968 + 499) + (90 + 33)
-        await _assert_consistent(session)
-
-    async def test_an_escrow_is_settled_at_most_once(self, db_session: AsyncSession) -> None:
-        session = db_session
-        await ledger_service.ensure_system_accounts(session)
-        buyer, agent, task = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        await ledger_service.open_account(session, agent_name(agent), LedgerAccountKind.AGENT)
-        await ledger_service.deposit(session, user_id=buyer, amount_sat=1_000)
-        await market_service.hold_escrow(session, task_id=task, buyer_id=buyer, amount_sat=1_000)
-        first = await market_service.release_escrow(
-            session, task_id=task, agent_id=agent, amount_sat=1_000, fee_bps=0
-        )
-        await session.commit()
-
-        again = await market_service.release_escrow(
-            session, task_id=task, agent_id=agent, amount_sat=1_000, fee_bps=0
-        )
-        refund = await market_service.refund_escrow(
-            session, task_id=task, buyer_id=buyer, amount_sat=1_000
-        )
-        await session.commit()
-        assert again.id == first.id and refund.id == first.id
-        assert await _balances(session, wallet_name(buyer), agent_name(agent)) == [0, 1_000]
         await _assert_consistent(session)
 
 

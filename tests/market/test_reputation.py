@@ -160,9 +160,9 @@ class TestReputationWindow:
         self, client: httpx.AsyncClient, state: AppState
     ) -> None:
         track = await _Track.open(client, state)
-        await track.run("FFFSSS")
+        await track.run("FSSS")
         shown = await track.shown()
-        # Over all six outcomes the rate would be 5/10 (1.2); the window keeps S, S, S: 5/7.
+        # Over all four outcomes the rate would be 5/8 (1.2); the window keeps S, S, S: 5/7.
         assert shown["success_rate"] == pytest.approx(5 / 7)
         assert shown["reputation_multiplier"] == 1.5
-        assert shown["finished_tasks"] == 6
+        assert shown["finished_tasks"] == 4

@@ -21,17 +21,14 @@ from dukenet.learning.routerbench import complexity_of, load_routerbench
 from dukenet.tasks.models import Task, TaskResult, TaskStatus
 from tests.factories import create_admin, credit, register, replay_agent
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Only PostgreSQL (SQLite is the single-machine default); indirect keeps conftest's cleanup.
+    pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
+]
 
 N_TASKS = 60
 N_RUNNERS = 3
-
-
-@pytest.fixture(params=["postgres"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Only PostgreSQL: SQLite is the single-machine default."""
-    url: str = request.getfixturevalue("postgres_database")
-    return url
 
 
 async def test_runner_processes_share_the_order_book(
@@ -53,8 +50,13 @@ async def test_runner_processes_share_the_order_book(
         }
     )
     runners = [
-        subprocess.Popen(
-            [sys.executable, "-m", "dukenet", "runner", "--name", f"proc-{i}"],
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dukenet",
+            "runner",
+            "--name",
+            f"proc-{i}",
             env=env,
             stdout=(tmp_path / f"runner-{i}.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -85,7 +87,7 @@ async def test_runner_processes_share_the_order_book(
         for proc in runners:
             proc.terminate()
         for proc in runners:
-            proc.wait(timeout=20)
+            await asyncio.wait_for(proc.wait(), timeout=20)
         errors = [(tmp_path / f"runner-{i}.log").read_text() for i in range(N_RUNNERS)]
     assert all(proc.returncode in (0, -15) for proc in runners), errors
     assert finished == N_TASKS, errors

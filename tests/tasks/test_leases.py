@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,12 +27,6 @@ from tests.ledger import account_balance, assert_ledger_balanced, wallet_balance
 UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"
 DEPOSIT = 10_000
 PRICE = 3_600  # 1,000 sat × complexity 3 × 1.2
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(state: AppState) -> None:
-    """Argon2 at its minimum cost: these tests exercise the flows, not the hash's strength."""
-    state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
 
 
 @dataclass
