@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await engine.dispose()
 
     app = FastAPI(
+        dependencies=[Depends(note_route)],
         title="DukeNET",
         version=__version__,
         description="A self-improving AI agent marketplace. Money is in satoshis.",
@@ -138,6 +139,9 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         status_code = 500
+        # Routing happens in copies of the scope; a shared dict brings the route back out.
+        slot: dict[str, str] = {}
+        scope[ROUTE_SLOT] = slot
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status_code
@@ -148,7 +152,31 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = str(slot.get("path", "unmatched"))
             state: AppState | None = getattr(scope["app"].state, "dukenet", None)
             if state is not None:
                 state.metrics.requests.labels(scope["method"], route, str(status_code)).inc()
+
+
+ROUTE_SLOT = "dukenet.route"
+
+
+async def note_route(request: Request) -> None:
+    """Record the matched route's path template for the request metrics (an app dependency)."""
+    slot = request.scope.get(ROUTE_SLOT)
+    route = request.scope.get("route")
+    if isinstance(slot, dict) and route is not None:
+        slot["path"] = _full_template(request.scope["path"], route)
+
+
+def _full_template(path: str, route: object) -> str:
+    # Routes of included routers know only their own part of the path (e.g. "/tasks/{task_id}");
+    # the prefix is what precedes the shortest suffix their pattern matches.
+    template = str(getattr(route, "path", "unmatched"))
+    pattern = getattr(route, "path_regex", None)
+    if pattern is None:
+        return template
+    for k, char in enumerate(path):
+        if char == "/" and pattern.fullmatch(path[k:]):
+            return path[:k] + template
+    return template

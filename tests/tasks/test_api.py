@@ -333,3 +333,33 @@ class TestRunnerProtocol:
         # Replaying the owner's idempotency key does not hand the result to someone else.
         replayed = await client.post(f"{base}/result", headers=rival, json=_result(claim))
         assert replayed.status_code == 403, replayed.text
+
+
+async def test_prometheus_metrics_count_requests_transitions_and_settlements(
+    client: httpx.AsyncClient, state: AppState
+) -> None:
+    _, admin = await create_admin(state)
+    _, operator = await register(client, role="agent")
+    agent = await llm_agent(client, operator, base_url="http://127.0.0.1:9/v1")
+    buyer, headers = await register(client)
+    await credit(client, admin, buyer["id"], 10**6)
+    task = (await submit_task(client, headers)).json()
+    claim = (await client.post("/runner/claim", headers=operator, json={})).json()
+    assert claim["task_id"] == task["id"] and claim["agent_id"] == agent["id"]
+    submitted = await client.post(
+        f"/runner/tasks/{task['id']}/result",
+        headers=operator,
+        json={
+            "lease_token": claim["lease_token"],
+            "idempotency_key": "k1",
+            "text": "done",
+            "success": True,
+        },
+    )
+    assert submitted.status_code == 201
+    text = (await client.get("http://test/metrics")).text
+    assert 'dukenet_task_transitions_total{status="assigned"} 1.0' in text
+    assert 'dukenet_task_transitions_total{status="completed"} 1.0' in text
+    assert f'dukenet_settled_sat_total{{direction="release"}} {float(task["price_sat"])}' in text
+    assert 'route="/api/v2/tasks",status="201"' in text
+    assert "dukenet_routing_seconds_count 1.0" in text

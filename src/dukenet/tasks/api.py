@@ -183,6 +183,10 @@ async def submit_result(
     if created:
         new_status = TaskStatus.COMPLETED if result.success else TaskStatus.FAILED
         state.metrics.task_transitions.labels(new_status.value).inc()
+        settled = await repository.get(session, task_id)
+        if settled is not None:
+            direction = "release" if result.success else "refund"
+            state.metrics.settled_sat.labels(direction).inc(settled.price_sat)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return ResultRead.model_validate(result)
 
