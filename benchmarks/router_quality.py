@@ -2,23 +2,28 @@
 
 The loop, as the marketplace runs it:
 
-1. RouterBench train prompts arrive in a seeded random order; each has a complexity (``complexity_of``).
-2. Every agent (one per model) asks ``price_sat = base_price_sat * complexity * reputation multiplier``:
-   ``base_price_sat = max(1, round(mean recorded cost USD * 1e7))`` and the multiplier is 1.2 / 1.5 /
+1. RouterBench train prompts arrive in a seeded random order, each with a complexity
+   (``complexity_of``).
+2. Every agent (one per model) asks
+   ``price_sat = base_price_sat * complexity * reputation multiplier``, with
+   ``base_price_sat = max(1, round(mean recorded cost USD * 1e7))`` and a multiplier of 1.2 / 1.5 /
    1.8 / 2.0 for a Beta(2, 2)-smoothed success rate over the agent's last 100 outcomes below 0.70 /
    >= 0.70 / >= 0.85 / >= 0.95.
-3. The champion router (uniform random before there is one) routes with ``policy.choose`` (epsilon-greedy,
-   ``value_sat = 100,000 * complexity / cost_weight``). Only the chosen agent's recorded outcome is seen.
-4. Every 100 outcomes a challenger is fitted on the train side of ``held_out_split`` of all outcomes seen,
-   and promoted when its Brier score on its held-out rows beats the champion's on the same rows.
+3. The champion router (uniform random before there is one) routes with ``policy.choose``
+   (epsilon-greedy, ``value_sat = 100,000 * complexity / cost_weight``). Only the chosen agent's
+   recorded outcome is seen (bandit feedback).
+4. Every 100 outcomes a challenger is fitted on the train side of ``held_out_split`` of all outcomes
+   seen, and promoted when its Brier score on its held-out rows beats the champion's on them.
 5. Each version's greedy policy is scored on the RouterBench *test* prompts with full information.
 
-Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2; about 30 s on 2 cores).
+Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2; about 45 s on one core); options:
+``--seeds``, ``--epsilon`` (default 0.3), ``--cost-weight`` (0.1), ``--config '{"C": 1.0}'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -33,6 +38,7 @@ import scipy.sparse as sp
 from dukenet.learning.evaluation import (
     PolicyResult,
     best_single_agent,
+    brier_difference_interval,
     classifier_metrics,
     evaluate_full_information,
     held_out_split,
@@ -72,7 +78,7 @@ def reputation_multiplier(outcomes: deque[bool]) -> float:
 
 def prices_sat(base: np.ndarray, complexity: int, multipliers: np.ndarray) -> np.ndarray:
     """Integer prices in satoshis for one task, shape (n_agents,)."""
-    return np.rint(base * complexity * multipliers).astype(np.int64)
+    return np.asarray(np.rint(base * complexity * multipliers), dtype=np.int64)
 
 
 def greedy_result(
@@ -133,6 +139,7 @@ def simulate(
     epsilon: float,
     cost_weight: float,
     retrain_every: int,
+    promotion: str = "brier",
 ) -> Simulation:
     """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order."""
     rng = np.random.default_rng(seed)
@@ -183,7 +190,9 @@ def simulate(
         x_held_out = featurize([TaskFeatures(s.description, s.complexity) for s in held_out])
         brier_challenger = _brier(challenger, held_out, x_held_out, y)
         brier_champion = math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
-        promoted = champion is None or brier_challenger < brier_champion
+        promoted = champion is None or _promote(
+            promotion, held_out, x_held_out, y, champion, challenger
+        )
         if promoted:
             champion = challenger
         multipliers = np.array([reputation_multiplier(h) for h in history])
@@ -209,6 +218,39 @@ def simulate(
     return Simulation(seed, rows, final, online_success / n, online_cost * 1000.0 / n, outcomes)
 
 
+def _promote(
+    rule: str,
+    held_out: list[OutcomeSample],
+    x: sp.csr_matrix,
+    y: np.ndarray,
+    champion: DukeRouter,
+    challenger: DukeRouter,
+) -> bool:
+    """Decide a promotion on the challenger's held-out rows.
+
+    ``brier``: the challenger's Brier score is lower. ``not-worse``: the challenger (trained on more
+    data) wins unless its Brier score is worse beyond noise (paired bootstrap, 95%).
+    """
+    if not held_out:
+        return rule == "not-worse"
+    p_champion = _pair_probabilities(champion, held_out, x)
+    p_challenger = _pair_probabilities(challenger, held_out, x)
+    if rule == "brier":
+        return bool(np.mean((p_challenger - y) ** 2) < np.mean((p_champion - y) ** 2))
+    _, low, _ = brier_difference_interval(y, p_champion, p_challenger, n_boot=500)
+    return low <= 0.0
+
+
+def _pair_probabilities(
+    router: DukeRouter, samples: list[OutcomeSample], x: sp.csr_matrix
+) -> np.ndarray:
+    """P(success) of each sample's own agent on its task, shape (n,)."""
+    agents = sorted({s.agent for s in samples})
+    column = {a: k for k, a in enumerate(agents)}
+    p = router.predict_proba_features(x, agents)
+    return np.asarray(p[np.arange(len(samples)), [column[s.agent] for s in samples]])
+
+
 def _cached_featurizer(
     table: FullInfoTable, x: sp.csr_matrix
 ) -> Callable[[Sequence[TaskFeatures]], sp.csr_matrix]:
@@ -231,11 +273,7 @@ def _brier(
     """Brier score of ``router`` on the (task, agent) pairs of ``samples`` (features ``x``)."""
     if not samples:
         return math.nan
-    agents = sorted({s.agent for s in samples})
-    column = {a: k for k, a in enumerate(agents)}
-    p = router.predict_proba_features(x, agents)
-    picked = p[np.arange(len(samples)), [column[s.agent] for s in samples]]
-    return classifier_metrics(y, picked)["brier"]
+    return classifier_metrics(y, _pair_probabilities(router, samples, x))["brier"]
 
 
 def full_information_result(
@@ -283,26 +321,34 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the simulations and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--cost-weight", type=float, default=0.1)
     parser.add_argument("--retrain-every", type=int, default=100)
-    parser.add_argument("--config", default="{}", help="RouterConfig overrides as a Python dict")
+    parser.add_argument(
+        "--promotion",
+        choices=["brier", "not-worse"],
+        default="brier",
+        help="brier: lower held-out Brier wins; not-worse: challenger unless worse beyond noise",
+    )
+    parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
     parser.add_argument("--quiet", action="store_true", help="summary lines only")
     args = parser.parse_args(argv)
-    config = RouterConfig(**eval(args.config, {"__builtins__": {}}, {"dict": dict}))
+    config = RouterConfig(**json.loads(args.config))
 
     started = time.perf_counter()
     train = load_routerbench("train")
     test = load_routerbench("test")
     print(
-        f"RouterBench: {train.n_prompts} train / {test.n_prompts} test prompts x {train.n_agents} agents"
+        f"RouterBench: {train.n_prompts} train / {test.n_prompts} test prompts "
+        f"x {train.n_agents} agents"
     )
     print(
         f"blank correctness cells: {int(train.missing.sum())} train, {int(test.missing.sum())} test"
     )
     print(f"config: {asdict(config)}")
     print(
-        f"epsilon={args.epsilon} cost_weight={args.cost_weight} retrain_every={args.retrain_every}"
+        f"epsilon={args.epsilon} cost_weight={args.cost_weight} "
+        f"retrain_every={args.retrain_every} promotion={args.promotion}"
     )
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
@@ -343,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             epsilon=args.epsilon,
             cost_weight=args.cost_weight,
             retrain_every=args.retrain_every,
+            promotion=args.promotion,
         )
         if n_run == 0 and not args.quiet:
             print(f"\nseed {seed}: versions (greedy policy of each version on test)")
@@ -373,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {seed}: last promoted version {_fmt(final)}  "
             f"({final.success_rate / best.success_rate:.1%} of best's success, "
             f"{final.cost_per_1k_usd / best.cost_per_1k_usd:.1%} of its cost)  "
-            f"target {'MET' if met else 'NOT MET'}; online during learning {sim.online_success:.3f} "
+            f"target {'MET' if met else 'NOT MET'}; "
+            f"online during learning {sim.online_success:.3f} "
             f"${sim.online_cost_per_1k_usd:.2f}/1k; fit max {max(fit_times):.2f}s "
             f"total {sum(fit_times):.1f}s"
         )

@@ -1,8 +1,9 @@
 """Evaluation of Duke: a stable held-out split, classifier metrics, and routing-policy metrics.
 
-Classifier metrics judge P(success) predictions on held-out outcomes. Policy metrics judge *routing*:
-on full-information data (every agent's outcome known for every prompt, e.g. RouterBench) any policy can
-be scored exactly; on live bandit data use ``ips_estimate`` with the logged propensities.
+Classifier metrics judge P(success) predictions on held-out outcomes. Policy metrics judge
+*routing*: on full-information data (every agent's outcome known for every prompt, e.g. RouterBench)
+any policy can be scored exactly; on live bandit data use ``ips_estimate`` with the logged
+propensities.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _EPS = 1e-15
 
 
 def split_hash(task_id: str, seed: int = 0) -> float:
-    """Map ``(seed, task_id)`` to a uniform number in [0, 1) (BLAKE2b; stable across runs and hosts)."""
+    """Map ``(seed, task_id)`` to a uniform number in [0, 1) (BLAKE2b: stable across hosts)."""
     digest = hashlib.blake2b(f"{seed}\x1f{task_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
@@ -33,14 +34,15 @@ def held_out_split(
 ) -> tuple[list[OutcomeSample], list[OutcomeSample]]:
     """Split outcomes into (train, test), deterministically by task id; order is preserved.
 
-    A sample goes to test iff ``split_hash(task_id, seed) < test_fraction``. Trade-off chosen: the side
-    of an outcome depends on nothing but its task id and the seed, so it never changes as data grows
-    (a champion was never trained on a challenger's held-out rows) and all outcomes of one task stay on
-    one side (no leakage between agents on the same prompt). The price is that stratification by
-    (agent, success) holds *in expectation* only: each stratum's test share is binomial around
-    ``test_fraction`` (standard deviation ``sqrt(f (1 - f) / n)``, about 0.04 for a stratum of 100),
-    not exact. Ranking by hash within each stratum would make it exact, but rows near each stratum's
-    cut-off would change sides as the stratum grows, and rows of one task could be split.
+    A sample goes to test iff ``split_hash(task_id, seed) < test_fraction``. Trade-off chosen: the
+    side of an outcome depends on nothing but its task id and the seed, so it never changes as data
+    grows (a champion was never trained on a challenger's held-out rows) and all outcomes of one
+    task stay on one side (no leakage between agents on the same prompt). The price is that
+    stratification by (agent, success) holds *in expectation* only: each stratum's test share is
+    binomial around ``test_fraction`` (standard deviation ``sqrt(f (1 - f) / n)``, about 0.04 for a
+    stratum of 100), not exact. Ranking by hash within each stratum would make it exact, but rows
+    near each stratum's cut-off would change sides as the stratum grows, and rows of one task could
+    be split.
 
     Raises:
         ValueError: when ``test_fraction`` is not in (0, 1).
@@ -154,13 +156,13 @@ def ips_estimate(
     *,
     self_normalized: bool = True,
 ) -> float:
-    """Off-policy value of a target policy from logged bandit decisions (inverse propensity scoring).
+    """Estimate a target policy's value from logged bandit decisions (inverse propensity scoring).
 
     Args:
         rewards: (n,) observed rewards of the logged choices (e.g. success 0/1, or utility in sat).
         logging_propensities: (n,) probability the logging policy had of its choice (> 0).
         target_probabilities: (n,) probability the target policy gives the same choice.
-        self_normalized: divide by the sum of weights instead of n (lower variance, slightly biased).
+        self_normalized: divide by the sum of weights, not n (lower variance, slightly biased).
     """
     r = np.asarray(rewards, dtype=np.float64)
     mu = np.asarray(logging_propensities, dtype=np.float64)
@@ -227,13 +229,13 @@ def best_single_agent(table: FullInfoTable) -> tuple[str, PolicyResult]:
 
 
 def random_routing_result(table: FullInfoTable, seed: int = 0) -> PolicyResult:
-    """Score uniform random routing: one agent drawn per prompt with ``numpy.random.default_rng(seed)``."""
+    """Score uniform random routing: one agent per prompt drawn with ``default_rng(seed)``."""
     rng = np.random.default_rng(seed)
     return _result(table, rng.integers(0, table.n_agents, size=table.n_prompts))
 
 
 def oracle_result(table: FullInfoTable) -> PolicyResult:
-    """Score the oracle: the cheapest agent that succeeded on each prompt, else the cheapest agent."""
+    """Score the oracle: per prompt the cheapest agent that succeeded, else the cheapest agent."""
     cost = np.where(table.success, table.cost_usd, np.inf)
     cols = np.argmin(cost, axis=1)
     nobody = ~table.success.any(axis=1)

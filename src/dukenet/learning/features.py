@@ -1,4 +1,4 @@
-"""Task features for Duke: a stateless hashing featurizer that needs no fitting and no model download."""
+"""Task features for Duke: a stateless hashing featurizer (no fitting, no model download)."""
 
 from __future__ import annotations
 
@@ -30,16 +30,16 @@ class TaskFeatures:
 
 
 class HashingFeaturizer:
-    """Turn tasks into a sparse matrix with hashed word n-grams, hashed char n-grams and two dense columns.
+    """Turn tasks into a sparse matrix: hashed n-grams of the text plus two dense columns.
 
-    Stateless (the hashing trick needs no vocabulary), so training and serving build identical features
-    from the same arguments and nothing has to be saved besides them.
+    Stateless (the hashing trick needs no vocabulary), so training and serving build identical
+    features from the same arguments and nothing has to be saved besides them.
 
     Columns (``n_columns = n_features + 2``):
         ``[0, n_features)``: word 1..``word_ngram_max``-grams (lower-cased, binary, unsigned unless
-        ``alternate_sign``), L2-normalised; with ``char_ngrams`` the ``char_wb`` 3..5-grams are hashed
-        into the same block, each part L2-normalised and the sum scaled by 1/sqrt(2). Empty text gives
-        an all-zero block.
+        ``alternate_sign``), L2-normalised; with ``char_ngrams`` the ``char_wb`` 3..5-grams are
+        hashed into the same block, each part L2-normalised and the sum scaled by 1/sqrt(2). Empty
+        text gives an all-zero block.
         ``n_features``: complexity / 10 (complexity clipped to 1..10).
         ``n_features + 1``: log(1 + number of words) / 10.
     """
@@ -52,7 +52,7 @@ class HashingFeaturizer:
         char_ngrams: bool = False,
         alternate_sign: bool = False,
     ) -> None:
-        """Configure the featurizer; ``n_features`` is the hashed text block width (a power of 2 is best)."""
+        """Configure the featurizer; ``n_features`` is the hashed block's width (a power of 2)."""
         if n_features < 16:
             raise ValueError("n_features must be at least 16")
         if word_ngram_max < 1:

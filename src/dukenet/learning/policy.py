@@ -1,8 +1,9 @@
 """Routing policy: pick the agent with the highest expected utility, exploring with epsilon-greedy.
 
-Expected utility of candidate ``a`` in satoshis: ``U_a = P(success | task, a) * value_sat - price_sat_a``.
-The caller computes ``value_sat = reference_price_sat * complexity / cost_weight`` (reference price
-100,000 sat): a buyer with ``cost_weight`` w gives up w success probability to save one reference price.
+Expected utility of candidate ``a`` in satoshis:
+``U_a = P(success | task, a) * value_sat - price_sat_a``. The caller computes
+``value_sat = reference_price_sat * complexity / cost_weight`` (reference price 100,000 sat): a
+buyer with ``cost_weight`` w gives up w success probability to save one reference price.
 ``value_sat = inf`` means "quality at any price": rank by P(success), then by price.
 
 Every decision carries the exact probability the policy had of making it, so outcomes logged with it
@@ -24,7 +25,7 @@ class RoutingDecision:
     Attributes:
         index: chosen position in the candidate list.
         propensity: exact probability the policy had of choosing ``index`` (for IPS), in (0, 1].
-        utilities: (n_candidates,) expected utility in satoshis (``+inf`` for p > 0 when value is inf).
+        utilities: (n_candidates,) expected utility in satoshis (``+inf`` if p > 0 and value inf).
         greedy_index: the utility-maximising position (ties: lower price, then lower index).
     """
 
@@ -42,15 +43,16 @@ class RoutingDecision:
 def expected_utility(p_success: np.ndarray, prices_sat: np.ndarray, value_sat: float) -> np.ndarray:
     """Return ``p * value_sat - price`` per candidate, shape (n,), satoshis (float64).
 
-    With ``value_sat = inf`` a candidate with p > 0 has utility ``+inf`` and one with p == 0 ``-price``.
+    With ``value_sat = inf`` a candidate with p > 0 has utility ``+inf``, one with p == 0
+    ``-price``.
 
     Raises:
         ValueError: on shape mismatch, empty input, NaN, p outside [0, 1], negative price or value.
     """
     p, prices = _validate(p_success, prices_sat, value_sat)
     if math.isinf(value_sat):
-        return np.where(p > 0, math.inf, -prices)
-    return p * value_sat - prices
+        return np.asarray(np.where(p > 0, math.inf, -prices), dtype=np.float64)
+    return np.asarray(p * value_sat - prices, dtype=np.float64)
 
 
 def choose(

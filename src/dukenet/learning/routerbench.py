@@ -1,8 +1,9 @@
 """RouterBench (RouterDC's 0-shot export): recorded outcomes of 11 LLMs on 3,178 real prompts.
 
-Every prompt was answered by every model, so the data is *full information*: for any routing policy we can
-look up whether the chosen model was right and what the call cost. See ``dukenet/data/routerbench/
-ATTRIBUTION.md`` for the source and the licence caveat (no licence stated: internal evaluation only).
+Every prompt was answered by every model, so the data is *full information*: for any routing
+policy we can look up whether the chosen model was right and what the call cost. See
+``dukenet/data/routerbench/ATTRIBUTION.md`` for the source and the licence caveat (no licence
+stated: internal evaluation only).
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ class FullInfoTable:
 
     Attributes:
         task_ids: (n_prompts,) unique task ids: the RouterBench ``sample_id``, with ``#<row index>``
-            appended on rows that have a blank cell (RouterBench split some prompts into two such rows
-            sharing one ``sample_id``).
+            appended on rows that have a blank cell (RouterBench split some prompts into two such
+            rows sharing one ``sample_id``).
         prompts: (n_prompts,) prompt texts.
         categories: (n_prompts,) task family (``arc-challenge``, ``mbpp``, ``winogrande``).
         agents: (n_agents,) model names, in the files' column order.
         success: (n_prompts, n_agents) bool; a blank correctness cell counts as a failure.
-        cost_usd: (n_prompts, n_agents) float64 USD per call; a blank cost cell is the model's mean cost.
+        cost_usd: (n_prompts, n_agents) float64 USD per call; a blank cell is the model's mean.
         responses: (n_prompts, n_agents) object array of ``str``, the recorded answer text.
         missing: (n_prompts, n_agents) bool, true where the correctness cell was blank.
         n_missing_cost: number of blank cost cells that were filled with the model's mean.
@@ -89,11 +90,11 @@ class FullInfoTable:
         return len(self.agents)
 
     def complexities(self) -> np.ndarray:
-        """Return each prompt's complexity (``complexity_of``), shape (n_prompts,), int64 in 1..10."""
+        """Return each prompt's ``complexity_of``, shape (n_prompts,), int64 in 1..10."""
         return np.array([complexity_of(text) for text in self.prompts], dtype=np.int64)
 
     def tasks(self) -> list[TaskFeatures]:
-        """Return the prompts as ``TaskFeatures`` (description and derived complexity), one per row."""
+        """Return the prompts as ``TaskFeatures`` (text and derived complexity), one per row."""
         return [TaskFeatures(text, complexity_of(text)) for text in self.prompts]
 
     def mean_cost_usd(self) -> np.ndarray:
@@ -120,11 +121,12 @@ def complexity_of(prompt_text: str) -> int:
     """Derive a task complexity in 1..10 from its text alone (deterministic, no model).
 
     Rule: take the *question*, i.e. the last paragraph that is not blank (few-shot prompts put the
-    worked examples first and the real question last), count its words ``w`` and score
-    ``1 + round(log2(1 + w / 8))`` (8 words -> 2, 24 -> 3, 56 -> 4, 120 -> 5, 248 -> 6). A request to
-    write code (e.g. "write a function") adds 3; a multiple-choice question (at least two ``A)``-style
-    option lines) subtracts 1 (picking an option is easier than producing an answer). The result is
-    clipped to 1..10. On RouterBench this gives winogrande 2-3, arc-challenge 3-4 and mbpp 5-7.
+    worked examples first and the real question last), count its words ``w`` and score ``1 +
+    round(log2(1 + w / 8))`` (8 words -> 2, 24 -> 3, 56 -> 4, 120 -> 5, 248 -> 6). A request to
+    write code (e.g. "write a function") adds 3; a multiple-choice question (at least two
+    ``A)``-style option lines) subtracts 1 (picking an option is easier than producing an answer).
+    The result is clipped to 1..10. On RouterBench this gives winogrande 2-3, arc-challenge 3-4 and
+    mbpp 5-7.
     """
     paragraphs = [part for part in re.split(r"\n\s*\n", prompt_text) if part.strip()]
     question = paragraphs[-1] if paragraphs else ""
@@ -140,7 +142,7 @@ def complexity_of(prompt_text: str) -> int:
 def load_routerbench(
     split: Literal["train", "test"], data_dir: Path | None = None
 ) -> FullInfoTable:
-    """Load one RouterBench split (2,225 train or 953 test prompts x 11 models) as a ``FullInfoTable``.
+    """Load a RouterBench split (2,225 train or 953 test prompts x 11 models) as a table.
 
     Args:
         split: ``"train"`` or ``"test"``.
@@ -210,11 +212,11 @@ def load_routerbench(
 def full_information_samples(
     table: FullInfoTable, rows: Sequence[int] | np.ndarray | None = None
 ) -> list[OutcomeSample]:
-    """Expand prompts x agents into ``OutcomeSample``s (every agent's recorded outcome on every prompt).
+    """Expand prompts x agents into ``OutcomeSample``s (every agent's outcome on every prompt).
 
     Args:
         table: the full-information table.
-        rows: prompt positions to use (default: all); the result has ``len(rows) * n_agents`` samples.
+        rows: prompt positions to use (default: all); gives ``len(rows) * n_agents`` samples.
     """
     index = range(table.n_prompts) if rows is None else [int(i) for i in rows]
     complexities = [complexity_of(table.prompts[i]) for i in index]
@@ -232,7 +234,7 @@ def full_information_samples(
 
 
 def _read_rows(name: str, data_dir: Path | None) -> Iterator[dict[str, str]]:
-    """Yield the CSV rows of ``name`` from ``data_dir`` (plain or gzip) or from the packaged gzip file."""
+    """Yield the CSV rows of ``name`` from ``data_dir`` (plain or gzip) or the packaged file."""
     if data_dir is None:
         packaged = resources.files("dukenet").joinpath("data", "routerbench", name + ".gz")
         raw = packaged.read_bytes()
@@ -248,7 +250,7 @@ def _read_rows(name: str, data_dir: Path | None) -> Iterator[dict[str, str]]:
 
 
 def _agents_of(row: dict[str, str]) -> tuple[str, ...]:
-    """Return the model names of a row: the columns between ``eval_name`` and the first response column."""
+    """Return the model names: the columns between ``eval_name`` and the first ``|`` column."""
     keys = list(row)
     start = keys.index("eval_name") + 1
     names: list[str] = []
