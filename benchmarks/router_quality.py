@@ -140,6 +140,8 @@ def simulate(
     cost_weight: float,
     retrain_every: int,
     promotion: str = "brier",
+    top_k: int | None = None,
+    floor: float = 0.0,
 ) -> Simulation:
     """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order."""
     rng = np.random.default_rng(seed)
@@ -166,7 +168,7 @@ def simulate(
         else:
             p = champion.predict_proba_features(x_train[i], train.agents)[0]
             value = REFERENCE_PRICE_SAT * complexity / cost_weight
-            j = choose(p, prices, value, epsilon=epsilon, rng=rng).index
+            j = choose(p, prices, value, epsilon=epsilon, rng=rng, top_k=top_k, floor=floor).index
         success = bool(train.success[i, j])
         history[j].append(success)
         online_success += success
@@ -323,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--cost-weight", type=float, default=0.1)
+    parser.add_argument("--top-k", type=int, default=None, help="explore among the k best")
+    parser.add_argument("--floor", type=float, default=0.0, help="uniform exploration floor")
     parser.add_argument("--retrain-every", type=int, default=100)
     parser.add_argument(
         "--promotion",
@@ -390,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             cost_weight=args.cost_weight,
             retrain_every=args.retrain_every,
             promotion=args.promotion,
+            top_k=args.top_k,
+            floor=args.floor,
         )
         if n_run == 0 and not args.quiet:
             print(f"\nseed {seed}: versions (greedy policy of each version on test)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     training_timeout_s: float = Field(default=3_600.0, gt=0)
     trainer_poll_s: float = Field(default=1.0, gt=0)
     exploration_epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    exploration_top_k: int | None = Field(default=None, ge=1)
+    exploration_floor: float = Field(default=0.0, ge=0.0, le=1.0)
     shadow_mode: bool = True
     split_seed: int = 0
     routing_seed: int | None = None
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
     # files
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     storage_url: str = ""
+
+    @model_validator(mode="after")
+    def _exploration_adds_up(self) -> Settings:
+        if self.exploration_epsilon + self.exploration_floor > 1.0:
+            raise ValueError("DUKENET_EXPLORATION_EPSILON + DUKENET_EXPLORATION_FLOOR must be <= 1")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -68,6 +68,9 @@ class DemoConfig:
     test_limit: int | None = None
     buyers: int = 4
     retrain_every_n: int = 100
+    # More exploration than the production default (0.1): the demo learns 11 agents from 2,225
+    # bandit outcomes (benchmarks/router_quality.py compares settings).
+    epsilon: float = 0.3
     quiet: bool = False
 
 
@@ -91,6 +94,7 @@ def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
             # would make the run irreproducible.
             "DUKENET_RETRAIN_TRIGGERS": '["outcomes"]',
             "DUKENET_ROUTING_SEED": str(config.seed),
+            "DUKENET_EXPLORATION_EPSILON": str(config.epsilon),
             "DUKENET_SPLIT_SEED": str(config.seed),
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",

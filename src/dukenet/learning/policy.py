@@ -62,21 +62,35 @@ def choose(
     *,
     epsilon: float,
     rng: np.random.Generator,
+    top_k: int | None = None,
+    floor: float = 0.0,
 ) -> RoutingDecision:
-    """Choose a candidate epsilon-greedily: ``P(a) = (1 - eps) * [a == greedy] + eps / K``.
+    """Choose a candidate: greedy, or explore with probability ``epsilon + floor``.
+
+    ``epsilon`` explores uniformly among the ``top_k`` candidates by expected utility (all ``K``
+    when ``top_k`` is None): the contenders whose ranking the data must settle. ``floor``
+    explores uniformly among all candidates, so no agent starves. The propensity is exact:
+    ``P(a) = (1 - epsilon - floor) [a = greedy] + epsilon / m [a in top m] + floor / K``.
 
     Args:
         p_success: (K,) predicted success probabilities.
         prices_sat: (K,) prices in satoshis.
         value_sat: value of a success in satoshis (``inf``: rank by p, then price).
-        epsilon: exploration rate in [0, 1].
+        epsilon: exploration rate among the top candidates, in [0, 1].
         rng: the random generator (seeded by the caller); two draws are consumed per call.
+        top_k: how many of the best candidates ``epsilon`` explores (None: all).
+        floor: exploration rate over all candidates; ``epsilon + floor`` must be at most 1.
 
     Raises:
-        ValueError: on empty candidates, shape mismatch, NaN, or epsilon outside [0, 1].
+        ValueError: on empty candidates, shape mismatch, NaN, rates outside [0, 1], or
+            ``top_k`` < 1.
     """
     if not 0.0 <= epsilon <= 1.0 or math.isnan(epsilon):
         raise ValueError("epsilon must be in [0, 1]")
+    if not 0.0 <= floor <= 1.0 - epsilon or math.isnan(floor):
+        raise ValueError("floor must be in [0, 1 - epsilon]")
+    if top_k is not None and top_k < 1:
+        raise ValueError("top_k must be at least 1")
     p, prices = _validate(p_success, prices_sat, value_sat)
     utilities = expected_utility(p, prices, value_sat)
     k = p.size
@@ -85,10 +99,19 @@ def choose(
     else:
         order = np.lexsort((np.arange(k), prices, -utilities))
     greedy = int(order[0])
-    explore = rng.random() < epsilon
-    uniform = int(rng.integers(k))
-    index = uniform if explore else greedy
-    propensity = epsilon / k + ((1.0 - epsilon) if index == greedy else 0.0)
+    m = k if top_k is None else min(top_k, k)
+    u = rng.random()
+    draw = rng.random()
+    if u < floor:
+        index = int(draw * k)
+    elif u < floor + epsilon:
+        index = int(order[int(draw * m)])
+    else:
+        index = greedy
+    in_top = bool(np.any(order[:m] == index))
+    propensity = floor / k + (epsilon / m if in_top else 0.0)
+    if index == greedy:
+        propensity += 1.0 - epsilon - floor
     return RoutingDecision(
         index=index, propensity=float(propensity), utilities=utilities, greedy_index=greedy
     )

@@ -87,8 +87,13 @@ def route(
     reference_price_sat: int,
     epsilon: float,
     rng: np.random.Generator,
+    top_k: int | None = None,
+    floor: float = 0.0,
 ) -> RoutingReceipt:
     """Pick one of ``agents`` for the task (pure; the caller loads agents and the champion).
+
+    Exploration follows ``policy.choose``: ``epsilon`` among the ``top_k`` best candidates plus a
+    uniform ``floor``; before the first model every choice is uniform.
 
     The receipt lists the best ``RECEIPT_CANDIDATES`` candidates by expected utility (and the
     chosen one, if exploration picked another) and how many were eligible.
@@ -117,16 +122,18 @@ def route(
     ids = [str(a.id) for a in eligible]
     if router is not None:
         p = router.predict_proba([TaskFeatures(request.description, request.complexity)], ids)[0]
-        explore = epsilon
+        explore, explore_top, explore_floor = epsilon, top_k, floor
     else:
         p = np.array([a.success_rate for a in eligible])
-        explore = 1.0
+        explore, explore_top, explore_floor = 1.0, None, 0.0
     decision = choose(
         p,
         prices.astype(float),
         value_sat(reference_price_sat, request.complexity, request.cost_weight),
         epsilon=explore,
         rng=rng,
+        top_k=explore_top,
+        floor=explore_floor,
     )
     shown = list(np.argsort(-decision.utilities, kind="stable")[:RECEIPT_CANDIDATES])
     if decision.index not in shown:

@@ -76,6 +76,8 @@ async def create(
         reference_price_sat=settings.reference_price_sat,
         epsilon=settings.exploration_epsilon,
         rng=routing.make_rng(settings.routing_seed, seed_material),
+        top_k=settings.exploration_top_k,
+        floor=settings.exploration_floor,
     )
     routing_json = receipt.as_json()
     if settings.shadow_mode:
