@@ -112,3 +112,41 @@ class TestValidation:
     def test_bad_epsilon_raises(self, eps: float) -> None:
         with pytest.raises(ValueError):
             choose(np.array([0.5]), np.array([1]), 1.0, epsilon=eps, rng=_rng())
+
+
+class TestFocusedExploration:
+    P = np.array([0.9, 0.85, 0.8, 0.3, 0.2])
+    PRICES = np.array([50.0, 40.0, 30.0, 5.0, 1.0])
+
+    def _propensities(self, **kwargs: object) -> np.ndarray:
+        """The exact probability of each candidate, read off the decisions' propensities."""
+        found = np.full(self.P.size, np.nan)
+        rng = np.random.default_rng(0)
+        for _ in range(3000):
+            d = choose(self.P, self.PRICES, 1000.0, rng=rng, **kwargs)  # type: ignore[arg-type]
+            found[d.index] = d.propensity
+        return found
+
+    def test_propensities_sum_to_one_and_match_frequencies(self) -> None:
+        rng = np.random.default_rng(1)
+        counts = np.zeros(self.P.size)
+        props = self._propensities(epsilon=0.3, top_k=2, floor=0.1)
+        assert not np.isnan(props).any()  # the floor reaches every candidate
+        assert props.sum() == pytest.approx(1.0)
+        for _ in range(20_000):
+            counts[
+                choose(self.P, self.PRICES, 1000.0, epsilon=0.3, rng=rng, top_k=2, floor=0.1).index
+            ] += 1
+        assert counts / counts.sum() == pytest.approx(props, abs=0.01)
+
+    def test_without_a_floor_only_the_top_k_are_explored(self) -> None:
+        props = self._propensities(epsilon=0.4, top_k=2)
+        explored = ~np.isnan(props)
+        assert explored.sum() == 2
+        assert np.nansum(props) == pytest.approx(1.0)
+
+    def test_rates_are_validated(self) -> None:
+        with pytest.raises(ValueError):
+            choose(self.P, self.PRICES, 1000.0, epsilon=0.8, floor=0.3, rng=np.random.default_rng())
+        with pytest.raises(ValueError):
+            choose(self.P, self.PRICES, 1000.0, epsilon=0.1, top_k=0, rng=np.random.default_rng())
