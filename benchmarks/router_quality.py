@@ -10,14 +10,16 @@ The loop, as the marketplace runs it:
    1.8 / 2.0 for a Beta(2, 2)-smoothed success rate over the agent's last 100 outcomes below 0.70 /
    >= 0.70 / >= 0.85 / >= 0.95.
 3. The champion router (uniform random before there is one) routes with ``policy.choose``
-   (epsilon-greedy, ``value_sat = 100,000 * complexity / cost_weight``). Only the chosen agent's
+   (``value_sat = 100,000 * complexity / cost_weight``; exploration ``epsilon`` among the
+   ``top_k`` best candidates plus a uniform ``floor``, as the demo). Only the chosen agent's
    recorded outcome is seen (bandit feedback).
 4. Every 100 outcomes a challenger is fitted on the train side of ``held_out_split`` of all outcomes
    seen, and promoted when its Brier score on its held-out rows beats the champion's on them.
 5. Each version's greedy policy is scored on the RouterBench *test* prompts with full information.
 
 Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2; about 45 s on one core); options:
-``--seeds``, ``--epsilon`` (default 0.3), ``--cost-weight`` (0.1), ``--config '{"C": 1.0}'``.
+``--seeds``, ``--epsilon`` (default 0.3), ``--top-k`` (4; 0 for all), ``--floor`` (0.05),
+``--cost-weight`` (0.1), ``--config '{"C": 1.0}'``.
 """
 
 from __future__ import annotations
@@ -325,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--cost-weight", type=float, default=0.1)
-    parser.add_argument("--top-k", type=int, default=None, help="explore among the k best")
-    parser.add_argument("--floor", type=float, default=0.0, help="uniform exploration floor")
+    parser.add_argument("--top-k", type=int, default=4, help="explore among the k best (0: all)")
+    parser.add_argument("--floor", type=float, default=0.05, help="uniform exploration floor")
     parser.add_argument("--retrain-every", type=int, default=100)
     parser.add_argument(
         "--promotion",
@@ -394,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             cost_weight=args.cost_weight,
             retrain_every=args.retrain_every,
             promotion=args.promotion,
-            top_k=args.top_k,
+            top_k=args.top_k or None,
             floor=args.floor,
         )
         if n_run == 0 and not args.quiet:
