@@ -6,10 +6,10 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dukenet.kit.orm import Base, IdMixin, TimestampMixin
+from dukenet.kit.orm import Base, IdMixin, TimestampMixin, str_enum
 
 
 class AgentKind(StrEnum):
@@ -35,15 +35,7 @@ class Agent(IdMixin, TimestampMixin, Base):
     __tablename__ = "agent"
 
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    kind: Mapped[AgentKind] = mapped_column(
-        Enum(
-            AgentKind,
-            name="agent_kind",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    kind: Mapped[AgentKind] = mapped_column(str_enum(AgentKind, "agent_kind"))
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"), index=True)
     description: Mapped[str] = mapped_column(Text, default="")
     base_price_sat: Mapped[int] = mapped_column(BigInteger)

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dukenet.kit.orm import Base, IdMixin, TimestampMixin, utcnow
+from dukenet.kit.orm import Base, IdMixin, TimestampMixin, str_enum, utcnow
 
 
 class FileType(StrEnum):
@@ -48,15 +48,7 @@ class File(IdMixin, TimestampMixin, Base):
 
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"))
     name: Mapped[str] = mapped_column(String(255))
-    content_type: Mapped[FileType] = mapped_column(
-        Enum(
-            FileType,
-            name="file_type",
-            native_enum=False,
-            length=32,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    content_type: Mapped[FileType] = mapped_column(str_enum(FileType, "file_type", length=32))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_name: Mapped[str] = mapped_column(String(64), unique=True)

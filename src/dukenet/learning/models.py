@@ -7,10 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dukenet.kit.orm import Base, IdMixin, utcnow
+from dukenet.kit.orm import Base, IdMixin, str_enum, utcnow
 
 
 class Outcome(IdMixin, Base):
@@ -54,13 +54,7 @@ class TrainingRun(IdMixin, Base):
     trigger: Mapped[str] = mapped_column(String(40))
     trigger_key: Mapped[str] = mapped_column(String(120), unique=True)
     status: Mapped[TrainingRunStatus] = mapped_column(
-        Enum(
-            TrainingRunStatus,
-            name="training_run_status",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        )
+        str_enum(TrainingRunStatus, "training_run_status")
     )
     outcomes_used: Mapped[int] = mapped_column(Integer, default=0)
     split_seed: Mapped[int] = mapped_column(Integer, default=0)

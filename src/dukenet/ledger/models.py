@@ -6,16 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dukenet.kit.orm import Base, IdMixin, utcnow
-
-
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls, name=name, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e]
-    )
+from dukenet.kit.orm import Base, IdMixin, str_enum, utcnow
 
 
 class LedgerAccountKind(StrEnum):
@@ -39,7 +33,9 @@ class LedgerAccount(IdMixin, Base):
     __tablename__ = "ledger_account"
 
     name: Mapped[str] = mapped_column(String(80), unique=True)
-    kind: Mapped[LedgerAccountKind] = mapped_column(_enum(LedgerAccountKind, "ledger_account_kind"))
+    kind: Mapped[LedgerAccountKind] = mapped_column(
+        str_enum(LedgerAccountKind, "ledger_account_kind", length=24)
+    )
     owner_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     balance_sat: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -60,7 +56,7 @@ class LedgerTransaction(IdMixin, Base):
     __tablename__ = "ledger_transaction"
 
     kind: Mapped[LedgerTransactionKind] = mapped_column(
-        _enum(LedgerTransactionKind, "ledger_transaction_kind")
+        str_enum(LedgerTransactionKind, "ledger_transaction_kind", length=24)
     )
     task_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dukenet.kit.orm import Base, IdMixin, TimestampMixin, utcnow
+from dukenet.kit.orm import Base, IdMixin, TimestampMixin, str_enum, utcnow
 
 
 class TaskStatus(StrEnum):
@@ -60,15 +59,7 @@ class Task(IdMixin, TimestampMixin, Base):
     max_price_sat: Mapped[int | None] = mapped_column(BigInteger)
     cost_weight: Mapped[float] = mapped_column(Float)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[TaskStatus] = mapped_column(
-        Enum(
-            TaskStatus,
-            name="task_status",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    status: Mapped[TaskStatus] = mapped_column(str_enum(TaskStatus, "task_status"))
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agent.id"))
     price_sat: Mapped[int] = mapped_column(BigInteger, default=0)
     propensity: Mapped[float | None] = mapped_column(Float)
