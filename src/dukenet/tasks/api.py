@@ -22,10 +22,12 @@ from dukenet.tasks.models import Task, TaskStatus
 from dukenet.tasks.schemas import (
     ClaimRead,
     ClaimRequest,
+    QuoteRead,
     ResultRead,
     ResultSubmit,
     TaskCreate,
     TaskDetail,
+    TaskQuoteRequest,
     TaskRead,
 )
 
@@ -77,6 +79,38 @@ async def create_task(
     else:
         response.status_code = status.HTTP_200_OK
     return await _detail(session, task)
+
+
+@router.post("/tasks/quote", response_model=QuoteRead)
+async def quote_task(
+    data: TaskQuoteRequest, user: CurrentUser, session: Session, state: State
+) -> QuoteRead:
+    """Quote before you buy: the agent Duke would choose, the price and the alternatives."""
+    receipt = await service.quote(
+        session, settings=state.settings, champion=state.champion, data=data
+    )
+    chosen = next(c for c in receipt.candidates if c["agent_id"] == str(receipt.agent.id))
+    return QuoteRead(
+        agent_id=receipt.agent.id,
+        agent_name=receipt.agent.name,
+        price_sat=receipt.price_sat,
+        p_success=chosen["p_success"],
+        model_version=receipt.model_version,
+        eligible_agents=receipt.n_eligible,
+        alternatives=[c for c in receipt.candidates if c is not chosen],
+    )
+
+
+@router.post("/tasks/{task_id}/cancel", response_model=TaskRead)
+async def cancel_task(
+    task_id: uuid.UUID, user: CurrentUser, session: Session, state: State
+) -> TaskRead:
+    """Cancel a task no runner has started; its price returns to the buyer's wallet."""
+    task = await service.cancel(session, user=user, task_id=task_id)
+    await session.commit()
+    state.metrics.task_transitions.labels(TaskStatus.CANCELLED.value).inc()
+    state.metrics.settled_sat.labels("refund").inc(task.price_sat)
+    return TaskRead.model_validate(task)
 
 
 @router.get("/tasks", response_model=Page[TaskRead])

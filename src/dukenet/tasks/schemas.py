@@ -13,13 +13,12 @@ from dukenet.ledger.schemas import TransactionRead
 from dukenet.tasks.models import TaskStatus
 
 
-class TaskCreate(Schema):
-    """A buyer's task.
+class TaskQuoteRequest(Schema):
+    """What a buyer asks the market for; a quote creates nothing.
 
     ``cost_weight`` is the quality/cost preference: the success probability the buyer would give
     up to save one reference price (100,000 sat × complexity); 0 buys the best predicted quality
-    regardless of price. ``agent_id`` pins an agent; ``idempotency_key`` makes a retried
-    submission return the first task instead of paying twice.
+    regardless of price. ``agent_id`` pins an agent; ``exclude_agent_ids`` rules agents out.
     """
 
     description: str = Field(min_length=1, max_length=100_000)
@@ -27,8 +26,7 @@ class TaskCreate(Schema):
     max_price_sat: int | None = Field(default=None, gt=0, le=10**15)
     cost_weight: float | None = Field(default=None, ge=0.0, le=100.0)
     agent_id: uuid.UUID | None = None
-    file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    exclude_agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
 
     @field_validator("description")
     @classmethod
@@ -36,6 +34,27 @@ class TaskCreate(Schema):
         if not value.strip():
             raise ValueError("description must not be blank")
         return value
+
+
+class TaskCreate(TaskQuoteRequest):
+    """A buyer's task: the quote request plus attached files and an ``idempotency_key`` that
+    makes a retried submission return the first task instead of paying twice."""
+
+    file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class QuoteRead(Schema):
+    """The agent Duke would choose now, its price (sat), predicted success, and the alternatives
+    ranked by expected utility (``utility_sat`` is null when cost_weight is 0)."""
+
+    agent_id: uuid.UUID
+    agent_name: str
+    price_sat: int
+    p_success: float
+    model_version: int | None
+    eligible_agents: int
+    alternatives: list[dict[str, Any]]
 
 
 class ResultRead(Schema):

@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository as agents_repository
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
-from dukenet.errors import Conflict, Forbidden, NotFound
+from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
 from dukenet.files import service as files_service
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
@@ -23,7 +24,7 @@ from dukenet.market import routing
 from dukenet.market import service as market_service
 from dukenet.tasks import repository
 from dukenet.tasks.models import FINAL_STATUSES, Task, TaskResult, TaskStatus
-from dukenet.tasks.schemas import ResultSubmit, TaskCreate
+from dukenet.tasks.schemas import ResultSubmit, TaskCreate, TaskQuoteRequest
 
 EXECUTABLE_KINDS = (AgentKind.LLM, AgentKind.REPLAY, AgentKind.BUILTIN)
 
@@ -52,21 +53,10 @@ async def create(
         existing = await repository.get_by_idempotency_key(session, buyer.id, data.idempotency_key)
         if existing is not None:
             return existing, False
-    if data.agent_id is not None:
-        pinned = await agents_repository.get(session, data.agent_id)
-        if pinned is None or not pinned.is_enabled:
-            raise NotFound(f"agent {data.agent_id} not found or disabled")
-        agents: Sequence[Agent] = [pinned]
-    else:
-        agents = await agents_repository.list_all(session, enabled_only=True)
+    agents = await _candidates(session, data)
     version, router = await champion.current(session)
-    cost_weight = settings.default_cost_weight if data.cost_weight is None else data.cost_weight
-    request = routing.RoutingRequest(
-        description=data.description,
-        complexity=data.complexity,
-        cost_weight=cost_weight,
-        max_price_sat=data.max_price_sat,
-    )
+    request = _routing_request(settings, data)
+    cost_weight = request.cost_weight
     seed_material = f"{data.complexity}\x00{data.description}\x00{data.idempotency_key or ''}"
     receipt = routing.route(
         request,
@@ -116,6 +106,85 @@ async def create(
         session, task_id=task.id, buyer_id=buyer.id, amount_sat=task.price_sat
     )
     return task, True
+
+
+async def _candidates(session: AsyncSession, data: TaskQuoteRequest) -> Sequence[Agent]:
+    if data.agent_id is not None:
+        pinned = await agents_repository.get(session, data.agent_id)
+        if pinned is None or not pinned.is_enabled:
+            raise NotFound(f"agent {data.agent_id} not found or disabled")
+        return [pinned]
+    excluded = set(data.exclude_agent_ids)
+    agents = [
+        a
+        for a in await agents_repository.list_all(session, enabled_only=True)
+        if a.id not in excluded
+    ]
+    if not agents:
+        raise BadRequest("every enabled agent is excluded")
+    return agents
+
+
+def _routing_request(settings: Settings, data: TaskQuoteRequest) -> routing.RoutingRequest:
+    return routing.RoutingRequest(
+        description=data.description,
+        complexity=data.complexity,
+        cost_weight=settings.default_cost_weight if data.cost_weight is None else data.cost_weight,
+        max_price_sat=data.max_price_sat,
+    )
+
+
+async def quote(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    champion: ChampionCache,
+    data: TaskQuoteRequest,
+) -> routing.RoutingReceipt:
+    """Return the champion's greedy choice for a task without creating anything: the agent, its
+    price in satoshis, the predicted success and the next best candidates.
+
+    A task created from the same request may still explore another agent (ε); its receipt then
+    records the choice and its propensity.
+
+    Raises:
+        NotFound: the pinned agent does not exist or is disabled.
+        BadRequest: every agent is excluded, or none is within ``max_price_sat``.
+    """
+    agents = await _candidates(session, data)
+    version, router = await champion.current(session)
+    return routing.route(
+        _routing_request(settings, data),
+        agents,
+        router=router,
+        model_version=version,
+        reference_price_sat=settings.reference_price_sat,
+        epsilon=0.0 if router is not None else 1.0,
+        rng=np.random.default_rng(0),
+    )
+
+
+async def cancel(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Task:
+    """Cancel a task that no runner has started, refunding its escrow to the buyer.
+
+    No outcome is recorded: a cancellation says nothing about the agent.
+
+    Raises:
+        NotFound: no such task visible to the caller.
+        Conflict: the task is executing or already finished.
+    """
+    await get_visible(session, user=user, task_id=task_id)
+    task = await repository.get(session, task_id, for_update=True)
+    assert task is not None
+    if task.status not in (TaskStatus.CREATED, TaskStatus.ASSIGNED):
+        raise Conflict(f"task {task_id} is {task.status.value}; only queued tasks can be cancelled")
+    task.status = TaskStatus.CANCELLED
+    task.finished_at = utcnow()
+    await market_service.refund_escrow(
+        session, task_id=task.id, buyer_id=task.buyer_id, amount_sat=task.price_sat
+    )
+    await session.flush()
+    return task
 
 
 async def get_visible(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Task:
