@@ -120,7 +120,7 @@ async def _candidates(session: AsyncSession, data: TaskQuoteRequest) -> Sequence
         for a in await agents_repository.list_all(session, enabled_only=True)
         if a.id not in excluded
     ]
-    if not agents:
+    if not agents and excluded:
         raise BadRequest("every enabled agent is excluded")
     return agents
 
