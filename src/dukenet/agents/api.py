@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from dukenet.accounts.models import UserRole
 from dukenet.agents import service
-from dukenet.agents.schemas import AgentCreate, AgentDetail, AgentRead
+from dukenet.agents.schemas import AgentCreate, AgentDetail, AgentRead, AgentStatsRead
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
 
 router = APIRouter(tags=["agents"])
@@ -29,6 +29,21 @@ async def list_agents(user: CurrentUser, session: Session) -> list[AgentRead]:
     """List the market's enabled agents (admins see disabled ones too)."""
     agents = await service.list_agents(session, enabled_only=user.role is not UserRole.ADMIN)
     return [AgentRead.model_validate(a) for a in agents]
+
+
+@router.get("/agents/leaderboard", response_model=list[AgentStatsRead])
+async def leaderboard(
+    user: CurrentUser, session: Session, min_tasks: int = Query(default=1, ge=0, le=10_000)
+) -> list[AgentStatsRead]:
+    """Rank the market's agents by their smoothed success rate, with tasks, earnings, latency."""
+    return await service.leaderboard(session, min_tasks=min_tasks)
+
+
+@router.get("/agents/{agent_id}/stats", response_model=AgentStatsRead)
+async def agent_stats(agent_id: uuid.UUID, user: CurrentUser, session: Session) -> AgentStatsRead:
+    """Show an agent's finished tasks, success rate, earnings (sat) and p50/p95 latency (ms)."""
+    agent = await service.get(session, agent_id)
+    return (await service.stats(session, [agent]))[0]
 
 
 @router.get("/agents/{agent_id}", response_model=AgentDetail | AgentRead)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.agents.models import Agent, AgentKind
+from dukenet.learning.models import Outcome
 
 
 async def get(
@@ -42,3 +43,19 @@ async def list_all(
     if owner_id is not None:
         stmt = stmt.where(Agent.owner_id == owner_id)
     return (await session.execute(stmt)).scalars().all()
+
+
+async def outcome_summaries(
+    session: AsyncSession, agent_ids: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, tuple[int, int, list[float]]]:
+    """Return per agent (finished tasks, successes, latencies in ms) from its outcomes."""
+    stmt = select(Outcome.agent_id, Outcome.success, Outcome.latency_ms)
+    if agent_ids is not None:
+        stmt = stmt.where(Outcome.agent_id.in_(list(agent_ids)))
+    summary: dict[uuid.UUID, tuple[int, int, list[float]]] = {}
+    for agent_id, success, latency in (await session.execute(stmt)).all():
+        tasks, successes, latencies = summary.get(agent_id, (0, 0, []))
+        if latency is not None:
+            latencies.append(float(latency))
+        summary[agent_id] = (tasks + 1, successes + int(success), latencies)
+    return summary

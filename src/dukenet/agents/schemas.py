@@ -64,3 +64,17 @@ class AgentDetail(AgentRead):
 
     owner_id: uuid.UUID
     config: dict[str, Any]
+
+
+class AgentStatsRead(Schema):
+    """An agent's record: finished tasks, success rate, earnings (sat), latency (ms)."""
+
+    agent_id: uuid.UUID
+    name: str
+    tasks: int
+    successes: int
+    success_rate: float | None
+    reputation_multiplier: float
+    earnings_sat: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None

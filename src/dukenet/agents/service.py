@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository
 from dukenet.agents.models import Agent, AgentKind
-from dukenet.agents.schemas import AgentCreate
+from dukenet.agents.schemas import AgentCreate, AgentStatsRead
 from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
 from dukenet.ledger import service as ledger_service
@@ -102,3 +103,44 @@ async def set_enabled(
     agent.is_enabled = enabled
     await session.flush()
     return agent
+
+
+async def stats(session: AsyncSession, agents: Sequence[Agent]) -> list[AgentStatsRead]:
+    """Return each agent's finished tasks, success rate, earnings in satoshis (its ledger
+    account) and p50/p95 latency in ms over all its outcomes."""
+    summaries = await repository.outcome_summaries(session, [a.id for a in agents])
+    result = []
+    for agent in agents:
+        tasks, successes, latencies = summaries.get(agent.id, (0, 0, []))
+        earnings = await ledger_service.balance(session, ledger_service.agent_name(agent.id))
+        p50, p95 = (
+            (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)))
+            if latencies
+            else (None, None)
+        )
+        result.append(
+            AgentStatsRead(
+                agent_id=agent.id,
+                name=agent.name,
+                tasks=tasks,
+                successes=successes,
+                success_rate=successes / tasks if tasks else None,
+                reputation_multiplier=agent.reputation_multiplier,
+                earnings_sat=earnings,
+                latency_p50_ms=p50,
+                latency_p95_ms=p95,
+            )
+        )
+    return result
+
+
+async def leaderboard(session: AsyncSession, *, min_tasks: int = 1) -> list[AgentStatsRead]:
+    """Rank enabled agents by the smoothed success rate they are priced on (Beta prior, last
+    ``reputation_window`` tasks), then by tasks; agents below ``min_tasks`` come last."""
+    agents = await repository.list_all(session, enabled_only=True)
+    rows = await stats(session, agents)
+    by_id = {a.id: a for a in agents}
+    return sorted(
+        rows,
+        key=lambda r: (r.tasks < min_tasks, -by_id[r.agent_id].success_rate, -r.tasks, r.name),
+    )
