@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from dukenet.accounts.api import router as accounts_router
 from dukenet.agents.api import router as agents_router
+from dukenet.feedback.api import router as feedback_router
 from dukenet.files.api import router as files_router
 from dukenet.learning.api import router as learning_router
 from dukenet.ledger.api import router as ledger_router
@@ -22,6 +23,7 @@ def api_router() -> APIRouter:
         agents_router,
         files_router,
         tasks_router,
+        feedback_router,
         runner_router,
         ledger_router,
         learning_router,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dukenet.accounts.models import ApiKey, RefreshToken, User
 from dukenet.agents.models import Agent
+from dukenet.feedback.models import Feedback
 from dukenet.files.models import File, TaskFile
 from dukenet.kit.orm import Base
 from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
@@ -15,6 +16,7 @@ metadata = Base.metadata
 __all__ = [
     "Agent",
     "ApiKey",
+    "Feedback",
     "File",
     "LedgerAccount",
     "LedgerEntry",

@@ -1,0 +1,1 @@
+"""Buyers' feedback on results: thumbs, ratings, comments and corrected answers."""

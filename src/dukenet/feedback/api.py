@@ -1,0 +1,32 @@
+"""Feedback endpoints: a buyer rates the result of their task."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from dukenet.deps import CurrentUser, Session
+from dukenet.feedback import service
+from dukenet.feedback.schemas import FeedbackRead, FeedbackWrite
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.put("/tasks/{task_id}/feedback", response_model=FeedbackRead)
+async def put_feedback(
+    task_id: uuid.UUID, data: FeedbackWrite, user: CurrentUser, session: Session
+) -> FeedbackRead:
+    """Give (or replace) feedback on your task's result; a rating or thumbs sets its quality."""
+    feedback, quality = await service.put(session, buyer=user, task_id=task_id, data=data)
+    await session.commit()
+    return FeedbackRead.model_validate(feedback).model_copy(update={"outcome_quality": quality})
+
+
+@router.get("/tasks/{task_id}/feedback", response_model=FeedbackRead)
+async def get_feedback(task_id: uuid.UUID, user: CurrentUser, session: Session) -> FeedbackRead:
+    """Show the feedback on your task's result."""
+    feedback = await service.get(session, user=user, task_id=task_id)
+    return FeedbackRead.model_validate(feedback).model_copy(
+        update={"outcome_quality": service.quality_from(FeedbackWrite.model_validate(feedback))}
+    )

@@ -1,0 +1,76 @@
+"""Recording a buyer's feedback and feeding it into the outcome data."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dukenet.accounts.models import User
+from dukenet.errors import Conflict, NotFound
+from dukenet.feedback.models import Feedback
+from dukenet.feedback.schemas import FeedbackWrite
+from dukenet.learning.models import Outcome
+from dukenet.tasks import repository as tasks_repository
+from dukenet.tasks import service as tasks_service
+
+
+def quality_from(feedback: FeedbackWrite) -> float | None:
+    """Map feedback to a quality in [0, 1]: a rating r gives (r - 1) / 4; otherwise thumbs up
+    gives 1 and thumbs down 0; None when neither was given."""
+    if feedback.rating is not None:
+        return (feedback.rating - 1) / 4
+    if feedback.thumbs_up is not None:
+        return 1.0 if feedback.thumbs_up else 0.0
+    return None
+
+
+async def put(
+    session: AsyncSession, *, buyer: User, task_id: uuid.UUID, data: FeedbackWrite
+) -> tuple[Feedback, float | None]:
+    """Create or replace the buyer's feedback on the task's result; set the outcome's
+    ``quality`` from it (``quality_from``). Returns (feedback, quality).
+
+    Raises:
+        NotFound: no such task visible to the buyer.
+        Conflict: the task has no result yet.
+    """
+    task = await tasks_service.get_visible(session, user=buyer, task_id=task_id)
+    result = await tasks_repository.get_result(session, task.id)
+    if result is None:
+        raise Conflict(f"task {task_id} has no result to give feedback on")
+    feedback = (
+        await session.execute(select(Feedback).where(Feedback.result_id == result.id))
+    ).scalar_one_or_none()
+    if feedback is None:
+        feedback = Feedback(result_id=result.id, task_id=task.id, buyer_id=task.buyer_id)
+        session.add(feedback)
+    feedback.thumbs_up = data.thumbs_up
+    feedback.rating = data.rating
+    feedback.comment = data.comment
+    feedback.correction = data.correction
+    quality = quality_from(data)
+    if quality is not None:
+        outcome = (
+            await session.execute(select(Outcome).where(Outcome.task_id == task.id))
+        ).scalar_one_or_none()
+        if outcome is not None:
+            outcome.quality = quality
+    await session.flush()
+    return feedback, quality
+
+
+async def get(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Feedback:
+    """Return the feedback on a task's result.
+
+    Raises:
+        NotFound: no such task visible to the caller, or no feedback yet.
+    """
+    task = await tasks_service.get_visible(session, user=user, task_id=task_id)
+    feedback = (
+        await session.execute(select(Feedback).where(Feedback.task_id == task.id))
+    ).scalar_one_or_none()
+    if feedback is None:
+        raise NotFound(f"no feedback on task {task_id}")
+    return feedback
