@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
 from dukenet.deps import AdminUser, Session, State
 from dukenet.monitoring import service
+from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
 from dukenet.monitoring.schemas import SystemMetricsRead
 
 router = APIRouter(tags=["monitoring"])
@@ -16,6 +18,22 @@ metrics_router = APIRouter()
 async def system_metrics(admin: AdminUser, session: Session) -> SystemMetricsRead:
     """Return task counts, users, agents, success rate, sat transacted and the champion."""
     return await service.system_metrics(session)
+
+
+@router.get("/admin/export/{kind}")
+async def export(
+    kind: ExportKind,
+    admin: AdminUser,
+    state: State,
+    fmt: ExportFormat = Query(default=ExportFormat.CSV, alias="format"),
+) -> StreamingResponse:
+    """Stream every task, result or outcome as CSV or JSON Lines, oldest first."""
+    media = "text/csv" if fmt is ExportFormat.CSV else "application/x-ndjson"
+    return StreamingResponse(
+        export_rows(state.sessionmaker, kind, fmt),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{kind.value}.{fmt.value}"'},
+    )
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
