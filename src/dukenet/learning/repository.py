@@ -21,15 +21,15 @@ from dukenet.tasks.models import Task
 
 
 async def recent_success_counts(
-    session: AsyncSession, agent_id: uuid.UUID, *, window: int
+    session: AsyncSession, agent_id: uuid.UUID | None, *, window: int
 ) -> tuple[int, int]:
-    """Return (successes, total) over the agent's last ``window`` outcomes."""
+    """Return (successes, total) over the last ``window`` outcomes of one agent, or of every
+    agent when ``agent_id`` is None."""
+    recent_stmt = select(Outcome.success)
+    if agent_id is not None:
+        recent_stmt = recent_stmt.where(Outcome.agent_id == agent_id)
     recent = (
-        select(Outcome.success)
-        .where(Outcome.agent_id == agent_id)
-        .order_by(Outcome.created_at.desc(), Outcome.id.desc())
-        .limit(window)
-        .subquery()
+        recent_stmt.order_by(Outcome.created_at.desc(), Outcome.id.desc()).limit(window).subquery()
     )
     stmt = select(func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0))
     total, successes = (await session.execute(stmt.select_from(recent))).one()
@@ -116,19 +116,6 @@ async def last_successful_run(session: AsyncSession) -> TrainingRun | None:
         .limit(1)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def recent_success_counts_all(session: AsyncSession, *, window: int) -> tuple[int, int]:
-    """Return (successes, total) over the last ``window`` outcomes of every agent."""
-    recent = (
-        select(Outcome.success)
-        .order_by(Outcome.created_at.desc(), Outcome.id.desc())
-        .limit(window)
-        .subquery()
-    )
-    stmt = select(func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0))
-    total, successes = (await session.execute(stmt.select_from(recent))).one()
-    return int(successes), int(total)
 
 
 async def outcome_features(

@@ -67,14 +67,14 @@ class ShadowReportRead(Schema):
     """
 
     challenger_version: int | None
-    tasks: int
-    finished: int
-    agreement_rate: float | None
-    matched: int
-    live_success_rate: float | None
-    challenger_success_snips: float | None
-    live_mean_price_sat: float | None
-    challenger_mean_price_sat: float | None
+    tasks: int = 0
+    finished: int = 0
+    agreement_rate: float | None = None
+    matched: int = 0
+    live_success_rate: float | None = None
+    challenger_success_snips: float | None = None
+    live_mean_price_sat: float | None = None
+    challenger_mean_price_sat: float | None = None
 
 
 class ModelStatusRead(Schema):

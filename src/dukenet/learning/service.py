@@ -343,17 +343,7 @@ async def shadow_report(session: AsyncSession) -> ShadowReportRead:
     ``ShadowReportRead``); empty when there is no challenger."""
     version = await alias_version(session, CHALLENGER)
     if version is None:
-        return ShadowReportRead(
-            challenger_version=None,
-            tasks=0,
-            finished=0,
-            agreement_rate=None,
-            matched=0,
-            live_success_rate=None,
-            challenger_success_snips=None,
-            live_mean_price_sat=None,
-            challenger_mean_price_sat=None,
-        )
+        return ShadowReportRead(challenger_version=None)
     row = await repository.get_version(session, version)
     assert row is not None
     shadowed = [
@@ -363,17 +353,7 @@ async def shadow_report(session: AsyncSession) -> ShadowReportRead:
     ]
     tasks = await repository.count_shadowed_tasks(session, since=row.created_at)
     if not shadowed:
-        return ShadowReportRead(
-            challenger_version=version,
-            tasks=tasks,
-            finished=0,
-            agreement_rate=None,
-            matched=0,
-            live_success_rate=None,
-            challenger_success_snips=None,
-            live_mean_price_sat=None,
-            challenger_mean_price_sat=None,
-        )
+        return ShadowReportRead(challenger_version=version, tasks=tasks)
     match = np.array([o.routing["shadow"]["agent_id"] == str(o.agent_id) for o in shadowed])
     success = np.array([o.success for o in shadowed], dtype=float)
     propensity = np.array([o.propensity for o in shadowed], dtype=float)

@@ -144,5 +144,5 @@ async def due_trigger(
 
 async def rolling_success_rate(session: AsyncSession, *, window: int) -> float:
     """Return the success rate of the last ``window`` outcomes (nan when there are none)."""
-    successes, total = await repository.recent_success_counts_all(session, window=window)
+    successes, total = await repository.recent_success_counts(session, None, window=window)
     return successes / total if total else float("nan")
