@@ -30,6 +30,7 @@ from dukenet.kit.state import AppState
 from dukenet.main import create_app
 from dukenet.migrate import upgrade
 from dukenet.models import metadata
+from tests.llm_double import LLMDouble
 
 POSTGRES_URL = os.environ.get(
     "DUKENET_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -125,6 +126,13 @@ async def client(app: FastAPI, state: AppState) -> AsyncIterator[httpx.AsyncClie
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v2") as c:
         yield c
+
+
+@pytest.fixture
+def double() -> Iterator[LLMDouble]:
+    """A fresh OpenAI-compatible chat-completions server on 127.0.0.1 (see ``llm_double``)."""
+    with LLMDouble() as server:
+        yield server
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from dukenet.agents.models import AgentKind
 from dukenet.kit.state import AppState
@@ -13,12 +10,6 @@ from dukenet.runners.llm import LLMExecutor
 from dukenet.runners.worker import Runner
 from tests.factories import create_admin, credit, llm_agent, register, submit_task
 from tests.llm_double import LLMDouble
-
-
-@pytest.fixture
-def double() -> Iterator[LLMDouble]:
-    with LLMDouble() as server:
-        yield server
 
 
 async def test_stats_and_leaderboard_follow_the_executed_tasks(

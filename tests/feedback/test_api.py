@@ -3,10 +3,7 @@ quality; only the buyer (or an admin) sees it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 from sqlalchemy import select
 
 from dukenet.agents.models import AgentKind
@@ -16,12 +13,6 @@ from dukenet.runners.llm import LLMExecutor
 from dukenet.runners.worker import Runner
 from tests.factories import create_admin, credit, llm_agent, register, submit_task
 from tests.llm_double import LLMDouble
-
-
-@pytest.fixture
-def double() -> Iterator[LLMDouble]:
-    with LLMDouble() as server:
-        yield server
 
 
 async def _finished_task(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,13 +16,6 @@ from dukenet.runners.llm import LLMExecutor
 from tests.llm_double import COMPLETIONS_PATH, DEFAULT_ANSWER, DEFAULT_USAGE, LLMDouble, Reply
 
 ITEM = WorkItem(description="Write a python function to add two numbers.", complexity=3)
-
-
-@pytest.fixture
-def double() -> Iterator[LLMDouble]:
-    """A fresh chat-completions server on 127.0.0.1."""
-    with LLMDouble() as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -15,12 +13,6 @@ from dukenet.runners.llm import LLMExecutor
 from dukenet.runners.remote import RemoteRunner
 from tests.factories import create_admin, credit, llm_agent, register, submit_task
 from tests.llm_double import LLMDouble, Reply
-
-
-@pytest.fixture
-def double() -> Iterator[LLMDouble]:
-    with LLMDouble() as server:
-        yield server
 
 
 async def _operator_key(client: httpx.AsyncClient, operator: dict[str, str]) -> str:

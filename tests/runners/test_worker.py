@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,13 +31,6 @@ from tests.llm_double import DEFAULT_ANSWER, DEFAULT_USAGE, LLMDouble, Reply
 
 DEPOSIT = 10_000
 PRICE = 3_600  # 1,000 sat × complexity 3 × 1.2
-
-
-@pytest.fixture
-def double() -> Iterator[LLMDouble]:
-    """A chat-completions server on 127.0.0.1 playing the agent's endpoint."""
-    with LLMDouble() as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@ LLM agent excerpts of them in its prompt (against the loopback OpenAI-compatible
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from dukenet.agents.models import AgentKind
 from dukenet.kit.state import AppState
@@ -16,12 +13,6 @@ from tests.factories import create_admin, credit, llm_agent, register
 from tests.llm_double import LLMDouble
 
 CSV = b"city,population\nLisbon,545923\nPorto,231800\n"
-
-
-@pytest.fixture
-def double() -> Iterator[LLMDouble]:
-    with LLMDouble() as server:
-        yield server
 
 
 async def _upload(
