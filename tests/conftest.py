@@ -84,7 +84,8 @@ def database_url(
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    """Settings for a test app: no background workers unless a test starts them."""
+    """Settings for a test app: no background workers unless a test starts them, and no dispute
+    window (a delivered result pays at once) unless a test of acceptance sets one."""
     return Settings(
         var_dir=tmp_path / "var",
         database_url=database_url,
@@ -92,6 +93,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         auto_migrate=False,
         embedded_runners=0,
         embedded_trainer=False,
+        embedded_sweeper=False,
+        dispute_window_s=0,
         lease_s=30,
         max_attempts=2,
     )

@@ -76,7 +76,11 @@ async def test_runner_processes_share_the_order_book(
                 finished = (
                     await session.execute(
                         select(func.count(Task.id)).where(
-                            Task.status.in_([TaskStatus.COMPLETED, TaskStatus.FAILED])
+                            # The runners run with the default dispute window: a success is
+                            # delivered and waits for the buyer.
+                            Task.status.in_(
+                                [TaskStatus.DELIVERED, TaskStatus.COMPLETED, TaskStatus.FAILED]
+                            )
                         )
                     )
                 ).scalar_one()

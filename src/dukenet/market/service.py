@@ -47,16 +47,40 @@ async def hold_escrow(
 
 
 async def release_escrow(
-    session: AsyncSession, *, task_id: uuid.UUID, agent_id: uuid.UUID, amount_sat: int, fee_bps: int
+    session: AsyncSession,
+    *,
+    task_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    amount_sat: int,
+    fee_bps: int,
+    escrow_sat: int | None = None,
+    buyer_id: uuid.UUID | None = None,
 ) -> LedgerTransaction:
-    """Pay the escrowed price to the agent, less the platform fee (``fee_bps`` basis points)."""
+    """Pay ``amount_sat`` (the agent's price) from the task's escrow to the agent, less the
+    platform fee (``fee_bps`` basis points, rounded down), in one balanced transaction.
+
+    ``escrow_sat`` is what the escrow holds (default ``amount_sat``); when a failover moved the
+    task to a cheaper agent the difference returns to ``buyer_id``'s wallet in the same
+    transaction. A task's escrow is settled at most once: a repeat returns the first settlement.
+
+    Raises:
+        ValueError: ``escrow_sat`` is below ``amount_sat``, or a remainder has no ``buyer_id``.
+    """
+    held = amount_sat if escrow_sat is None else escrow_sat
+    if held < amount_sat:
+        raise ValueError(f"escrow of {held} sat does not cover a price of {amount_sat} sat")
+    if held > amount_sat and buyer_id is None:
+        raise ValueError("a remainder of the escrow needs the buyer to return it to")
     fee = pricing.fee_sat(amount_sat, fee_bps)
     legs = [
-        Leg(ledger_service.escrow_name(task_id), -amount_sat),
+        Leg(ledger_service.escrow_name(task_id), -held),
         Leg(ledger_service.agent_name(agent_id), amount_sat - fee),
     ]
     if fee:
         legs.append(Leg(ledger_service.PLATFORM_REVENUE, fee))
+    if held > amount_sat:
+        assert buyer_id is not None
+        legs.append(Leg(ledger_service.wallet_name(buyer_id), held - amount_sat))
     legs = [leg for leg in legs if leg.amount_sat != 0]
     return await ledger_service.post(
         session,
@@ -91,9 +115,11 @@ async def update_reputation(
     window: int,
     prior_successes: float,
     prior_failures: float,
+    count_finished: bool = True,
 ) -> None:
     """Recompute the agent's smoothed success rate over its last ``window`` outcomes and its
-    price multiplier (``market.reputation``)."""
+    price multiplier (``market.reputation``); ``count_finished`` adds one finished task (False
+    when an outcome already counted changed, e.g. a buyer rejected a delivery)."""
     successes, total = await learning_repository.recent_success_counts(
         session, agent.id, window=window
     )
@@ -102,5 +128,6 @@ async def update_reputation(
     )
     agent.success_rate = rate
     agent.reputation_multiplier = reputation.reputation_multiplier(rate)
-    agent.finished_tasks = agent.finished_tasks + 1
+    if count_finished:
+        agent.finished_tasks = agent.finished_tasks + 1
     await session.flush()

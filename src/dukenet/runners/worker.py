@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Mapping
 
@@ -21,6 +20,7 @@ from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
 from dukenet.tasks import service as tasks_service
 from dukenet.tasks.models import Task
 from dukenet.tasks.schemas import ResultSubmit
+from dukenet.tasks.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
 
@@ -43,19 +43,17 @@ class Runner:
         self._settings = settings
         self._executors = executors
         self.name = name or f"runner-{uuid.uuid4().hex[:8]}"
-        self._next_sweep = 0.0  # monotonic time of the next expired-lease sweep
+        self._sweeper = Sweeper(sessionmaker, settings)
 
     async def run_once(self) -> bool:
         """Claim and finish at most one task; return True if it did.
 
-        Expired leases are swept first, at most every ``min(lease_s / 4, 5)`` seconds.
+        The sweeper (expired leases, settlements due) runs first, at most every
+        ``min(lease_s / 4, sweep_interval_s)`` seconds.
         """
-        if time.monotonic() >= self._next_sweep:
-            await in_transaction(
-                self._sessionmaker,
-                lambda session: tasks_service.expire_leases(session, settings=self._settings),
-            )
-            self._next_sweep = time.monotonic() + min(self._settings.lease_s / 4, 5.0)
+        await self._sweeper.sweep_if_due(
+            min(self._settings.lease_s / 4, self._settings.sweep_interval_s)
+        )
         claimed = await in_transaction(self._sessionmaker, self._claim)
         if claimed is None:
             return False

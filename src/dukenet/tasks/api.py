@@ -22,7 +22,9 @@ from dukenet.tasks.models import Task, TaskStatus
 from dukenet.tasks.schemas import (
     ClaimRead,
     ClaimRequest,
+    InboxItem,
     QuoteRead,
+    RejectRequest,
     ResultRead,
     ResultSubmit,
     TaskCreate,
@@ -109,7 +111,38 @@ async def cancel_task(
     task = await service.cancel(session, user=user, task_id=task_id)
     await session.commit()
     state.metrics.task_transitions.labels(TaskStatus.CANCELLED.value).inc()
-    state.metrics.settled_sat.labels("refund").inc(task.price_sat)
+    state.metrics.settled_sat.labels("refund").inc(task.escrow_sat)
+    return TaskRead.model_validate(task)
+
+
+@router.post("/tasks/{task_id}/accept", response_model=TaskRead)
+async def accept_task(
+    task_id: uuid.UUID, user: CurrentUser, session: Session, state: State
+) -> TaskRead:
+    """Accept a delivered result: the escrow pays the agent. Accepting twice pays once."""
+    task, changed = await service.accept(
+        session, settings=state.settings, user=user, task_id=task_id
+    )
+    await session.commit()
+    if changed:
+        state.metrics.task_transitions.labels(TaskStatus.COMPLETED.value).inc()
+        state.metrics.settled_sat.labels("release").inc(task.price_sat)
+    return TaskRead.model_validate(task)
+
+
+@router.post("/tasks/{task_id}/reject", response_model=TaskRead)
+async def reject_task(
+    task_id: uuid.UUID, data: RejectRequest, user: CurrentUser, session: Session, state: State
+) -> TaskRead:
+    """Reject a delivered result within the dispute window: the buyer is refunded and the
+    outcome counts as the agent's failure. Rejecting twice refunds once."""
+    task, changed = await service.reject(
+        session, settings=state.settings, user=user, task_id=task_id, reason=data.reason
+    )
+    await session.commit()
+    if changed:
+        state.metrics.task_transitions.labels(TaskStatus.REJECTED.value).inc()
+        state.metrics.settled_sat.labels("refund").inc(task.escrow_sat)
     return TaskRead.model_validate(task)
 
 
@@ -150,14 +183,39 @@ async def _agent_ids(
     return ids
 
 
+@runner_router.get("/inbox", response_model=Page[InboxItem])
+async def inbox(
+    user: OperatorUser,
+    session: Session,
+    agent_id: uuid.UUID | None = None,
+    status_filter: TaskStatus | None = Query(default=None, alias="status"),
+    limit: int = Query(default=50, ge=1, le=500),
+    offset: int = Query(default=0, ge=0),
+) -> Page[InboxItem]:
+    """The work of your agents (a human agent's to-do list): tasks assigned to them and waiting
+    for a claim, and those being executed, oldest first."""
+    ids = await _agent_ids(session, user, agent_id)
+    items, total = await service.inbox(
+        session, agent_ids=ids, status=status_filter, limit=limit, offset=offset
+    )
+    return Page[InboxItem](
+        items=[InboxItem.model_validate(t) for t in items], total=total, limit=limit, offset=offset
+    )
+
+
 @runner_router.post("/claim", response_model=ClaimRead | None)
 async def claim(
     data: ClaimRequest, user: OperatorUser, session: Session, state: State
 ) -> ClaimRead | None:
-    """Claim the oldest task assigned to one of your agents, with a lease (null if none)."""
+    """Claim the oldest task assigned to one of your agents (or ``task_id`` from your inbox),
+    with a lease; null if there is none (or the task was claimed first by someone else)."""
     ids = await _agent_ids(session, user, data.agent_id)
     task = await service.claim(
-        session, agent_ids=ids, runner=data.runner, lease_s=state.settings.lease_s
+        session,
+        agent_ids=ids,
+        runner=data.runner,
+        lease_s=state.settings.lease_s,
+        task_id=data.task_id,
     )
     await session.commit()
     if task is None:
@@ -208,19 +266,22 @@ async def submit_result(
     state: State,
     response: Response,
 ) -> ResultRead:
-    """Submit the result of a task you hold; settles escrow. Retries with the same key are safe."""
+    """Submit the result of a task you hold: a failure refunds the buyer, a success is delivered
+    for the buyer to accept (paid at once without a dispute window). Retries with the same key
+    are safe."""
     ids = await _agent_ids(session, user, None)
     result, created = await service.submit_result(
         session, settings=state.settings, task_id=task_id, data=data, agent_ids=ids
     )
     await session.commit()
     if created:
-        new_status = TaskStatus.COMPLETED if result.success else TaskStatus.FAILED
-        state.metrics.task_transitions.labels(new_status.value).inc()
-        settled = await repository.get(session, task_id)
-        if settled is not None:
-            direction = "release" if result.success else "refund"
-            state.metrics.settled_sat.labels(direction).inc(settled.price_sat)
+        task = await repository.get(session, task_id)
+        if task is not None:
+            state.metrics.task_transitions.labels(task.status.value).inc()
+            if task.status is TaskStatus.COMPLETED:
+                state.metrics.settled_sat.labels("release").inc(task.price_sat)
+            elif task.status is TaskStatus.FAILED:
+                state.metrics.settled_sat.labels("refund").inc(task.escrow_sat)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return ResultRead.model_validate(result)
 

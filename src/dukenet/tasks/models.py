@@ -24,24 +24,39 @@ from dukenet.kit.orm import Base, IdMixin, TimestampMixin, str_enum, utcnow
 
 
 class TaskStatus(StrEnum):
-    """``created → assigned → executing → completed | failed``, plus ``cancelled``."""
+    """``created → assigned → executing → delivered → completed | rejected``; ``failed`` (the
+    agent failed or ran out of attempts) and ``cancelled`` (by the buyer before execution).
+
+    ``delivered``: the agent reported success and the payment waits in escrow until the buyer
+    accepts, or the dispute window passes (``completed``), or the buyer rejects (``rejected``,
+    refunded).
+    """
 
     CREATED = "created"
     ASSIGNED = "assigned"
     EXECUTING = "executing"
+    DELIVERED = "delivered"
     COMPLETED = "completed"
+    REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
-FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+FINAL_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.REJECTED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+)
 
 
 class Task(IdMixin, TimestampMixin, Base):
-    """A buyer's task: its price is held in escrow from creation until it is settled.
+    """A buyer's task: its payment is held in escrow from creation until it is settled.
+
+    ``escrow_sat`` is what the buyer paid into escrow at creation; ``price_sat`` is the price of
+    the agent that runs it (lower after a failover to a cheaper agent; never higher). On success
+    the agent is paid ``price_sat`` and the rest of the escrow returns to the buyer.
 
     ``routing`` is the router's receipt (model version, candidates with predicted success and
-    price, the choice and its propensity). The lease fields belong to the runner executing it.
+    price, the choice and its propensity, failovers). The lease fields belong to the runner
+    executing it. ``accept_by`` is the end of the dispute window of a delivered task.
     """
 
     __tablename__ = "task"
@@ -51,6 +66,8 @@ class Task(IdMixin, TimestampMixin, Base):
         UniqueConstraint("buyer_id", "idempotency_key", name="uq_task_buyer_idempotency_key"),
         Index("ix_task_queue", "status", "agent_id", "created_at"),
         Index("ix_task_buyer_created", "buyer_id", "created_at"),
+        Index("ix_task_status_accept_by", "status", "accept_by"),
+        CheckConstraint("escrow_sat >= price_sat", name="escrow_covers_price"),
     )
 
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"))
@@ -62,6 +79,7 @@ class Task(IdMixin, TimestampMixin, Base):
     status: Mapped[TaskStatus] = mapped_column(str_enum(TaskStatus, "task_status"))
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agent.id"))
     price_sat: Mapped[int] = mapped_column(BigInteger, default=0)
+    escrow_sat: Mapped[int] = mapped_column(BigInteger, default=0)
     propensity: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[int | None] = mapped_column(Integer)
     routing: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -71,6 +89,9 @@ class Task(IdMixin, TimestampMixin, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    accept_by: Mapped[datetime | None]
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
 
 

@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dukenet.learning.models import Outcome
 from dukenet.tasks.models import Task, TaskResult, TaskStatus
 
 
@@ -62,6 +63,62 @@ async def next_claimable(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) 
         .with_for_update(skip_locked=True, key_share=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def claimable(
+    session: AsyncSession, task_id: uuid.UUID, agent_ids: Sequence[uuid.UUID]
+) -> Task | None:
+    """Lock and return this task if it is assigned to one of these agents and not locked by
+    another claim (SKIP LOCKED), else None."""
+    stmt = (
+        select(Task)
+        .where(
+            Task.id == task_id,
+            Task.status == TaskStatus.ASSIGNED,
+            Task.agent_id.in_(list(agent_ids)),
+        )
+        .with_for_update(skip_locked=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def inbox(
+    session: AsyncSession,
+    agent_ids: Sequence[uuid.UUID],
+    *,
+    statuses: Sequence[TaskStatus],
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Task], int]:
+    """Return a page of tasks assigned to these agents in these statuses, oldest first, and the
+    total."""
+    where = (Task.agent_id.in_(list(agent_ids)), Task.status.in_(list(statuses)))
+    stmt = select(Task).where(*where).order_by(Task.created_at, Task.id).limit(limit).offset(offset)
+    items = (await session.execute(stmt)).scalars().all()
+    total = (await session.execute(select(func.count(Task.id)).where(*where))).scalar_one()
+    return items, int(total)
+
+
+async def due_for_settlement(
+    session: AsyncSession, now: datetime, *, limit: int = 100
+) -> Sequence[Task]:
+    """Lock and return delivered tasks whose dispute window ended before ``now``."""
+    stmt = (
+        select(Task)
+        .where(Task.status == TaskStatus.DELIVERED, Task.accept_by < now)
+        .order_by(Task.accept_by)
+        .limit(limit)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def mark_outcome_failed(session: AsyncSession, task_id: uuid.UUID) -> None:
+    """Turn the task's recorded outcome into a failure (quality 0): the buyer rejected it."""
+    await session.execute(
+        update(Outcome).where(Outcome.task_id == task_id).values(success=False, quality=0.0)
+    )
 
 
 async def expired_leases(

@@ -72,7 +72,9 @@ class ResultRead(Schema):
 
 
 class TaskRead(Schema):
-    """A task as its buyer sees it."""
+    """A task as its buyer sees it. ``escrow_sat`` is what the buyer paid into escrow and
+    ``price_sat`` what the running agent asks (lower after a failover; the rest is refunded on
+    settlement). A ``delivered`` task waits for acceptance until ``accept_by``."""
 
     id: uuid.UUID
     description: str
@@ -82,11 +84,15 @@ class TaskRead(Schema):
     status: TaskStatus
     agent_id: uuid.UUID | None
     price_sat: int
+    escrow_sat: int
     model_version: int | None
     propensity: float | None
     attempts: int
     error: str | None
     created_at: datetime
+    delivered_at: datetime | None
+    accept_by: datetime | None
+    rejection_reason: str | None
     finished_at: datetime | None
 
 
@@ -100,9 +106,11 @@ class TaskDetail(TaskRead):
 
 
 class ClaimRequest(Schema):
-    """A runner asks for work for one of its agents (or any of them)."""
+    """A runner asks for work for one of its agents (or any of them); ``task_id`` claims one
+    task from the inbox instead of the oldest."""
 
     agent_id: uuid.UUID | None = None
+    task_id: uuid.UUID | None = None
     runner: str = Field(default="runner", min_length=1, max_length=200)
 
 
@@ -131,3 +139,24 @@ class ResultSubmit(Schema):
     latency_ms: float | None = Field(default=None, ge=0.0)
     cost_usd: float | None = Field(default=None, ge=0.0)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RejectRequest(Schema):
+    """Why the buyer rejects a delivered result (kept with the task)."""
+
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
+class InboxItem(Schema):
+    """A task waiting for (``assigned``) or held by (``executing``) one of the caller's agents."""
+
+    id: uuid.UUID
+    agent_id: uuid.UUID | None
+    status: TaskStatus
+    description: str
+    complexity: int
+    price_sat: int
+    attempts: int
+    max_attempts: int
+    lease_expires_at: datetime | None
+    created_at: datetime

@@ -20,7 +20,7 @@ from dukenet.files import service as files_service
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
 from dukenet.learning.serving import ChampionCache
-from dukenet.market import routing
+from dukenet.market import failover, routing
 from dukenet.market import service as market_service
 from dukenet.tasks import repository
 from dukenet.tasks.models import FINAL_STATUSES, Task, TaskResult, TaskStatus
@@ -70,6 +70,10 @@ async def create(
         floor=settings.exploration_floor,
     )
     routing_json = receipt.as_json()
+    routing_json["constraints"] = {
+        "pinned": data.agent_id is not None,
+        "exclude_agent_ids": sorted({str(a) for a in data.exclude_agent_ids}),
+    }
     if settings.shadow_mode:
         shadow_version, shadow_router = await champion.challenger.current(session)
         if shadow_router is not None and shadow_version is not None:
@@ -91,6 +95,7 @@ async def create(
         status=TaskStatus.ASSIGNED,
         agent_id=receipt.agent.id,
         price_sat=receipt.price_sat,
+        escrow_sat=receipt.price_sat,
         propensity=receipt.propensity,
         model_version=version,
         routing=routing_json,
@@ -103,7 +108,7 @@ async def create(
             session, task_id=task.id, file_ids=data.file_ids, owner=buyer
         )
     await market_service.hold_escrow(
-        session, task_id=task.id, buyer_id=buyer.id, amount_sat=task.price_sat
+        session, task_id=task.id, buyer_id=buyer.id, amount_sat=task.escrow_sat
     )
     return task, True
 
@@ -180,9 +185,7 @@ async def cancel(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Ta
         raise Conflict(f"task {task_id} is {task.status.value}; only queued tasks can be cancelled")
     task.status = TaskStatus.CANCELLED
     task.finished_at = utcnow()
-    await market_service.refund_escrow(
-        session, task_id=task.id, buyer_id=task.buyer_id, amount_sat=task.price_sat
-    )
+    await _refund(session, task)
     await session.flush()
     return task
 
@@ -210,16 +213,25 @@ async def list_visible(
 
 
 async def claim(
-    session: AsyncSession, *, agent_ids: Sequence[uuid.UUID], runner: str, lease_s: float
+    session: AsyncSession,
+    *,
+    agent_ids: Sequence[uuid.UUID],
+    runner: str,
+    lease_s: float,
+    task_id: uuid.UUID | None = None,
 ) -> Task | None:
-    """Claim the oldest assigned task of these agents with a lease of ``lease_s`` seconds.
+    """Claim the oldest assigned task of these agents (or the given ``task_id``, as a human
+    operator picking from the inbox does) with a lease of ``lease_s`` seconds.
 
-    Returns None when there is no work. The task becomes ``executing`` and its attempt count
-    grows by one.
+    Returns None when there is no work, or the given task is not assigned to these agents or is
+    being claimed by someone else. The task becomes ``executing`` and its attempt count grows.
     """
     if not agent_ids:
         return None
-    task = await repository.next_claimable(session, agent_ids)
+    if task_id is None:
+        task = await repository.next_claimable(session, agent_ids)
+    else:
+        task = await repository.claimable(session, task_id, agent_ids)
     if task is None:
         return None
     task.status = TaskStatus.EXECUTING
@@ -229,6 +241,22 @@ async def claim(
     task.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
     await session.flush()
     return task
+
+
+async def inbox(
+    session: AsyncSession,
+    *,
+    agent_ids: Sequence[uuid.UUID],
+    status: TaskStatus | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Task], int]:
+    """Return a page of the work waiting for or held by these agents (``assigned`` and
+    ``executing`` tasks, or one ``status``), oldest first, and the total."""
+    statuses = [status] if status is not None else [TaskStatus.ASSIGNED, TaskStatus.EXECUTING]
+    if not agent_ids:
+        return [], 0
+    return await repository.inbox(session, agent_ids, statuses=statuses, limit=limit, offset=offset)
 
 
 async def _leased_task(
@@ -274,9 +302,11 @@ async def submit_result(
     data: ResultSubmit,
     agent_ids: Sequence[uuid.UUID],
 ) -> tuple[TaskResult, bool]:
-    """Record an agent's result once and settle: success pays the agent from escrow, failure
-    refunds the buyer; the outcome and the agent's reputation are updated. Returns
-    (result, created); a retry with the same ``idempotency_key`` returns the first result.
+    """Record an agent's result once. Failure refunds the buyer at once; success delivers the
+    task: the payment stays in escrow until the buyer accepts, rejects, or ``dispute_window_s``
+    passes (a window of 0 pays the agent at once). Either way the outcome and the agent's
+    reputation are updated now. Returns (result, created); a retry with the same
+    ``idempotency_key`` returns the first result.
 
     Raises:
         NotFound / Forbidden / Conflict: unknown task, not your agent's, lease lost or task final.
@@ -306,7 +336,10 @@ async def submit_result(
         meta=data.metadata,
     )
     session.add(result)
-    await _finish(session, settings, task, success=data.success, error=None, result=result)
+    if data.success:
+        await _deliver(session, settings, task, result)
+    else:
+        await _finish_failed(session, settings, task, error=None, result=result)
     return result, True
 
 
@@ -351,54 +384,140 @@ async def expire_leases(session: AsyncSession, *, settings: Settings) -> int:
 async def _requeue_or_fail(
     session: AsyncSession, settings: Settings, task: Task, *, error: str
 ) -> None:
+    assert task.agent_id is not None
+    routing_json = dict(task.routing)
+    routing_json["failures"] = [
+        *routing_json.get("failures", []),
+        {"agent_id": str(task.agent_id), "attempt": task.attempts, "error": error[:500]},
+    ]
+    task.routing = routing_json
+    _close_lease(task)
+    task.error = error
+    if task.attempts >= task.max_attempts:
+        await _finish_failed(
+            session, settings, task, error=f"{error} (after {task.attempts} attempts)", result=None
+        )
+        return
+    task.status = TaskStatus.ASSIGNED
+    await _fail_over(session, settings, task)
+    await session.flush()
+
+
+async def _fail_over(session: AsyncSession, settings: Settings, task: Task) -> None:
+    """Move a task whose agent could not execute it to the best untried agent within the
+    buyer's budget (``market.failover``); keep it where it is if none qualifies."""
+    constraints = task.routing.get("constraints", {})
+    if constraints.get("pinned", False):
+        return
+    tried = {uuid.UUID(f["agent_id"]) for f in task.routing.get("failures", [])}
+    excluded = {uuid.UUID(a) for a in constraints.get("exclude_agent_ids", [])}
+    budget = task.escrow_sat
+    if task.max_price_sat is not None:
+        budget = min(budget, task.max_price_sat)
+    choice = failover.choose_failover(
+        await agents_repository.list_all(session, enabled_only=True),
+        candidates=task.routing.get("candidates", []),
+        tried=tried,
+        excluded=excluded,
+        complexity=task.complexity,
+        value_sat=routing.value_sat(
+            settings.reference_price_sat, task.complexity, task.cost_weight
+        ),
+        budget_sat=budget,
+    )
+    if choice is None:
+        return
+    routing_json = dict(task.routing)
+    routing_json["failovers"] = [
+        *routing_json.get("failovers", []),
+        {
+            "attempt": task.attempts,
+            "from_agent_id": str(task.agent_id),
+            "to_agent_id": str(choice.agent.id),
+            "to_agent_name": choice.agent.name,
+            "price_sat": choice.price_sat,
+        },
+    ]
+    task.routing = routing_json
+    task.agent_id = choice.agent.id
+    task.price_sat = choice.price_sat
+
+
+def _close_lease(task: Task) -> None:
     task.lease_token = None
     task.lease_owner = None
     task.lease_expires_at = None
-    task.error = error
-    if task.attempts >= task.max_attempts:
-        await _finish(
-            session,
-            settings,
-            task,
-            success=False,
-            error=f"{error} (after {task.attempts} attempts)",
-            result=None,
-        )
+
+
+async def _deliver(
+    session: AsyncSession, settings: Settings, task: Task, result: TaskResult
+) -> None:
+    """The agent reported success: record the outcome now; pay at once when there is no dispute
+    window, else hold the escrow until the buyer accepts or the window ends."""
+    if task.status in FINAL_STATUSES or task.status is TaskStatus.DELIVERED:
+        raise Conflict(f"task {task.id} is already {task.status.value}")
+    now = utcnow()
+    _close_lease(task)
+    task.error = None
+    task.delivered_at = now
+    await _record_outcome(session, settings, task, success=True, result=result)
+    if settings.dispute_window_s <= 0:
+        await _pay_agent(session, settings, task)
+        task.status = TaskStatus.COMPLETED
+        task.finished_at = now
     else:
-        task.status = TaskStatus.ASSIGNED
-        await session.flush()
+        task.status = TaskStatus.DELIVERED
+        task.accept_by = now + timedelta(seconds=settings.dispute_window_s)
+    await session.flush()
 
 
-async def _finish(
+async def _finish_failed(
+    session: AsyncSession,
+    settings: Settings,
+    task: Task,
+    *,
+    error: str | None,
+    result: TaskResult | None,
+) -> None:
+    if task.status in FINAL_STATUSES or task.status is TaskStatus.DELIVERED:
+        raise Conflict(f"task {task.id} is already {task.status.value}")
+    _close_lease(task)
+    task.status = TaskStatus.FAILED
+    task.finished_at = utcnow()
+    task.error = error
+    await _refund(session, task)
+    await _record_outcome(session, settings, task, success=False, result=result)
+    await session.flush()
+
+
+async def _pay_agent(session: AsyncSession, settings: Settings, task: Task) -> None:
+    assert task.agent_id is not None
+    await market_service.release_escrow(
+        session,
+        task_id=task.id,
+        agent_id=task.agent_id,
+        amount_sat=task.price_sat,
+        fee_bps=settings.platform_fee_bps,
+        escrow_sat=task.escrow_sat,
+        buyer_id=task.buyer_id,
+    )
+
+
+async def _refund(session: AsyncSession, task: Task) -> None:
+    await market_service.refund_escrow(
+        session, task_id=task.id, buyer_id=task.buyer_id, amount_sat=task.escrow_sat
+    )
+
+
+async def _record_outcome(
     session: AsyncSession,
     settings: Settings,
     task: Task,
     *,
     success: bool,
-    error: str | None,
     result: TaskResult | None,
 ) -> None:
-    if task.status in FINAL_STATUSES:
-        raise Conflict(f"task {task.id} is already {task.status.value}")
     assert task.agent_id is not None
-    task.status = TaskStatus.COMPLETED if success else TaskStatus.FAILED
-    task.finished_at = utcnow()
-    task.lease_token = None
-    task.lease_owner = None
-    task.lease_expires_at = None
-    task.error = error
-    if success:
-        await market_service.release_escrow(
-            session,
-            task_id=task.id,
-            agent_id=task.agent_id,
-            amount_sat=task.price_sat,
-            fee_bps=settings.platform_fee_bps,
-        )
-    else:
-        await market_service.refund_escrow(
-            session, task_id=task.id, buyer_id=task.buyer_id, amount_sat=task.price_sat
-        )
     await learning_service.record_outcome(
         session,
         task_id=task.id,
@@ -413,7 +532,13 @@ async def _finish(
         cost_usd=result.cost_usd if result is not None else None,
         latency_ms=result.latency_ms if result is not None else None,
     )
-    agent = await agents_repository.get(session, task.agent_id, for_update=True)
+    await _update_reputation(session, settings, task.agent_id, count_finished=True)
+
+
+async def _update_reputation(
+    session: AsyncSession, settings: Settings, agent_id: uuid.UUID, *, count_finished: bool
+) -> None:
+    agent = await agents_repository.get(session, agent_id, for_update=True)
     assert agent is not None
     await market_service.update_reputation(
         session,
@@ -421,8 +546,80 @@ async def _finish(
         window=settings.reputation_window,
         prior_successes=settings.reputation_prior_successes,
         prior_failures=settings.reputation_prior_failures,
+        count_finished=count_finished,
     )
+
+
+async def accept(
+    session: AsyncSession, *, settings: Settings, user: User, task_id: uuid.UUID
+) -> tuple[Task, bool]:
+    """The buyer accepts a delivered result: the escrow pays the agent. Returns (task, changed);
+    accepting a task already completed changes nothing (a double accept pays once).
+
+    Raises:
+        NotFound: no such task visible to the caller.
+        Conflict: the task is not delivered (still running, failed, cancelled or rejected).
+    """
+    await get_visible(session, user=user, task_id=task_id)
+    task = await repository.get(session, task_id, for_update=True)
+    assert task is not None
+    if task.status is TaskStatus.COMPLETED:
+        return task, False
+    if task.status is not TaskStatus.DELIVERED:
+        raise Conflict(f"task {task_id} is {task.status.value}; only a delivered task is accepted")
+    await _pay_agent(session, settings, task)
+    task.status = TaskStatus.COMPLETED
+    task.finished_at = utcnow()
     await session.flush()
+    return task, True
+
+
+async def reject(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    user: User,
+    task_id: uuid.UUID,
+    reason: str,
+) -> tuple[Task, bool]:
+    """The buyer rejects a delivered result within the dispute window: the escrow is refunded,
+    the outcome becomes a failure (quality 0) and the agent's reputation is recomputed.
+    Returns (task, changed); rejecting an already rejected task changes nothing.
+
+    Raises:
+        NotFound: no such task visible to the caller.
+        Conflict: the task is not delivered, or its dispute window has closed.
+    """
+    await get_visible(session, user=user, task_id=task_id)
+    task = await repository.get(session, task_id, for_update=True)
+    assert task is not None and task.agent_id is not None
+    if task.status is TaskStatus.REJECTED:
+        return task, False
+    if task.status is not TaskStatus.DELIVERED:
+        raise Conflict(f"task {task_id} is {task.status.value}; only a delivered task is rejected")
+    now = utcnow()
+    if task.accept_by is not None and now > task.accept_by:
+        raise Conflict(f"the dispute window of task {task_id} closed at {task.accept_by}")
+    await _refund(session, task)
+    task.status = TaskStatus.REJECTED
+    task.rejection_reason = reason
+    task.finished_at = now
+    await repository.mark_outcome_failed(session, task.id)
+    await _update_reputation(session, settings, task.agent_id, count_finished=False)
+    await session.flush()
+    return task, True
+
+
+async def settle_due(session: AsyncSession, *, settings: Settings) -> int:
+    """Pay the agents of delivered tasks whose dispute window has passed (the buyer neither
+    accepted nor rejected); return how many were settled."""
+    tasks = await repository.due_for_settlement(session, utcnow())
+    for task in tasks:
+        await _pay_agent(session, settings, task)
+        task.status = TaskStatus.COMPLETED
+        task.finished_at = utcnow()
+    await session.flush()
+    return len(tasks)
 
 
 async def executable_agents(

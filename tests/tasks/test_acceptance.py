@@ -1,0 +1,338 @@
+"""Escrow settled by the buyer: a delivered result waits for acceptance, a rejection refunds and
+turns the outcome into a failure, the dispute window's end pays the agent; failover to another
+agent within the buyer's budget; human agents working from their inbox."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dukenet.config import Settings
+from dukenet.kit.orm import utcnow
+from dukenet.kit.state import AppState
+from dukenet.learning.models import Outcome
+from dukenet.ledger.service import agent_name, escrow_name
+from dukenet.tasks.models import Task
+from dukenet.tasks.sweeper import Sweeper
+from tests.factories import create_admin, credit, llm_agent, register, submit_task
+from tests.ledger import account_balance, assert_ledger_balanced, wallet_balance
+
+UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"
+DEPOSIT = 100_000
+WINDOW_S = 3_600.0
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The default test settings with a one-hour dispute window."""
+    return settings.model_copy(update={"dispute_window_s": WINDOW_S})
+
+
+@dataclass
+class Market:
+    """An admin, a credited buyer, another buyer, and an operator with one LLM agent."""
+
+    admin: dict[str, str]
+    buyer: dict[str, str]
+    other_buyer: dict[str, str]
+    operator: dict[str, str]
+    agent: dict[str, Any]
+
+
+@pytest.fixture
+async def market(client: httpx.AsyncClient, state: AppState) -> Market:
+    _, admin = await create_admin(state)
+    buyer, buyer_headers = await register(client)
+    await credit(client, admin, buyer["id"], DEPOSIT)
+    _, other = await register(client)
+    _, operator = await register(client, role="agent")
+    agent = await llm_agent(client, operator, base_url=UNUSED_ENDPOINT, base_price_sat=1_000)
+    return Market(admin, buyer_headers, other, operator, agent)
+
+
+async def _claim(client: httpx.AsyncClient, operator: dict[str, str], **body: Any) -> Any:
+    response = await client.post("/runner/claim", headers=operator, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _deliver(
+    client: httpx.AsyncClient, market: Market, *, success: bool = True
+) -> dict[str, Any]:
+    """Create a task, claim it as the operator and submit a result; return the task."""
+    task = (await submit_task(client, market.buyer)).json()
+    claim = await _claim(client, market.operator, task_id=task["id"])
+    assert claim["task_id"] == task["id"]
+    submitted = await client.post(
+        f"/runner/tasks/{task['id']}/result",
+        headers=market.operator,
+        json={
+            "lease_token": claim["lease_token"],
+            "idempotency_key": f"result-{task['id']}",
+            "text": "42",
+            "success": success,
+        },
+    )
+    assert submitted.status_code == 201, submitted.text
+    result: dict[str, Any] = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+    return result
+
+
+async def _outcome(sessionmaker: async_sessionmaker[AsyncSession], task_id: str) -> Outcome:
+    async with sessionmaker() as session:
+        outcome = (
+            await session.execute(select(Outcome).where(Outcome.task_id == uuid.UUID(task_id)))
+        ).scalar_one()
+    return outcome
+
+
+class TestAcceptance:
+    async def test_a_success_waits_in_escrow_until_the_buyer_accepts_and_pays_once(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        task = await _deliver(client, market)
+        assert task["status"] == "delivered"
+        assert task["accept_by"] is not None and task["finished_at"] is None
+        escrow = escrow_name(uuid.UUID(task["id"]))
+        agent_account = agent_name(uuid.UUID(market.agent["id"]))
+        assert await account_balance(state.sessionmaker, escrow) == task["price_sat"]
+        assert await account_balance(state.sessionmaker, agent_account) == 0
+        # The outcome is known at delivery: the router learns without waiting for the buyer.
+        assert (await _outcome(state.sessionmaker, task["id"])).success is True
+
+        accepted = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["status"] == "completed"
+        again = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
+        assert again.status_code == 200 and again.json()["status"] == "completed"
+        assert await account_balance(state.sessionmaker, escrow) == 0
+        assert await account_balance(state.sessionmaker, agent_account) == task["price_sat"]
+        assert await wallet_balance(client, market.buyer) == DEPOSIT - task["price_sat"]
+
+        late = await client.post(
+            f"/tasks/{task['id']}/reject", headers=market.buyer, json={"reason": "changed mind"}
+        )
+        assert late.status_code == 409
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+    async def test_a_rejection_refunds_the_buyer_and_counts_as_the_agents_failure(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        task = await _deliver(client, market)
+        before = (await client.get(f"/agents/{market.agent['id']}", headers=market.buyer)).json()
+
+        rejected = await client.post(
+            f"/tasks/{task['id']}/reject", headers=market.buyer, json={"reason": "wrong answer"}
+        )
+        assert rejected.status_code == 200, rejected.text
+        body = rejected.json()
+        assert body["status"] == "rejected" and body["rejection_reason"] == "wrong answer"
+        twice = await client.post(
+            f"/tasks/{task['id']}/reject", headers=market.buyer, json={"reason": "again"}
+        )
+        assert twice.status_code == 200 and twice.json()["rejection_reason"] == "wrong answer"
+        assert await wallet_balance(client, market.buyer) == DEPOSIT
+        agent_account = agent_name(uuid.UUID(market.agent["id"]))
+        assert await account_balance(state.sessionmaker, agent_account) == 0
+
+        outcome = await _outcome(state.sessionmaker, task["id"])
+        assert outcome.success is False and outcome.quality == 0.0
+        after = (await client.get(f"/agents/{market.agent['id']}", headers=market.buyer)).json()
+        assert after["success_rate"] < before["success_rate"]
+        assert after["finished_tasks"] == before["finished_tasks"]  # the same task, relabelled
+
+        accept = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
+        assert accept.status_code == 409
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+    async def test_only_the_buyer_or_an_admin_settles_and_only_a_delivered_task(
+        self, client: httpx.AsyncClient, market: Market
+    ) -> None:
+        queued = (await submit_task(client, market.buyer)).json()
+        early = await client.post(f"/tasks/{queued['id']}/accept", headers=market.buyer)
+        assert early.status_code == 409 and "assigned" in early.json()["detail"]
+
+        task = await _deliver(client, market)
+        for headers in (market.other_buyer, market.operator):
+            stranger = await client.post(f"/tasks/{task['id']}/accept", headers=headers)
+            assert stranger.status_code == 404
+            refused = await client.post(
+                f"/tasks/{task['id']}/reject", headers=headers, json={"reason": "x"}
+            )
+            assert refused.status_code == 404
+        blank = await client.post(
+            f"/tasks/{task['id']}/reject", headers=market.buyer, json={"reason": ""}
+        )
+        assert blank.status_code == 422
+        by_admin = await client.post(f"/tasks/{task['id']}/accept", headers=market.admin)
+        assert by_admin.status_code == 200 and by_admin.json()["status"] == "completed"
+
+    async def test_a_failure_refunds_at_once(
+        self, client: httpx.AsyncClient, market: Market
+    ) -> None:
+        task = await _deliver(client, market, success=False)
+        assert task["status"] == "failed" and task["accept_by"] is None
+        assert await wallet_balance(client, market.buyer) == DEPOSIT
+
+    async def test_the_end_of_the_dispute_window_pays_the_agent(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        due = await _deliver(client, market)
+        not_due = await _deliver(client, market)
+        async with state.sessionmaker() as session:
+            await session.execute(
+                update(Task)
+                .where(Task.id == uuid.UUID(due["id"]))
+                .values(accept_by=utcnow() - timedelta(seconds=1))
+            )
+            await session.commit()
+        late = await client.post(
+            f"/tasks/{due['id']}/reject", headers=market.buyer, json={"reason": "too late"}
+        )
+        assert late.status_code == 409 and "dispute window" in late.json()["detail"]
+
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 1)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0)
+        settled = (await client.get(f"/tasks/{due['id']}", headers=market.buyer)).json()
+        waiting = (await client.get(f"/tasks/{not_due['id']}", headers=market.buyer)).json()
+        assert settled["status"] == "completed" and waiting["status"] == "delivered"
+        agent_account = agent_name(uuid.UUID(market.agent["id"]))
+        assert await account_balance(state.sessionmaker, agent_account) == due["price_sat"]
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+
+class TestFailover:
+    async def _two_agents(
+        self, client: httpx.AsyncClient, market: Market, *, second_price: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return (a task assigned to the market's agent, a second agent enabled after it)."""
+        second = await llm_agent(
+            client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=second_price
+        )
+        await client.post(f"/agents/{second['id']}/disable", headers=market.operator)
+        task = (await submit_task(client, market.buyer)).json()
+        assert task["agent_id"] == market.agent["id"]
+        await client.post(f"/agents/{second['id']}/enable", headers=market.operator)
+        return task, second
+
+    async def _release(self, client: httpx.AsyncClient, market: Market, task_id: str) -> Any:
+        claim = await _claim(client, market.operator, task_id=task_id)
+        released = await client.post(
+            f"/runner/tasks/{task_id}/release",
+            headers=market.operator,
+            params={"lease_token": claim["lease_token"], "error": "endpoint down"},
+        )
+        assert released.status_code == 200, released.text
+        return released.json()
+
+    async def test_a_retry_goes_to_a_cheaper_agent_and_the_difference_is_refunded(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        task, second = await self._two_agents(client, market, second_price=500)
+        released = await self._release(client, market, task["id"])
+        assert released["status"] == "assigned" and released["agent_id"] == second["id"]
+        assert released["price_sat"] == task["price_sat"] // 2
+        assert released["escrow_sat"] == task["price_sat"]
+        detail = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+        assert detail["routing"]["failovers"][0]["to_agent_id"] == second["id"]
+
+        claim = await _claim(client, market.operator, agent_id=second["id"])
+        assert claim["task_id"] == task["id"] and claim["attempt"] == 2
+        await client.post(
+            f"/runner/tasks/{task['id']}/result",
+            headers=market.operator,
+            json={"lease_token": claim["lease_token"], "idempotency_key": "r", "text": "ok"}
+            | {"success": True},
+        )
+        accepted = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
+        assert accepted.status_code == 200, accepted.text
+        paid = released["price_sat"]
+        assert await account_balance(state.sessionmaker, agent_name(uuid.UUID(second["id"]))) == (
+            paid
+        )
+        assert await wallet_balance(client, market.buyer) == DEPOSIT - paid
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+    async def test_a_retry_never_goes_to_an_agent_above_the_escrowed_budget(
+        self, client: httpx.AsyncClient, market: Market
+    ) -> None:
+        task, _ = await self._two_agents(client, market, second_price=2_000)
+        released = await self._release(client, market, task["id"])
+        assert released["agent_id"] == market.agent["id"]
+        assert released["price_sat"] == task["price_sat"]
+
+    async def test_a_pinned_task_stays_with_its_agent(
+        self, client: httpx.AsyncClient, market: Market
+    ) -> None:
+        await llm_agent(client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=500)
+        task = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        released = await self._release(client, market, task["id"])
+        assert released["agent_id"] == market.agent["id"]
+
+    async def test_an_excluded_agent_is_never_a_failover(
+        self, client: httpx.AsyncClient, market: Market
+    ) -> None:
+        second = await llm_agent(
+            client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=500
+        )
+        task = (await submit_task(client, market.buyer, exclude_agent_ids=[second["id"]])).json()
+        released = await self._release(client, market, task["id"])
+        assert released["agent_id"] == market.agent["id"]
+
+
+class TestHumanAgents:
+    async def test_an_operator_answers_from_the_inbox_and_the_buyer_accepts(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        created = await client.post(
+            "/agents",
+            headers=market.operator,
+            json={"name": f"human-{uuid.uuid4().hex[:6]}", "kind": "human", "base_price_sat": 800},
+        )
+        assert created.status_code == 201, created.text
+        human = created.json()
+        assert human["kind"] == "human"
+        task = (await submit_task(client, market.buyer, agent_id=human["id"])).json()
+        _, stranger = await register(client, role="agent")
+
+        inbox = await client.get(
+            "/runner/inbox", headers=market.operator, params={"agent_id": human["id"]}
+        )
+        assert inbox.status_code == 200, inbox.text
+        assert [t["id"] for t in inbox.json()["items"]] == [task["id"]]
+        assert inbox.json()["items"][0]["status"] == "assigned"
+        empty = await client.get("/runner/inbox", headers=stranger)
+        assert empty.status_code == 200 and empty.json()["total"] == 0
+        assert await _claim(client, stranger, task_id=task["id"]) is None
+        buyer_inbox = await client.get("/runner/inbox", headers=market.buyer)
+        assert buyer_inbox.status_code == 403
+
+        claim = await _claim(client, market.operator, task_id=task["id"], runner="alice")
+        assert claim["task_id"] == task["id"]
+        held = await client.get(
+            "/runner/inbox", headers=market.operator, params={"status": "executing"}
+        )
+        assert [t["id"] for t in held.json()["items"]] == [task["id"]]
+        answer = await client.post(
+            f"/runner/tasks/{task['id']}/result",
+            headers=market.operator,
+            json={
+                "lease_token": claim["lease_token"],
+                "idempotency_key": "human-1",
+                "text": "Here is my answer.",
+                "success": True,
+            },
+        )
+        assert answer.status_code == 201, answer.text
+        accepted = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
+        assert accepted.json()["status"] == "completed"
+        earned = await account_balance(state.sessionmaker, agent_name(uuid.UUID(human["id"])))
+        assert earned == task["price_sat"] > 0
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
