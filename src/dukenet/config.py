@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     # accounts
     jwt_secret: str = ""
     jwt_algorithm: str = "HS256"
+    # Fernet key(s) for secrets at rest, comma-separated, newest first (kit/secrets.py);
+    # empty: one generated under var_dir
+    secret_key: str = ""
     access_token_ttl_s: int = Field(default=3600, gt=0)
 
     # market (DESIGN.md "Formulas")
@@ -46,6 +50,11 @@ class Settings(BaseSettings):
     runner_poll_s: float = Field(default=0.2, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     file_context_chars: int = Field(default=8_000, ge=0)
+    # escrow: a delivered result waits this long for the buyer to accept or reject it; 0 settles
+    # at once. The sweeper (embedded server and every database runner) settles due tasks.
+    dispute_window_s: float = Field(default=86_400.0, ge=0.0)
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    embedded_sweeper: bool = True
 
     # learning
     embedded_trainer: bool = True
@@ -62,8 +71,19 @@ class Settings(BaseSettings):
     exploration_epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     exploration_top_k: int | None = Field(default=None, ge=1)
     exploration_floor: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Thompson sampling (learning/policy.py): "epsilon" keeps the exploration_epsilon family above
+    exploration: Literal["thompson", "epsilon"] = "thompson"
+    thompson_floor: float = Field(default=0.02, ge=0.0, le=1.0)
+    thompson_scale: float = Field(default=1.0, ge=0.0)
+    thompson_draws: int = Field(default=256, ge=1, le=10_000)
+    # explored agent's price <= (1 + cap) x the greedy agent's; unset (None) for no cap
+    exploration_cost_cap: float | None = Field(default=1.0, ge=0.0)
     shadow_mode: bool = True
     split_seed: int = 0
+    # an outcome counts as a success for learning iff its quality (in [0, 1]) is at least this
+    success_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    # promotion gate: paired bootstrap of the held-out doubly robust policy value difference
+    promotion_bootstrap: int = Field(default=1_000, ge=100)
     routing_seed: int | None = None
 
     # files
