@@ -9,16 +9,28 @@ import numpy as np
 import pytest
 
 from dukenet.learning.evaluation import (
+    LoggedDecision,
+    PolicyTerms,
     best_single_agent,
+    bootstrap_policy_difference,
     brier_difference_interval,
+    calibration_curve,
     classifier_metrics,
+    dr_estimate,
     evaluate_full_information,
+    greedy_policy_evaluation,
     held_out_split,
     ips_estimate,
+    normalized_utility,
     oracle_gain_recovered,
     oracle_result,
+    policy_promotion_decision,
     random_routing_result,
+    score_to_quality,
     single_agent_results,
+    snips_estimate,
+    split_hash,
+    success_labels,
 )
 from dukenet.learning.router import OutcomeSample
 from dukenet.learning.routerbench import FullInfoTable
@@ -202,3 +214,294 @@ class TestPolicyMetrics:
         assert oracle_gain_recovered(oracle, best, oracle) == pytest.approx(1.0)
         assert oracle_gain_recovered(best, best, oracle) == pytest.approx(0.0)
         assert math.isnan(oracle_gain_recovered(best, oracle, oracle))
+
+
+class TestQualityLabels:
+    @pytest.mark.parametrize(
+        ("score", "low", "high", "expected"),
+        [(1, 1, 10, 0.0), (10, 1, 10, 1.0), (7, 1, 10, 2 / 3), (4, 1, 5, 0.75), (1, 0, 1, 1.0)],
+    )
+    def test_score_maps_linearly(
+        self, score: float, low: float, high: float, expected: float
+    ) -> None:
+        assert score_to_quality(score, scale_min=low, scale_max=high) == pytest.approx(expected)
+
+    @pytest.mark.parametrize(
+        ("score", "low", "high"), [(0, 1, 10), (11, 1, 10), (3, 5, 5), (math.nan, 1, 10)]
+    )
+    def test_score_outside_scale_raises(self, score: float, low: float, high: float) -> None:
+        with pytest.raises(ValueError):
+            score_to_quality(score, scale_min=low, scale_max=high)
+
+    def test_labels_use_the_threshold(self) -> None:
+        quality = np.array([0.0, 0.49, 0.5, 0.7, 1.0])
+        assert success_labels(quality).tolist() == [False, False, True, True, True]
+        assert success_labels(quality, 0.7).tolist() == [False, False, False, True, True]
+        # Binary outcomes keep their label for any threshold.
+        assert success_labels(np.array([0.0, 1.0]), 1.0).tolist() == [False, True]
+        with pytest.raises(ValueError):
+            success_labels(quality, 0.0)
+
+
+class TestStratifiedSplit:
+    @staticmethod
+    def _unbalanced(n: int) -> list[OutcomeSample]:
+        # One outcome per task, 10% failures: the rare class a per-row coin would misallocate.
+        return [OutcomeSample(f"t{i}", f"text {i}", 3, "a", i % 10 != 3) for i in range(n)]
+
+    def test_each_label_is_held_out_at_the_fraction(self) -> None:
+        samples = self._unbalanced(1000)
+        for seed in range(5):
+            _, test = held_out_split(samples, test_fraction=0.2, seed=seed)
+            failures = sum(not s.success for s in test)
+            successes = sum(s.success for s in test)
+            # 100 failures and 900 successes: exactly 20 and 180 (blocks of 5, one held out each).
+            assert (failures, successes) == (20, 180)
+
+    def test_inexact_fraction_is_within_one_block(self) -> None:
+        samples = self._unbalanced(997)
+        _, test = held_out_split(samples, test_fraction=0.3, seed=2)
+        n_fail = sum(not s.success for s in samples)
+        assert abs(sum(not s.success for s in test) - 0.3 * n_fail) <= 3
+
+    def test_appending_never_moves_a_row(self) -> None:
+        samples = self._unbalanced(2000)
+        for cut in (37, 500, 1333):
+            _, small = held_out_split(samples[:cut], seed=4)
+            _, grown = held_out_split(samples, seed=4)
+            early = {s.task_id for s in samples[:cut]}
+            assert {s.task_id for s in small} == {s.task_id for s in grown if s.task_id in early}
+
+    def test_blocks_are_not_periodic(self) -> None:
+        _, test = held_out_split(self._unbalanced(1000), seed=0)
+        positions = {int(s.task_id[1:]) % 5 for s in test if s.success}
+        assert len(positions) > 1  # the held-out slot moves from block to block
+
+    def test_unstratified_rule_is_the_per_row_hash(self) -> None:
+        samples = self._unbalanced(300)
+        _, test = held_out_split(samples, seed=3, stratify=False)
+        assert {s.task_id for s in test} == {
+            s.task_id for s in samples if split_hash(s.task_id, 3) < 0.2
+        }
+
+
+class TestCalibration:
+    def test_hand_built_bins(self) -> None:
+        y = np.array([0, 1, 1, 0, 1])
+        p = np.array([0.05, 0.5, 0.85, 0.95, 0.95])
+        cal = calibration_curve(y, p, n_bins=2)
+        assert [(b.low, b.high, b.count) for b in cal.bins] == [(0.0, 0.5, 2), (0.5, 1.0, 3)]
+        assert cal.bins[0].mean_predicted == pytest.approx(0.275)
+        assert cal.bins[0].observed_rate == pytest.approx(0.5)
+        assert cal.bins[1].mean_predicted == pytest.approx(2.75 / 3)
+        assert cal.bins[1].observed_rate == pytest.approx(2 / 3)
+        assert cal.ece == pytest.approx((2 * 0.225 + 3 * 0.25) / 5)
+
+    def test_empty_bins_are_left_out_and_json_has_counts(self) -> None:
+        cal = calibration_curve(np.array([1, 0]), np.array([0.91, 0.92]), n_bins=10)
+        assert cal.as_json() == [
+            {
+                "low": pytest.approx(0.9),
+                "high": 1.0,
+                "mean_predicted": pytest.approx(0.915),
+                "observed_rate": 0.5,
+                "count": 2,
+            }
+        ]
+
+    def test_calibrated_predictions_have_small_ece_and_biased_ones_large(self) -> None:
+        rng = np.random.default_rng(0)
+        p = rng.random(20_000)
+        y = rng.random(20_000) < p
+        assert calibration_curve(y, p).ece < 0.02
+        assert calibration_curve(y, np.clip(p + 0.2, 0, 1)).ece > 0.15
+
+    def test_empty_and_bad_input(self) -> None:
+        assert math.isnan(calibration_curve(np.array([]), np.array([])).ece)
+        with pytest.raises(ValueError):
+            calibration_curve(np.ones(2), np.array([0.5, 1.5]))
+
+
+def _bandit_log(
+    n: int, seed: int, success_rate: np.ndarray, prices: np.ndarray, value_sat: float
+) -> tuple[list[LoggedDecision], np.ndarray]:
+    """Uniform logging over K agents; returns the decisions and the full (n, K) outcomes."""
+    rng = np.random.default_rng(seed)
+    k = success_rate.size
+    outcomes = rng.random((n, k)) < success_rate
+    logged = rng.integers(0, k, size=n)
+    decisions = [
+        LoggedDecision(
+            description=f"task {i}",
+            complexity=3,
+            candidates=tuple(f"agent-{j}" for j in range(k)),
+            prices_sat=tuple(float(x) for x in prices),
+            chosen=int(logged[i]),
+            propensity=1.0 / k,
+            success=bool(outcomes[i, logged[i]]),
+            value_sat=value_sat,
+        )
+        for i in range(n)
+    ]
+    return decisions, outcomes
+
+
+class TestOffPolicyEstimators:
+    def test_dr_is_exact_when_the_reward_model_is(self) -> None:
+        # Deterministic outcomes, and the reward model knows them: DR equals the target's true
+        # value on every sample, whatever the propensities; IPS does not.
+        rng = np.random.default_rng(5)
+        n, k = 40, 3
+        truth = rng.random((n, k)) < 0.5
+        prices = (100.0, 300.0, 50.0)
+        value = 1_000.0
+        logged = rng.integers(0, k, size=n)
+        propensity = rng.uniform(0.1, 1.0, size=n)
+        decisions = [
+            LoggedDecision(
+                f"t{i}",
+                2,
+                ("a", "b", "c"),
+                prices,
+                int(logged[i]),
+                float(propensity[i]),
+                bool(truth[i, logged[i]]),
+                value,
+            )
+            for i in range(n)
+        ]
+        evaluation = greedy_policy_evaluation(decisions, list(truth.astype(float)))
+        chosen = evaluation.target_index
+        true_value = np.mean(truth[np.arange(n), chosen] - np.array(prices)[chosen] / value)
+        assert evaluation.utility.dr() == pytest.approx(true_value, abs=1e-12)
+        assert evaluation.success.dr() == pytest.approx(truth[np.arange(n), chosen].mean())
+        assert evaluation.utility.ips() != pytest.approx(true_value, abs=1e-3)
+        # The greedy target maximises p - price / V: the cheapest agent that succeeds.
+        for i in range(n):
+            utilities = truth[i] - np.array(prices) / value
+            assert utilities[chosen[i]] == utilities.max()
+
+    def test_dr_is_unbiased_with_a_wrong_reward_model(self) -> None:
+        rates = np.array([0.2, 0.5, 0.9])
+        decisions, _ = _bandit_log(30_000, 1, rates, np.zeros(3), math.inf)
+        # The model thinks agent 0 is best, so the target always picks agent 0 (true rate 0.2).
+        wrong = [np.array([0.8, 0.5, 0.1])] * len(decisions)
+        evaluation = greedy_policy_evaluation(decisions, wrong)
+        assert set(evaluation.target_index.tolist()) == {0}
+        assert evaluation.success.dr() == pytest.approx(0.2, abs=0.02)
+        assert evaluation.success.snips() == pytest.approx(0.2, abs=0.02)
+
+    def test_snips_on_a_uniform_logger(self) -> None:
+        rates = np.array([0.2, 0.4, 0.6, 0.9])
+        decisions, _ = _bandit_log(20_000, 2, rates, np.zeros(4), math.inf)
+        rewards = np.array([d.success for d in decisions], dtype=float)
+        logged = np.array([d.chosen for d in decisions])
+        propensity = np.full(len(decisions), 0.25)
+        target = (logged == 3).astype(float)
+        # With a uniform logger SNIPS is exactly the mean reward of the rows that match.
+        expected = rewards[logged == 3].mean()
+        assert snips_estimate(rewards, propensity, target) == pytest.approx(expected, abs=1e-12)
+        assert expected == pytest.approx(0.9, abs=0.02)
+
+    def test_dr_estimate_function_matches_terms(self) -> None:
+        r, mu, pi = np.array([1.0, 0.0]), np.array([0.5, 0.25]), np.array([1.0, 0.0])
+        hat_logged, hat_target = np.array([0.6, 0.3]), np.array([0.6, 0.7])
+        # (0.6 + 2 * (1 - 0.6) + 0.7 + 0) / 2
+        assert dr_estimate(r, mu, pi, hat_logged, hat_target) == pytest.approx(1.05)
+        with pytest.raises(ValueError):
+            dr_estimate(r, np.array([0.5, 0.0]), pi, hat_logged, hat_target)
+
+    def test_price_enters_the_reward_relative_to_value(self) -> None:
+        decision = LoggedDecision("t", 1, ("a", "b"), (100.0, 900.0), 1, 0.5, True, 1_000.0)
+        evaluation = greedy_policy_evaluation([decision], [np.array([0.9, 0.95])])
+        # 0.9 - 0.1 beats 0.95 - 0.9: the target picks the cheap agent at 100 sat.
+        assert evaluation.target_index.tolist() == [0]
+        assert evaluation.target_price_sat.tolist() == [100.0]
+        assert evaluation.utility.rewards.tolist() == pytest.approx([1.0 - 0.9])
+        assert normalized_utility(1.0, 500.0, math.inf) == pytest.approx(1.0)
+
+    def test_logged_decision_validates(self) -> None:
+        with pytest.raises(ValueError):
+            LoggedDecision("t", 1, ("a",), (1.0,), 0, 0.0, True, 1.0)
+        with pytest.raises(ValueError):
+            LoggedDecision("t", 1, ("a",), (1.0, 2.0), 0, 0.5, True, 1.0)
+
+
+def _terms(rewards: np.ndarray, match: np.ndarray, hat: float) -> PolicyTerms:
+    n = rewards.size
+    return PolicyTerms(
+        rewards=rewards,
+        propensities=np.full(n, 0.5),
+        target_probabilities=match,
+        reward_hat_logged=np.full(n, hat),
+        reward_hat_target=np.full(n, hat),
+    )
+
+
+class TestPromotionGate:
+    @staticmethod
+    def _log(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(0)
+        logged_good = rng.random(n) < 0.5  # which of two agents was logged
+        success = np.where(logged_good, rng.random(n) < 0.9, rng.random(n) < 0.3)
+        return logged_good, success.astype(float)
+
+    def test_identical_challenger_is_rejected(self) -> None:
+        logged_good, rewards = self._log()
+        champion = _terms(rewards, logged_good.astype(float), 0.6)
+        decision = policy_promotion_decision(champion, champion, n_boot=1000, seed=0)
+        assert not decision.promote and decision.rule == "policy-bootstrap"
+        assert (decision.difference, decision.low, decision.high) == (0.0, 0.0, 0.0)
+
+    def test_clearly_better_challenger_is_promoted_and_worse_one_not(self) -> None:
+        logged_good, rewards = self._log()
+        good = _terms(rewards, logged_good.astype(float), 0.6)
+        bad = _terms(rewards, (~logged_good).astype(float), 0.6)
+        up = policy_promotion_decision(good, bad, n_boot=1000, seed=0)
+        assert up.promote and up.low is not None and up.low > 0
+        assert up.difference == pytest.approx(0.6, abs=0.05)
+        assert up.n_rows == 2000 and up.n_boot == 1000
+        down = policy_promotion_decision(bad, good, n_boot=1000, seed=0)
+        assert not down.promote and down.high is not None and down.high < 0
+        snips = policy_promotion_decision(good, bad, estimator="snips", n_boot=300, seed=0)
+        assert snips.promote and snips.challenger_value == pytest.approx(0.9, abs=0.03)
+
+    def test_small_noisy_difference_is_not_promoted(self) -> None:
+        logged_good, rewards = self._log(40)
+        a = _terms(rewards, logged_good.astype(float), 0.6)
+        flip = logged_good.copy()
+        flip[0] = ~flip[0]
+        b = _terms(rewards, flip.astype(float), 0.6)
+        decision = policy_promotion_decision(a, b, n_boot=1000, seed=1)
+        assert not decision.promote and decision.low is not None and decision.low <= 0
+        assert decision == policy_promotion_decision(a, b, n_boot=1000, seed=1)  # seeded
+
+    def test_no_rows_keeps_the_champion(self) -> None:
+        empty = _terms(np.zeros(0), np.zeros(0), 0.5)
+        decision = policy_promotion_decision(empty, empty)
+        assert not decision.promote and decision.n_rows == 0 and decision.low is None
+
+    def test_first_model_rule(self) -> None:
+        rng = np.random.default_rng(3)
+        y = (rng.random(500) < 0.5).astype(float)
+        prior = np.full(500, 0.5)
+        empty = _terms(np.zeros(0), np.zeros(0), 0.5)
+        informed = np.where(y == 1, 0.8, 0.2)
+        backwards = 1.0 - informed
+        ok = policy_promotion_decision(empty, None, y_true=y, p_challenger=informed, p_prior=prior)
+        assert ok.promote and ok.rule == "first-model" and ok.brier_difference is not None
+        assert ok.brier_difference == pytest.approx(0.04 - 0.25)
+        worse = policy_promotion_decision(
+            empty, None, y_true=y, p_challenger=backwards, p_prior=prior
+        )
+        assert not worse.promote and worse.brier_low is not None and worse.brier_low > 0
+        nothing = policy_promotion_decision(empty, None)
+        assert nothing.promote
+        assert nothing.as_json()["champion_value"] is None
+
+    def test_bad_arguments_raise(self) -> None:
+        a = _terms(np.ones(3), np.ones(3), 0.5)
+        with pytest.raises(ValueError):
+            bootstrap_policy_difference(a, _terms(np.ones(2), np.ones(2), 0.5))
+        with pytest.raises(ValueError):
+            policy_promotion_decision(a, a, estimator="magic")

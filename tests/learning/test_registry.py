@@ -123,13 +123,31 @@ class TestRegistry:
                 assert metric in v["metrics"]
         second = versions[1]
         assert "champion_brier" in second["metrics"]  # compared with v1 on the same rows
-        champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
-        assert champion == (2 if second["promoted"] else 1)
+        first_gate, second_gate = versions[0]["promotion"], second["promotion"]
+        assert first_gate["rule"] == "first-model" and first_gate["promote"]
+        assert versions[0]["calibration"] and versions[0]["ece"] is not None
+        assert sum(b["count"] for b in versions[0]["calibration"]) == versions[0]["metrics"]["n"]
+        # v2 is fitted on the same outcomes with the same settings: the same policy, so the
+        # held-out doubly robust difference is exactly 0 on every resample and the gate refuses.
+        assert second_gate["rule"] == "policy-bootstrap" and second_gate["n_rows"] > 0
+        assert (second_gate["difference"], second_gate["low"]) == (0.0, 0.0)
+        assert not second_gate["promote"] and not second["promoted"]
+        policy = second["metrics"]["policy"]
+        assert policy["challenger"]["dr"] == policy["champion"]["dr"]
+        assert policy["n_rows"] == second_gate["n_rows"] == policy["logging"]["n"]
+        status = (await client.get("/model/status", headers=admin)).json()
+        assert status["champion_version"] == 1
+        assert status["last_promotion"]["rule"] == "policy-bootstrap"
+        assert status["success_threshold"] == 0.5
         for v in (1, 2):
             assert (state.settings.models_dir / f"v{v}.skops").exists()
 
         curve = (await client.get("/model/metrics", headers=admin)).json()
         assert [p["outcomes_seen"] for p in curve["learning_curve"]] == [30, 30]
+        point = curve["learning_curve"][1]
+        assert point["policy_value"] == point["champion_policy_value"] is not None
+        assert point["promotion_low"] == 0.0 and point["policy_rows"] == second_gate["n_rows"]
+        assert curve["learning_curve"][0]["promotion_low"] is None
         assert 0.0 <= curve["rolling_success_rate"] <= 1.0 and curve["outcomes"] == 30
 
         promote = await client.post("/model/promote/2", headers=admin)

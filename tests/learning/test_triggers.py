@@ -54,6 +54,7 @@ async def _seed(
             status=TaskStatus.COMPLETED,
             agent_id=agents[i % 2].id,
             price_sat=100,
+            escrow_sat=100,
             max_attempts=3,
         )
         session.add(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter, status
 
@@ -37,6 +38,7 @@ async def model_status(admin: AdminUser, session: Session, state: State) -> Mode
     """Show the champion, the number of outcomes and the last training run."""
     runs = await repository.runs(session, limit=1)
     total = await repository.count_outcomes(session)
+    latest = await repository.latest_version(session)
     return ModelStatusRead(
         champion_version=await service.champion_version(session),
         versions=len(await service.list_versions(session)),
@@ -45,6 +47,8 @@ async def model_status(admin: AdminUser, session: Session, state: State) -> Mode
         - await repository.last_successful_outcomes_used(session),
         retrain_every_n=state.settings.retrain_every_n,
         last_run=TrainingRunRead.model_validate(runs[0]) if runs else None,
+        success_threshold=state.settings.success_threshold,
+        last_promotion=ModelVersionRead.model_validate(latest).promotion if latest else None,
     )
 
 
@@ -64,6 +68,12 @@ async def model_metrics(admin: AdminUser, session: Session, state: State) -> Mod
                 f1=_finite(v.metrics.get("f1")),
                 promoted=v.promoted,
                 created_at=v.created_at,
+                ece=_finite(v.metrics.get("ece")),
+                policy_value=_finite(_nested(v.metrics, "policy", "challenger", "dr")),
+                champion_policy_value=_finite(_nested(v.metrics, "policy", "champion", "dr")),
+                promotion_low=_finite(_nested(v.metrics, "promotion", "low")),
+                promotion_high=_finite(_nested(v.metrics, "promotion", "high")),
+                policy_rows=_int(_nested(v.metrics, "policy", "n_rows")),
             )
             for v in await service.list_versions(session)
         ],
@@ -75,6 +85,20 @@ async def model_metrics(admin: AdminUser, session: Session, state: State) -> Mod
 
 def _finite(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _nested(metrics: dict[str, Any], *keys: str) -> object:
+    """Return ``metrics[k1][k2]...`` or None where a level is missing."""
+    value: object = metrics
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 @router.get("/shadow", response_model=ShadowReportRead)
@@ -109,6 +133,9 @@ async def train(admin: AdminUser, state: State) -> TrainingRunRead:
         config=RouterConfig(seed=state.settings.split_seed),
         split_seed=state.settings.split_seed,
         success_window=state.settings.success_drop_window,
+        success_threshold=state.settings.success_threshold,
+        reference_price_sat=state.settings.reference_price_sat,
+        n_boot=state.settings.promotion_bootstrap,
     )
     if result is None:
         raise Conflict("another trainer claimed this trigger")

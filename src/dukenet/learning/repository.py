@@ -150,3 +150,10 @@ async def count_shadowed_tasks(session: AsyncSession, *, since: datetime) -> int
     """Return how many tasks were created at or after ``since`` (all were shadow-scored)."""
     stmt = select(func.count(Task.id)).where(Task.created_at >= since)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def outcome_cost_weights(session: AsyncSession) -> dict[uuid.UUID, float]:
+    """Return task id -> the buyer's ``cost_weight`` for every task with an outcome (the routing
+    value of a success is derived from it)."""
+    stmt = select(Outcome.task_id, Task.cost_weight).join(Task, Task.id == Outcome.task_id)
+    return {row[0]: float(row[1]) for row in (await session.execute(stmt)).all()}

@@ -6,12 +6,56 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import model_validator
+
 from dukenet.kit.schema import Schema
 from dukenet.learning.models import TrainingRunStatus
 
 
+class CalibrationBinRead(Schema):
+    """One reliability bin of held-out predictions in ``(low, high]``: their mean predicted
+    P(success), the observed success rate and the number of rows."""
+
+    low: float
+    high: float
+    mean_predicted: float
+    observed_rate: float
+    count: int
+
+
+class PromotionRead(Schema):
+    """The promotion gate's decision on a version and every figure it used.
+
+    ``rule``: ``policy-bootstrap`` (a champion existed: promoted iff the lower bound ``low`` of the
+    ``level`` paired-bootstrap interval of challenger - champion held-out policy value, estimated
+    with ``estimator``, is above 0) or ``first-model`` (promoted unless its held-out Brier score is
+    worse than the base-rate prior's beyond noise: ``brier_low > 0``). Policy values are mean
+    normalised utility ``success - price / value`` over ``n_rows`` held-out logged decisions;
+    ``champion_value`` is the logging policy's own value under ``first-model``.
+    """
+
+    promote: bool
+    rule: str
+    reason: str
+    estimator: str
+    n_rows: int
+    challenger_value: float | None = None
+    champion_value: float | None = None
+    difference: float | None = None
+    low: float | None = None
+    high: float | None = None
+    brier_difference: float | None = None
+    brier_low: float | None = None
+    brier_high: float | None = None
+    level: float
+    n_boot: int
+    seed: int
+
+
 class ModelVersionRead(Schema):
-    """A model version with its held-out metrics."""
+    """A model version with its held-out metrics; ``promotion``, ``ece`` and ``calibration`` are
+    typed copies of the same entries of ``metrics`` (None/empty for versions trained before
+    them)."""
 
     version: int
     outcomes_seen: int
@@ -20,6 +64,22 @@ class ModelVersionRead(Schema):
     promoted: bool
     is_champion: bool = False
     created_at: datetime
+    ece: float | None = None
+    calibration: list[CalibrationBinRead] = []
+    promotion: PromotionRead | None = None
+
+    @model_validator(mode="after")
+    def _typed_metrics(self) -> ModelVersionRead:
+        """Fill the typed fields from ``metrics`` when they were not given."""
+        if self.ece is None and isinstance(self.metrics.get("ece"), int | float):
+            self.ece = float(self.metrics["ece"])
+        if not self.calibration and isinstance(self.metrics.get("calibration"), list):
+            self.calibration = [
+                CalibrationBinRead.model_validate(b) for b in self.metrics["calibration"]
+            ]
+        if self.promotion is None and isinstance(self.metrics.get("promotion"), dict):
+            self.promotion = PromotionRead.model_validate(self.metrics["promotion"])
+        return self
 
 
 class TrainingRunRead(Schema):
@@ -37,7 +97,13 @@ class TrainingRunRead(Schema):
 
 
 class LearningCurvePoint(Schema):
-    """One model version's held-out metrics against the outcomes it saw."""
+    """One model version's held-out metrics against the outcomes it saw.
+
+    ``policy_value`` / ``champion_policy_value``: the doubly robust estimates of the version's and
+    the then champion's greedy policy value (mean ``success - price / value``) on ``policy_rows``
+    held-out logged decisions; ``promotion_low``/``promotion_high``: the bootstrap interval of
+    their difference (None for a first model).
+    """
 
     version: int
     outcomes_seen: int
@@ -46,6 +112,12 @@ class LearningCurvePoint(Schema):
     f1: float | None
     promoted: bool
     created_at: datetime
+    ece: float | None = None
+    policy_value: float | None = None
+    champion_policy_value: float | None = None
+    promotion_low: float | None = None
+    promotion_high: float | None = None
+    policy_rows: int | None = None
 
 
 class ModelMetricsRead(Schema):
@@ -78,7 +150,8 @@ class ShadowReportRead(Schema):
 
 
 class ModelStatusRead(Schema):
-    """The learning loop at a glance."""
+    """The learning loop at a glance; ``last_promotion`` is the gate's decision on the newest
+    version, ``success_threshold`` the quality from which an outcome counts as a success."""
 
     champion_version: int | None
     versions: int
@@ -86,3 +159,5 @@ class ModelStatusRead(Schema):
     outcomes_since_last_training: int
     retrain_every_n: int
     last_run: TrainingRunRead | None
+    success_threshold: float = 0.5
+    last_promotion: PromotionRead | None = None

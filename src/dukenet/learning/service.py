@@ -19,7 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dukenet.errors import BadRequest, Conflict, NotFound
 from dukenet.kit.orm import utcnow
 from dukenet.learning import repository, triggers
-from dukenet.learning.evaluation import classifier_metrics, held_out_split, ips_estimate
+from dukenet.learning.evaluation import (
+    LoggedDecision,
+    PolicyTerms,
+    PromotionDecision,
+    calibration_curve,
+    classifier_metrics,
+    greedy_policy_evaluation,
+    held_out_split,
+    ips_estimate,
+    logging_policy_summary,
+    policy_promotion_decision,
+    success_labels,
+)
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.models import (
     ModelAlias,
@@ -56,15 +68,29 @@ async def record_outcome(
     routing: dict[str, Any],
     cost_usd: float | None = None,
     latency_ms: float | None = None,
+    quality: float | None = None,
 ) -> Outcome:
-    """Write the outcome of a finished task (one per task); ``quality`` is 1.0 or 0.0 here."""
+    """Write the outcome of a finished task (one per task).
+
+    ``quality`` in [0, 1] grades the result (e.g. a judged 1-10 score mapped by
+    ``evaluation.score_to_quality``); it defaults to 1.0 on success and 0.0 on failure. ``success``
+    stays the task's own verdict; learning labels an outcome a success iff ``quality >=
+    success_threshold`` (see ``to_samples``).
+
+    Raises:
+        BadRequest: ``quality`` is NaN or outside [0, 1].
+    """
+    if quality is None:
+        quality = 1.0 if success else 0.0
+    elif not 0.0 <= quality <= 1.0:  # also refuses NaN
+        raise BadRequest(f"quality must be in [0, 1], got {quality}")
     outcome = Outcome(
         task_id=task_id,
         agent_id=agent_id,
         description=description,
         complexity=complexity,
         success=success,
-        quality=1.0 if success else 0.0,
+        quality=float(quality),
         price_sat=price_sat,
         cost_usd=cost_usd,
         latency_ms=latency_ms,
@@ -77,20 +103,77 @@ async def record_outcome(
     return outcome
 
 
-def to_samples(outcomes: Sequence[Outcome]) -> list[OutcomeSample]:
-    """Turn outcome rows into router training samples keyed by content (see ``content_key``)."""
-    samples = [
+def to_samples(
+    outcomes: Sequence[Outcome], *, success_threshold: float = 0.5
+) -> list[OutcomeSample]:
+    """Turn outcome rows into router training samples keyed by content (see ``content_key``).
+
+    The label is ``quality >= success_threshold`` (``evaluation.success_labels``), the same for
+    training, classifier metrics and the policy reward. The order of ``outcomes`` is kept: pass
+    them in arrival order (``repository.all_outcomes``), which the stratified split relies on.
+    """
+    labels = success_labels(np.array([o.quality for o in outcomes]), success_threshold)
+    return [
         OutcomeSample(
             task_id=content_key(o.description, o.complexity),
             description=o.description,
             complexity=o.complexity,
             agent=str(o.agent_id),
-            success=o.success,
+            success=bool(label),
         )
-        for o in outcomes
+        for o, label in zip(outcomes, labels, strict=True)
     ]
-    samples.sort(key=lambda s: (s.task_id, s.agent, s.success))
-    return samples
+
+
+def logged_decision(
+    outcome: Outcome,
+    *,
+    cost_weight: float | None,
+    reference_price_sat: int,
+    success_threshold: float = 0.5,
+) -> LoggedDecision | None:
+    """Return the routing decision logged with ``outcome`` (bandit feedback), or None when it
+    cannot be evaluated off-policy: no candidates in its routing receipt, the agent that did the
+    task is not the one routed to (a failover), or no valid propensity or cost weight.
+
+    The value of a success is ``reference_price_sat * complexity / cost_weight`` as in
+    ``market.routing.value_sat`` (``inf`` when ``cost_weight`` is 0).
+    """
+    routing = outcome.routing or {}
+    candidates = routing.get("candidates") or []
+    agent = str(outcome.agent_id)
+    if not candidates or routing.get("agent_id") != agent or cost_weight is None:
+        return None
+    ids = [str(c.get("agent_id")) for c in candidates]
+    if agent not in ids or not 0.0 < outcome.propensity <= 1.0:
+        return None
+    value = math.inf if cost_weight <= 0 else reference_price_sat * outcome.complexity / cost_weight
+    return LoggedDecision(
+        description=outcome.description,
+        complexity=outcome.complexity,
+        candidates=tuple(ids),
+        prices_sat=tuple(float(c.get("price_sat", 0)) for c in candidates),
+        chosen=ids.index(agent),
+        propensity=float(outcome.propensity),
+        success=outcome.quality >= success_threshold,
+        value_sat=value,
+    )
+
+
+def candidate_probabilities(
+    router: DukeRouter, decisions: Sequence[LoggedDecision], *, chunk: int = 2048
+) -> list[np.ndarray]:
+    """Return the router's P(success) of each decision's candidates, one (K_i,) array each."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(decisions), chunk):
+        part = decisions[start : start + chunk]
+        agents = sorted({a for d in part for a in d.candidates})
+        column = {a: j for j, a in enumerate(agents)}
+        matrix = router.predict_proba(
+            [TaskFeatures(d.description, d.complexity) for d in part], agents
+        )
+        out.extend(matrix[i, [column[a] for a in d.candidates]] for i, d in enumerate(part))
+    return out
 
 
 def pair_probabilities(router: DukeRouter, samples: Sequence[OutcomeSample]) -> np.ndarray:
@@ -220,10 +303,19 @@ async def train(
     config: RouterConfig,
     split_seed: int = 0,
     success_window: int = 100,
+    success_threshold: float = 0.5,
+    reference_price_sat: int = 100_000,
+    n_boot: int = 1000,
 ) -> TrainResult | None:
-    """Run one training: claim the trigger, fit a challenger on the train side of the held-out
-    split (in a worker thread), compare it with the champion on the held-out side, save it as a
-    new version and promote it if its held-out Brier score is lower.
+    """Run one training: claim the trigger, fit a challenger on the train side of the stratified
+    held-out split (in a worker thread), evaluate it and the champion on the held-out side, save it
+    as a new version and promote it iff ``evaluation.policy_promotion_decision`` says so.
+
+    The gate compares the two greedy policies off-policy (doubly robust, reward
+    ``evaluation.normalized_utility``) on the held-out logged decisions, with a paired bootstrap of
+    ``n_boot`` resamples seeded with ``split_seed``; the first version is judged against the
+    base-rate prior's held-out Brier score. Every figure (classifier metrics, calibration, both
+    policies' estimates, the interval) goes to the run's and the version's ``metrics``.
 
     Returns None when another trainer already claimed ``trigger_key``. A failure marks the run
     ``failed`` with its error in ``log`` and re-raises.
@@ -242,17 +334,29 @@ async def train(
         except IntegrityError:
             return None
         outcomes = await repository.all_outcomes(session)
+        cost_weights = await repository.outcome_cost_weights(session)
         rolling = await triggers.rolling_success_rate(session, window=success_window)
         champion = await champion_version(session)
         champion_row = await repository.get_version(session, champion) if champion else None
     try:
-        samples = to_samples(outcomes)
-        result = await asyncio.to_thread(
+        samples = to_samples(outcomes, success_threshold=success_threshold)
+        decisions = [
+            logged_decision(
+                o,
+                cost_weight=cost_weights.get(o.task_id),
+                reference_price_sat=reference_price_sat,
+                success_threshold=success_threshold,
+            )
+            for o in outcomes
+        ]
+        router, raw_metrics, decision = await asyncio.to_thread(
             _fit_and_compare,
             samples,
+            decisions,
             config,
             split_seed,
             champion_row.artifact_path if champion_row else None,
+            n_boot,
         )
     except Exception as exc:
         async with sessionmaker() as session:
@@ -263,8 +367,14 @@ async def train(
             failed.finished_at = utcnow()
             await session.commit()
         raise
-    router, raw_metrics, beats_champion = result
-    metrics = json_safe(raw_metrics)
+    metrics = json_safe(
+        {
+            **raw_metrics,
+            "success_threshold": success_threshold,
+            "split_seed": split_seed,
+            "champion_version": champion,
+        }
+    )
     async with sessionmaker() as session:
         latest = await repository.latest_version(session)
         number = (latest.version if latest else 0) + 1
@@ -280,14 +390,10 @@ async def train(
         )
         session.add(version)
         await session.flush()
-        if beats_champion:
-            reason = (
-                "first version"
-                if champion is None
-                else f"held-out Brier {metrics['brier']:.4f} "
-                f"< champion {metrics['champion_brier']:.4f}"
+        if decision.promote:
+            await _move_champion(
+                session, version, action="auto-promote", reason=decision.reason[:500]
             )
-            await _move_champion(session, version, action="auto-promote", reason=reason)
             await set_challenger(session, None)
         else:
             await set_challenger(session, version.version)
@@ -297,40 +403,96 @@ async def train(
         done.outcomes_used = len(outcomes)
         done.metrics = {**metrics, "rolling_success_rate": rolling}
         done.finished_at = utcnow()
-        done.log = f"v{number}: {'promoted' if beats_champion else 'kept champion'}"
+        done.log = f"v{number}: {'promoted' if decision.promote else 'kept champion'}: " + (
+            decision.reason
+        )
         await session.commit()
         return TrainResult(run=done, version=version)
 
 
 def _fit_and_compare(
-    samples: list[OutcomeSample], config: RouterConfig, split_seed: int, champion_path: str | None
-) -> tuple[DukeRouter, dict[str, Any], bool]:
+    samples: list[OutcomeSample],
+    decisions: list[LoggedDecision | None],
+    config: RouterConfig,
+    split_seed: int,
+    champion_path: str | None,
+    n_boot: int,
+) -> tuple[DukeRouter, dict[str, Any], PromotionDecision]:
+    """Fit on the train side; score the challenger (and the champion) on the held-out side.
+
+    ``decisions[i]`` is the logged routing decision of ``samples[i]`` (None when it has none).
+    """
     if len(samples) < 2:
         raise BadRequest("need at least 2 outcomes to train")
     train_rows, held_out = held_out_split(samples, seed=split_seed)
+    held_keys = {s.task_id for s in held_out}
+    live = [d for s, d in zip(samples, decisions, strict=True) if s.task_id in held_keys and d]
     router = DukeRouter.fit(train_rows, config)
     y = np.array([s.success for s in held_out], dtype=float)
+    p = pair_probabilities(router, held_out)
+    train_rate = float(np.mean([s.success for s in train_rows])) if train_rows else 0.5
+    p_prior = np.full(y.shape, train_rate)
     metrics: dict[str, Any] = {
-        **classifier_metrics(y, pair_probabilities(router, held_out)),
+        **classifier_metrics(y, p),
+        **_calibration_metrics(y, p),
         "n_train": len(train_rows),
         "n_held_out": len(held_out),
+        "train_positive_rate": train_rate if train_rows else None,
+        "held_out_positive_rate": float(y.mean()) if y.size else None,
+        "prior_brier": float(np.mean((p_prior - y) ** 2)) if y.size else None,
     }
-    if champion_path is None:
-        return router, metrics, True
-    champion = DukeRouter.load(Path(champion_path))
-    champion_metrics = classifier_metrics(y, pair_probabilities(champion, held_out))
-    metrics["champion_brier"] = champion_metrics["brier"]
-    metrics["champion_roc_auc"] = champion_metrics["roc_auc"]
-    return router, metrics, bool(metrics["brier"] < champion_metrics["brier"])
+    metrics["confusion_matrix"] = [[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]]
+    evaluation = greedy_policy_evaluation(live, candidate_probabilities(router, live))
+    policy: dict[str, Any] = {
+        "estimator": "dr",
+        "reward": "success - price_sat / value_sat (normalised utility)",
+        "n_rows": len(live),
+        "challenger": evaluation.summary(),
+        "champion": None,
+        "logging": logging_policy_summary(live),
+    }
+    champion_terms: PolicyTerms | None = None
+    if champion_path is not None:
+        champion = DukeRouter.load(Path(champion_path))
+        p_champion = pair_probabilities(champion, held_out)
+        champion_metrics = classifier_metrics(y, p_champion)
+        metrics["champion_brier"] = champion_metrics["brier"]
+        metrics["champion_roc_auc"] = champion_metrics["roc_auc"]
+        metrics["champion_ece"] = _calibration_metrics(y, p_champion)["ece"]
+        champion_eval = greedy_policy_evaluation(live, candidate_probabilities(champion, live))
+        policy["champion"] = champion_eval.summary()
+        champion_terms = champion_eval.utility
+    decision = policy_promotion_decision(
+        evaluation.utility,
+        champion_terms,
+        y_true=y,
+        p_challenger=p,
+        p_prior=p_prior,
+        estimator="dr",
+        n_boot=n_boot,
+        seed=split_seed,
+    )
+    metrics["policy"] = policy
+    metrics["promotion"] = decision.as_json()
+    return router, metrics, decision
 
 
-def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Return ``metrics`` with NaN and infinities as None (JSON has no NaN; PostgreSQL refuses
-    it), e.g. ROC-AUC on a held-out split with a single class."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }
+def _calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    """Return ``ece`` and ``calibration`` (10 reliability bins) of predictions ``p``."""
+    calibration = calibration_curve(y, p, n_bins=10)
+    return {"ece": calibration.ece, "calibration": calibration.as_json()}
+
+
+def json_safe(value: Any) -> Any:
+    """Return ``value`` with NaN and infinities as None, in nested dicts and lists too (JSON has
+    no NaN; PostgreSQL refuses it), e.g. ROC-AUC on a held-out split with a single class."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _save_artifact(router: DukeRouter, path: Path) -> None:

@@ -41,6 +41,9 @@ class Trainer:
             config=RouterConfig(seed=self._settings.split_seed),
             split_seed=self._settings.split_seed,
             success_window=self._settings.success_drop_window,
+            success_threshold=self._settings.success_threshold,
+            reference_price_sat=self._settings.reference_price_sat,
+            n_boot=self._settings.promotion_bootstrap,
         )
         if result is not None and result.version is not None:
             log.info(
