@@ -85,7 +85,7 @@ def database_url(
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings for a test app: no background workers unless a test starts them, and no dispute
-    window (a delivered result pays at once) unless a test of acceptance sets one."""
+    window (a delivered result pays at once) nor retry backoff unless a test sets them."""
     return Settings(
         var_dir=tmp_path / "var",
         database_url=database_url,
@@ -95,6 +95,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         embedded_trainer=False,
         embedded_sweeper=False,
         dispute_window_s=0,
+        retry_backoff_s=0,
         lease_s=30,
         max_attempts=2,
     )

@@ -152,7 +152,7 @@ async def _step(
 
 
 async def _scenario(
-    url: str, config: Settings, prices: list[int], complexities: list[int], steps: list[tuple]
+    url: str, config: Settings, prices: list[int], complexities: list[int], steps: list[tuple[str, int]]
 ) -> None:
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)
@@ -243,7 +243,7 @@ def test_any_sequence_of_task_events_conserves_money_and_settles_once(
     tmp_path_factory: pytest.TempPathFactory,
     prices: list[int],
     complexities: list[int],
-    steps: list[tuple],
+    steps: list[tuple[str, int]],
     window: float,
 ) -> None:
     config = Settings(
@@ -253,6 +253,7 @@ def test_any_sequence_of_task_events_conserves_money_and_settles_once(
         platform_fee_bps=FEE_BPS,
         dispute_window_s=window,
         max_attempts=2,
+        retry_backoff_s=0,
         exploration_epsilon=0.0,
         routing_seed=0,
     )

@@ -19,6 +19,7 @@ from dukenet.kit.orm import utcnow
 from dukenet.kit.state import AppState
 from dukenet.learning.models import Outcome
 from dukenet.ledger.service import agent_name, escrow_name
+from dukenet.tasks import service as tasks_service
 from dukenet.tasks.models import Task
 from dukenet.tasks.sweeper import Sweeper
 from tests.factories import create_admin, credit, llm_agent, register, submit_task
@@ -285,6 +286,34 @@ class TestFailover:
         task = (await submit_task(client, market.buyer, exclude_agent_ids=[second["id"]])).json()
         released = await self._release(client, market, task["id"])
         assert released["agent_id"] == market.agent["id"]
+
+
+class TestRetryBackoff:
+    def test_the_backoff_doubles_per_attempt_up_to_its_cap(self, settings: Settings) -> None:
+        config = settings.model_copy(update={"retry_backoff_s": 2.0, "retry_backoff_max_s": 5.0})
+        delays = [tasks_service.retry_backoff_s(config, n) for n in range(4)]
+        assert delays == [0.0, 2.0, 4.0, 5.0]
+
+    async def test_a_released_task_is_not_claimed_before_its_backoff_ends(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        state.settings = state.settings.model_copy(update={"retry_backoff_s": 600.0})
+        task = (await submit_task(client, market.buyer)).json()
+        claim = await _claim(client, market.operator, task_id=task["id"])
+        await client.post(
+            f"/runner/tasks/{task['id']}/release",
+            headers=market.operator,
+            params={"lease_token": claim["lease_token"]},
+        )
+        assert await _claim(client, market.operator) is None
+        assert await _claim(client, market.operator, task_id=task["id"]) is None
+        async with state.sessionmaker() as session:
+            await session.execute(
+                update(Task).where(Task.id == uuid.UUID(task["id"])).values(available_at=utcnow())
+            )
+            await session.commit()
+        retry = await _claim(client, market.operator)
+        assert retry["task_id"] == task["id"] and retry["attempt"] == 2
 
 
 class TestHumanAgents:

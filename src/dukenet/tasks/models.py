@@ -56,7 +56,8 @@ class Task(IdMixin, TimestampMixin, Base):
 
     ``routing`` is the router's receipt (model version, candidates with predicted success and
     price, the choice and its propensity, failovers). The lease fields belong to the runner
-    executing it. ``accept_by`` is the end of the dispute window of a delivered task.
+    executing it; a retried task is not claimed before ``available_at`` (its backoff).
+    ``accept_by`` is the end of the dispute window of a delivered task.
     """
 
     __tablename__ = "task"
@@ -89,6 +90,7 @@ class Task(IdMixin, TimestampMixin, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    available_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     accept_by: Mapped[datetime | None]
     rejection_reason: Mapped[str | None] = mapped_column(Text)

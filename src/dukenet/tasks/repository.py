@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning.models import Outcome
@@ -53,11 +53,23 @@ async def list_for_buyer(
     return items, int((await session.execute(count)).scalar_one())
 
 
-async def next_claimable(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> Task | None:
-    """Lock and return the oldest assigned task of these agents (FOR UPDATE SKIP LOCKED)."""
+def _ready(now: datetime) -> ColumnElement[bool]:
+    """Past its retry backoff (or never backed off)."""
+    return or_(Task.available_at.is_(None), Task.available_at <= now)
+
+
+async def next_claimable(
+    session: AsyncSession, agent_ids: Sequence[uuid.UUID], now: datetime
+) -> Task | None:
+    """Lock and return the oldest assigned task of these agents that is past its retry backoff
+    at ``now`` (FOR UPDATE SKIP LOCKED)."""
     stmt = (
         select(Task)
-        .where(Task.status == TaskStatus.ASSIGNED, Task.agent_id.in_(list(agent_ids)))
+        .where(
+            Task.status == TaskStatus.ASSIGNED,
+            Task.agent_id.in_(list(agent_ids)),
+            _ready(now),
+        )
         .order_by(Task.created_at, Task.id)
         .limit(1)
         .with_for_update(skip_locked=True, key_share=True)
@@ -66,16 +78,17 @@ async def next_claimable(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) 
 
 
 async def claimable(
-    session: AsyncSession, task_id: uuid.UUID, agent_ids: Sequence[uuid.UUID]
+    session: AsyncSession, task_id: uuid.UUID, agent_ids: Sequence[uuid.UUID], now: datetime
 ) -> Task | None:
-    """Lock and return this task if it is assigned to one of these agents and not locked by
-    another claim (SKIP LOCKED), else None."""
+    """Lock and return this task if it is assigned to one of these agents, past its retry
+    backoff at ``now`` and not locked by another claim (SKIP LOCKED), else None."""
     stmt = (
         select(Task)
         .where(
             Task.id == task_id,
             Task.status == TaskStatus.ASSIGNED,
             Task.agent_id.in_(list(agent_ids)),
+            _ready(now),
         )
         .with_for_update(skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)

@@ -229,9 +229,9 @@ async def claim(
     if not agent_ids:
         return None
     if task_id is None:
-        task = await repository.next_claimable(session, agent_ids)
+        task = await repository.next_claimable(session, agent_ids, utcnow())
     else:
-        task = await repository.claimable(session, task_id, agent_ids)
+        task = await repository.claimable(session, task_id, agent_ids, utcnow())
     if task is None:
         return None
     task.status = TaskStatus.EXECUTING
@@ -399,8 +399,17 @@ async def _requeue_or_fail(
         )
         return
     task.status = TaskStatus.ASSIGNED
+    task.available_at = utcnow() + timedelta(seconds=retry_backoff_s(settings, task.attempts))
     await _fail_over(session, settings, task)
     await session.flush()
+
+
+def retry_backoff_s(settings: Settings, attempts: int) -> float:
+    """Seconds a task waits before its next attempt after ``attempts`` failed ones: exponential,
+    ``retry_backoff_s × 2^(attempts − 1)``, at most ``retry_backoff_max_s``."""
+    if attempts < 1 or settings.retry_backoff_s <= 0:
+        return 0.0
+    return float(min(settings.retry_backoff_s * 2 ** (attempts - 1), settings.retry_backoff_max_s))
 
 
 async def _fail_over(session: AsyncSession, settings: Settings, task: Task) -> None:

@@ -1,4 +1,5 @@
-"""Buyer acceptance and failover: escrow amount, delivery, dispute window, rejection.
+"""Buyer acceptance, failover and retry backoff: escrow amount, availability, delivery,
+dispute window, rejection.
 
 Revision ID: 0004_acceptance
 Revises: 0003_feedback
@@ -21,6 +22,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("escrow_sat", sa.BigInteger(), nullable=False, server_default="0")
         )
+        batch_op.add_column(sa.Column("available_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("accept_by", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("rejection_reason", sa.Text(), nullable=True))
@@ -38,4 +40,5 @@ def downgrade() -> None:
         batch_op.drop_column("rejection_reason")
         batch_op.drop_column("accept_by")
         batch_op.drop_column("delivered_at")
+        batch_op.drop_column("available_at")
         batch_op.drop_column("escrow_sat")
