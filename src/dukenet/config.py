@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     embedded_runners: int = Field(default=2, ge=0)
     lease_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # a released or expired task waits retry_backoff_s x 2^(attempts - 1) s (capped) before
+    # its next claim
+    retry_backoff_s: float = Field(default=2.0, ge=0.0)
+    retry_backoff_max_s: float = Field(default=300.0, ge=0.0)
     runner_poll_s: float = Field(default=0.2, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     file_context_chars: int = Field(default=8_000, ge=0)
