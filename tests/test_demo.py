@@ -38,6 +38,9 @@ def test_demo_is_reproducible_and_reports_every_version(tmp_path: Path) -> None:
     assert refs["oracle"]["success_rate"] >= max(r["success_rate"] for r in refs.values())
     assert first["market"]["ledger_ok"] is True
     assert first["market"]["system"]["outcomes"] == 200
+    replay = first["market"]["replay"]
+    assert sum(replay["statuses"].values()) == 200 and replay["unrecorded"] == 0
+    assert replay["price_to_cost"] > 1  # text complexity prices above the recorded cost
     assert "Duke v1" in format_report(first)
 
 

@@ -1,11 +1,16 @@
 """The main job: a real marketplace learns to route RouterBench prompts.
 
-It starts the embedded server (``dukenet serve``, SQLite, in a child process), registers the 11
-RouterBench models as ``replay`` agents priced from their mean recorded cost, creates buyers and
-submits every RouterBench *train* prompt as a task through the HTTP API. A runner (the same
-``Runner`` that ``dukenet runner`` starts) executes the assigned tasks from the database order book,
-and the server's trainer retrains Duke every ``retrain_every_n`` outcomes. Each model version's
-greedy routing policy is then evaluated on the RouterBench *test* prompts with full information.
+It starts the embedded server (``dukenet serve``, SQLite, in a child process) and replays the
+RouterBench *train* prompts on it with the machinery of ``dukenet replay``
+(``dukenet.replay.market.drive`` on RouterBench in the long format): the 11 models become
+``replay`` agents priced from their mean recorded cost, buyers submit every prompt as a task
+through the HTTP API, a runner (the same ``Runner`` that ``dukenet runner`` starts) executes the
+assigned tasks from the database order book with a ``ReplayExecutor``, and the server's trainer
+retrains Duke every ``retrain_every_n`` outcomes. Task complexity is ``complexity_of(prompt)`` and
+the $/1k figures are the recorded USD cost of the chosen model on each prompt (see
+``dukenet.replay.market`` for why prices do not use cost-derived complexity here). Each model
+version's greedy routing policy is then evaluated on the RouterBench *test* prompts with full
+information.
 
 Tasks go in batches of ``retrain_every_n``: a batch is submitted, executed, and the trainer fires,
 before the next batch. With a fixed seed the prompt order, the exploration draws, the held-out split
@@ -46,14 +51,22 @@ from dukenet.learning.evaluation import (
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.policy import choose
 from dukenet.learning.router import DukeRouter
-from dukenet.learning.routerbench import FullInfoTable, complexity_of, load_routerbench
-from dukenet.market.pricing import task_price_sat, usd_to_sat
+from dukenet.learning.routerbench import (
+    FullInfoTable,
+    complexity_of,
+    load_routerbench,
+    routerbench_outcomes,
+)
+from dukenet.market.pricing import task_price_sat
 from dukenet.market.routing import value_sat
+from dukenet.replay import Complexity
+from dukenet.replay.market import ReplayOptions, drive, login, summarize
 from dukenet.runners.replay import ReplayExecutor
 from dukenet.runners.worker import Runner
 
 ADMIN_EMAIL = "admin@dukenet-demo.example.com"
 BUYER_CREDIT_SAT = 10**13
+REPLAY_FIGURES = ("statuses", "charged_sat", "price_to_cost", "unrecorded")
 SUCCESS_SHARE_TARGET = 0.97
 COST_SHARE_TARGET = 0.50
 
@@ -101,6 +114,8 @@ def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
             "DUKENET_EXPLORATION_TOP_K": str(config.explore_top_k),
             "DUKENET_EXPLORATION_FLOOR": str(config.explore_floor),
             "DUKENET_SPLIT_SEED": str(config.seed),
+            # Settle at once: no buyer acceptance window in a replay.
+            "DUKENET_DISPUTE_WINDOW_S": "0",
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
@@ -175,6 +190,7 @@ async def _drive_market(
         routing_seed=config.seed,
         split_seed=config.seed,
         runner_poll_s=0.01,
+        dispute_window_s=0.0,
     )
     engine = create_engine(settings.resolved_database_url)
     sessionmaker = create_sessionmaker(engine)
@@ -189,111 +205,41 @@ async def _drive_market(
         )
         await session.commit()
 
-    train = load_routerbench("train")
-    order = np.random.default_rng(config.seed).permutation(len(train.prompts))
-    if config.limit is not None:
-        order = order[: config.limit]
-
+    train = routerbench_outcomes("train")
+    options = ReplayOptions(
+        limit=config.limit,
+        seed=config.seed,
+        buyers=config.buyers,
+        batch=config.retrain_every_n,
+        complexity=Complexity.DATASET,
+        usd_to_sat=settings.replay_usd_to_sat,
+        buyer_credit_sat=BUYER_CREDIT_SAT,
+        wait_for_trainer=True,
+        progress=None if config.quiet else lambda line: print(line, flush=True),
+    )
     async with httpx.AsyncClient(base_url=f"{base_url}/api/v2", timeout=60) as http:
-        login = _check(
-            await http.post("/auth/login", json={"email": ADMIN_EMAIL, "password": admin_password})
-        )
-        admin = {"Authorization": f"Bearer {login['access_token']}"}
-        for col, model in enumerate(train.agents):
-            mean_cost = float(np.mean(train.cost_usd[:, col]))
-            _check(
-                await http.post(
-                    "/agents",
-                    headers=admin,
-                    json={
-                        "name": model,
-                        "kind": "replay",
-                        "description": f"RouterBench recorded answers of {model}",
-                        "base_price_sat": usd_to_sat(mean_cost, settings.replay_usd_to_sat),
-                        "replay": {"dataset": "routerbench", "model": model},
-                    },
-                )
-            )
-        buyers = []
-        for b in range(config.buyers):
-            email = f"buyer{b}@dukenet-demo.example.com"
-            password = secrets.token_urlsafe(12)
-            user = _check(
-                await http.post(
-                    "/auth/register", json={"email": email, "password": password, "role": "buyer"}
-                )
-            )
-            _check(
-                await http.post(
-                    f"/admin/users/{user['id']}/credit",
-                    headers=admin,
-                    json={"amount_sat": BUYER_CREDIT_SAT},
-                )
-            )
-            token = _check(
-                await http.post("/auth/login", json={"email": email, "password": password})
-            )
-            buyers.append({"Authorization": f"Bearer {token['access_token']}"})
-
+        admin = await login(http, ADMIN_EMAIL, admin_password)
         runner = Runner(
-            sessionmaker, settings, {AgentKind.REPLAY: ReplayExecutor()}, name="demo-runner"
+            sessionmaker,
+            settings,
+            {AgentKind.REPLAY: ReplayExecutor({train.name: train})},
+            name="demo-runner",
         )
-        batch = config.retrain_every_n
-        phases = {"submit_s": 0.0, "execute_s": 0.0, "train_wait_s": 0.0}
-        for start in range(0, len(order), batch):
-            t0 = time.perf_counter()
-            rows = order[start : start + batch]
-            for i, row in enumerate(rows):
-                prompt = train.prompts[row]
-                _check(
-                    await http.post(
-                        "/tasks",
-                        headers=buyers[(start + i) % len(buyers)],
-                        json={
-                            "description": prompt,
-                            "complexity": complexity_of(prompt),
-                            "idempotency_key": f"routerbench:{train.task_ids[row]}",
-                        },
-                    )
-                )
-            t1 = time.perf_counter()
-            while await runner.run_once():
-                pass
-            t2 = time.perf_counter()
-            await _wait_for_trainer(http, admin, batch)
-            phases["submit_s"] += t1 - t0
-            phases["execute_s"] += t2 - t1
-            phases["train_wait_s"] += time.perf_counter() - t2
-            if not config.quiet:
-                status = _check(await http.get("/model/status", headers=admin))
-                print(
-                    f"  {start + len(rows):>5} tasks done, champion v{status['champion_version']}",
-                    flush=True,
-                )
+        run = await drive(http, admin, train, runner, options)
         versions = _check(await http.get("/model/versions", headers=admin))
         agents = _check(await http.get("/agents", headers=admin))
         system = _check(await http.get("/admin/metrics", headers=admin))
         ledger = _check(await http.get("/admin/ledger/check", headers=admin))
     await engine.dispose()
-    phases = {k: round(v, 1) for k, v in phases.items()}
+    replay = summarize(train, run, seed=config.seed, usd_to_sat_rate=settings.replay_usd_to_sat)
     return {
         "versions": versions,
         "agents": agents,
         "system": system,
         "ledger": ledger,
-        "phases": phases,
+        "phases": run.phases,
+        "replay": {k: replay["market"][k] for k in REPLAY_FIGURES},
     }
-
-
-async def _wait_for_trainer(http: httpx.AsyncClient, admin: dict[str, str], every_n: int) -> None:
-    for _ in range(1200):
-        status = _check(await http.get("/model/status", headers=admin))
-        run = status["last_run"]
-        idle = run is None or run["status"] != "running"
-        if idle and status["outcomes_since_last_training"] < every_n:
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the trainer did not catch up within 60 s")
 
 
 def route_table(
@@ -411,7 +357,11 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
         "references": references,
         "versions": versions,
         "target": target,
-        "market": {"system": market["system"], "ledger_ok": market["ledger"]["ok"]},
+        "market": {
+            "system": market["system"],
+            "ledger_ok": market["ledger"]["ok"],
+            "replay": market["replay"],
+        },
         "phases": market["phases"],
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from dukenet.learning.routerbench import (
     complexity_of,
     full_information_samples,
     load_routerbench,
+    routerbench_outcomes,
+    table_from_outcomes,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routerbench_routerdc"
@@ -147,3 +150,36 @@ class TestDukeOnRouterBench:
         baseline = classifier_metrics(held_out.success.ravel(), per_agent.ravel())
         assert metrics["brier"] < baseline["brier"] - 0.005
         assert metrics["roc_auc"] > 0.65
+
+
+class TestLongFormatAdapter:
+    """RouterBench's wide CSV is one adapter to the long recorded-outcomes format."""
+
+    @pytest.mark.parametrize("split", ["train", "test"])
+    def test_wide_to_long_gives_the_loaders_table(self, split: Literal["train", "test"]) -> None:
+        wide = load_routerbench(split)
+        long = routerbench_outcomes(split)
+        assert long.name == "routerbench"
+        assert len(long.outcomes) == wide.n_prompts * wide.n_agents - int(wide.missing.sum())
+        table = table_from_outcomes(long)
+        assert table.task_ids == wide.task_ids
+        assert table.prompts == wide.prompts
+        assert table.categories == wide.categories
+        assert table.agents == wide.agents
+        np.testing.assert_array_equal(table.success, wide.success)
+        np.testing.assert_array_equal(table.missing, wide.missing)
+        recorded = ~wide.missing
+        np.testing.assert_array_equal(table.cost_usd[recorded], wide.cost_usd[recorded])
+        np.testing.assert_array_equal(table.responses[recorded], wide.responses[recorded])
+        assert [t.complexity for t in long.tasks] == wide.complexities().tolist()
+
+    def test_a_blank_cell_is_left_out_not_invented(self, train: FullInfoTable) -> None:
+        long = routerbench_outcomes("train")
+        i, j = (int(x[0]) for x in np.nonzero(train.missing))
+        assert long.outcome(train.task_ids[i], train.agents[j]) is None
+        assert long.outcome(train.task_ids[0], train.agents[0]) is not None
+
+    def test_all_joins_the_splits(self) -> None:
+        both = routerbench_outcomes("all")
+        assert len(both.tasks) == 2225 + 953
+        assert both.task("mbpp.dev.1") is not None

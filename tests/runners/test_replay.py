@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +21,9 @@ from dukenet.kit.state import AppState
 from dukenet.learning.models import Outcome
 from dukenet.learning.routerbench import FullInfoTable, load_routerbench
 from dukenet.ledger.service import agent_name, escrow_name
+from dukenet.replay.dataset import RecordedOutcomes, read_outcomes
 from dukenet.runners.base import ExecutionError, WorkItem
-from dukenet.runners.replay import ReplayExecutor
+from dukenet.runners.replay import NO_RECORD, ReplayExecutor
 from dukenet.runners.worker import Runner
 from tests.factories import create_admin, credit, register, replay_agent, submit_task
 from tests.ledger import account_balance, assert_ledger_balanced, wallet_balance
@@ -101,8 +103,10 @@ class TestReplayExecutor:
             assert execution.cost_usd == recorded.cost_usd
             assert execution.metadata == {
                 "replay": "hit",
+                "dataset": "routerbench",
                 "model": MODEL,
-                "sample_id": recorded.sample_id,
+                "task_id": recorded.sample_id,
+                "quality": float(recorded.success),
             }
 
     async def test_an_unknown_prompt_is_an_unsuccessful_answer(
@@ -110,13 +114,82 @@ class TestReplayExecutor:
     ) -> None:
         execution = await replay_executor.execute(replay(), WorkItem("What is 2 + 2?", 1))
         assert execution.success is False
-        assert execution.metadata == {"replay": "miss", "model": MODEL}
+        assert execution.metadata == {"replay": "miss", "dataset": "routerbench", "model": MODEL}
+        assert execution.cost_usd is None
 
     async def test_a_model_missing_from_the_dataset_is_an_execution_error(
         self, replay_executor: ReplayExecutor, solved: Recorded
     ) -> None:
         with pytest.raises(ExecutionError, match="'gpt-9' is not in the routerbench dataset"):
             await replay_executor.execute(replay("gpt-9"), WorkItem(solved.prompt, 3))
+
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "tiny_qa.csv"
+
+
+def tiny_agent(model: str, dataset: str = "routerbench") -> Agent:
+    """An (unsaved) replay agent of ``model`` in ``dataset``."""
+    return Agent(name=model, kind=AgentKind.REPLAY, config={"dataset": dataset, "model": model})
+
+
+class TestReplayExecutorOnAnyDataset:
+    """The executor holds long-format datasets by name (the tiny sample held as ``routerbench``,
+    the only dataset name replay agents may carry for now)."""
+
+    @pytest.fixture
+    def executor(self) -> ReplayExecutor:
+        data = read_outcomes(TINY)
+        partial = RecordedOutcomes(
+            "routerbench",
+            data.tasks,
+            data.agents,
+            tuple(o for o in data.outcomes if (o.task_id, o.agent) != ("q4", "smart-bot")),
+        )
+        return ReplayExecutor({"routerbench": partial})
+
+    async def test_the_recorded_outcome_with_its_quality(self, executor: ReplayExecutor) -> None:
+        execution = await executor.execute(
+            tiny_agent("cheap-bot"), WorkItem("Name the largest planet.", 2)
+        )
+        assert (execution.text, execution.success, execution.cost_usd) == ("Saturn", False, 0.0001)
+        assert execution.metadata["quality"] == 0.2
+        assert execution.metadata["task_id"] == "q3"
+
+    async def test_an_unknown_task_or_an_unrecorded_pair_is_an_unsuccessful_answer(
+        self, executor: ReplayExecutor
+    ) -> None:
+        for agent, prompt in (("smart-bot", "What is 2 + 2?"), ("smart-bot", "Spell 'necessary'.")):
+            execution = await executor.execute(tiny_agent(agent), WorkItem(prompt, 2))
+            assert execution.success is False
+            assert execution.text == NO_RECORD
+            assert execution.cost_usd is None
+            assert execution.metadata["replay"] == "miss"
+        recorded = await executor.execute(
+            tiny_agent("cheap-bot"), WorkItem("Spell 'necessary'.", 2)
+        )
+        assert recorded.success is True
+
+    async def test_an_unknown_agent_is_an_execution_error(self, executor: ReplayExecutor) -> None:
+        with pytest.raises(ExecutionError, match="'gpt-4-1106-preview' is not in the routerbench"):
+            await executor.execute(tiny_agent(MODEL), WorkItem("Spell 'necessary'.", 2))
+
+    async def test_a_dataset_this_runner_does_not_hold_is_an_execution_error(self) -> None:
+        executor = ReplayExecutor({"tiny_qa": read_outcomes(TINY)})
+        with pytest.raises(ExecutionError, match="dataset 'routerbench' is not loaded"):
+            await executor.execute(tiny_agent("cheap-bot"), WorkItem("Spell 'necessary'.", 2))
+
+    async def test_datasets_are_loaded_once_on_first_use(self) -> None:
+        loads: list[int] = []
+
+        def load() -> dict[str, RecordedOutcomes]:
+            loads.append(1)
+            return {"routerbench": read_outcomes(TINY)}
+
+        executor = ReplayExecutor(load=load)
+        assert loads == []
+        for _ in range(2):
+            await executor.execute(tiny_agent("cheap-bot"), WorkItem("Spell 'necessary'.", 2))
+        assert loads == [1]
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import numpy as np
 
 from dukenet.learning.features import MAX_COMPLEXITY, MIN_COMPLEXITY, TaskFeatures
 from dukenet.learning.router import OutcomeSample
+from dukenet.replay.dataset import RecordedOutcome, RecordedOutcomes, RecordedTask
 
 CATEGORY_FILES: tuple[tuple[str, str], ...] = (
     ("arc-challenge", "arc_challenge"),
@@ -206,6 +207,82 @@ def load_routerbench(
         responses=responses,
         missing=np.array(missing_rows, dtype=bool),
         n_missing_cost=int(blank_cost.sum()),
+    )
+
+
+def routerbench_outcomes(
+    split: Literal["train", "test", "all"], data_dir: Path | None = None
+) -> RecordedOutcomes:
+    """Return RouterBench in the long recorded-outcomes format (the adapter from its wide CSV).
+
+    One outcome per (prompt, model) cell with a recorded judgement: quality = success (0/1), the
+    recorded cost in USD and answer text; the task carries its category and ``complexity_of``
+    its prompt. Blank correctness cells (``FullInfoTable.missing``) are left out: nothing was
+    recorded there. ``"all"`` joins train and test (their task ids are disjoint). The dataset is
+    named ``routerbench``.
+
+    Raises:
+        ValueError, FileNotFoundError: as ``load_routerbench``.
+    """
+    splits: tuple[Literal["train", "test"], ...] = ("train", "test") if split == "all" else (split,)
+    parts = []
+    for name in splits:
+        table = load_routerbench(name, data_dir)
+        tasks = tuple(
+            RecordedTask(task_id, prompt, category, complexity_of(prompt))
+            for task_id, prompt, category in zip(
+                table.task_ids, table.prompts, table.categories, strict=True
+            )
+        )
+        outcomes = tuple(
+            RecordedOutcome(
+                task_id=table.task_ids[i],
+                agent=agent,
+                quality=float(table.success[i, j]),
+                success=bool(table.success[i, j]),
+                cost_usd=float(table.cost_usd[i, j]),
+                response=str(table.responses[i, j]),
+            )
+            for i in range(table.n_prompts)
+            for j, agent in enumerate(table.agents)
+            if not table.missing[i, j]
+        )
+        parts.append(RecordedOutcomes("routerbench", tasks, table.agents, outcomes))
+    return parts[0] if len(parts) == 1 else RecordedOutcomes.concat("routerbench", parts)
+
+
+def table_from_outcomes(outcomes: RecordedOutcomes) -> FullInfoTable:
+    """Return a long-format dataset as a full-information table (tasks x agents).
+
+    A (task, agent) pair with no recorded outcome is ``missing``: a failure, its cost the agent's
+    mean recorded cost (counted in ``n_missing_cost``) and its response ``""``. A task's category
+    defaults to ``""``. ``success`` is the recorded verdict (quality >= 0.5 when only a quality
+    was recorded).
+    """
+    n, k = len(outcomes.tasks), len(outcomes.agents)
+    row = {t.task_id: i for i, t in enumerate(outcomes.tasks)}
+    col = {a: j for j, a in enumerate(outcomes.agents)}
+    success = np.zeros((n, k), dtype=bool)
+    missing = np.ones((n, k), dtype=bool)
+    cost = np.full((n, k), np.nan)
+    responses = np.full((n, k), "", dtype=object)
+    for o in outcomes.outcomes:
+        i, j = row[o.task_id], col[o.agent]
+        success[i, j], missing[i, j], cost[i, j] = o.success, False, o.cost_usd
+        responses[i, j] = o.response or ""
+    means = outcomes.mean_cost_usd()
+    blank = np.isnan(cost)
+    cost = np.where(blank, np.array([means[a] for a in outcomes.agents])[np.newaxis, :], cost)
+    return FullInfoTable(
+        task_ids=tuple(t.task_id for t in outcomes.tasks),
+        prompts=tuple(t.prompt for t in outcomes.tasks),
+        categories=tuple(t.category or "" for t in outcomes.tasks),
+        agents=outcomes.agents,
+        success=success,
+        cost_usd=cost,
+        responses=responses,
+        missing=missing,
+        n_missing_cost=int(blank.sum()),
     )
 
 

@@ -1,69 +1,97 @@
-"""The ``replay`` agent: answers with a model's recorded response and recorded judgement."""
+"""The ``replay`` agent: answers with its model's recorded response, judgement and cost.
+
+A replay agent's configuration names a dataset and a model (``ReplayAgentConfig``). The executor
+holds recorded-outcomes datasets in the long format (``dukenet.replay.dataset``) by name, finds the
+task by its prompt text, and returns that model's recorded outcome on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import ReplayAgentConfig
-from dukenet.learning.routerbench import FullInfoTable, load_routerbench
+from dukenet.replay.dataset import RecordedOutcomes
 from dukenet.runners.base import Execution, ExecutionError, WorkItem
 
+NO_RECORD = "no recorded answer for this prompt"
 
-@dataclass(frozen=True)
-class _Index:
-    tables: tuple[FullInfoTable, ...]
-    by_prompt: dict[str, tuple[int, int]]  # prompt text -> (table number, row)
+
+def _builtin_datasets() -> dict[str, RecordedOutcomes]:
+    from dukenet.learning.routerbench import routerbench_outcomes
+
+    return {"routerbench": routerbench_outcomes("all")}
 
 
 class ReplayExecutor:
-    """Looks the task's description up among RouterBench's recorded prompts (train and test) and
-    returns the agent's model's recorded answer; an unknown prompt is a failed task.
+    """Answers replay agents from recorded-outcomes datasets held by name.
 
-    The tables are loaded on first use, in a worker thread.
+    ``ReplayExecutor()`` holds the built-in RouterBench (train and test) as ``routerbench``;
+    ``ReplayExecutor({"name": dataset, ...})`` holds the given datasets instead. A ``load``
+    callable is run once, on first use, in a worker thread (datasets can take seconds to read).
+
+    Behaviour, for an agent replaying ``model`` of ``dataset``:
+    - the prompt and the model's outcome on it are recorded: the recorded response, the verdict
+      (``success``) and the cost in USD; ``metadata`` carries the dataset, model, task id and the
+      recorded quality in [0, 1];
+    - the prompt is not in the dataset, or the model has no recorded outcome on that task: an
+      unsuccessful answer ("no recorded answer for this prompt", no cost), so the task fails with
+      a refund — a replay cannot invent an answer;
+    - this executor does not hold the dataset, or the model is not in it: ``ExecutionError`` (the
+      agent is misconfigured for this runner; the task is released and retried or refunded).
     """
 
-    def __init__(self) -> None:
-        self._index: _Index | None = None
+    def __init__(
+        self,
+        datasets: Mapping[str, RecordedOutcomes] | None = None,
+        *,
+        load: Callable[[], Mapping[str, RecordedOutcomes]] | None = None,
+    ) -> None:
+        if datasets is not None and load is not None:
+            raise ValueError("give datasets or load, not both")
+        self._datasets: dict[str, RecordedOutcomes] | None = (
+            dict(datasets) if datasets is not None else None
+        )
+        self._load_datasets = load or _builtin_datasets
         self._lock = asyncio.Lock()
 
-    async def _load(self) -> _Index:
+    async def _held(self) -> dict[str, RecordedOutcomes]:
         async with self._lock:
-            if self._index is None:
-                tables = await asyncio.to_thread(
-                    lambda: (load_routerbench("train"), load_routerbench("test"))
-                )
-                by_prompt: dict[str, tuple[int, int]] = {}
-                for t, table in enumerate(tables):
-                    for row, prompt in enumerate(table.prompts):
-                        by_prompt.setdefault(prompt, (t, row))
-                self._index = _Index(tables=tables, by_prompt=by_prompt)
-            return self._index
+            if self._datasets is None:
+                self._datasets = dict(await asyncio.to_thread(self._load_datasets))
+            return self._datasets
 
     async def execute(self, agent: Agent, item: WorkItem) -> Execution:
-        """Return the recorded response, success and USD cost of the agent's model.
+        """Return the recorded response, success and USD cost of the agent's model on the prompt.
 
         Raises:
-            ExecutionError: the agent's model is not in the dataset.
+            ExecutionError: the dataset is not held by this executor or the model is not in it.
         """
         config = ReplayAgentConfig.model_validate(agent.config)
-        index = await self._load()
-        found = index.by_prompt.get(item.description)
-        if found is None:
-            return Execution(
-                text="no recorded answer for this prompt",
-                success=False,
-                metadata={"replay": "miss", "model": config.model},
-            )
-        table = index.tables[found[0]]
-        if config.model not in table.agents:
+        dataset = (await self._held()).get(config.dataset)
+        if dataset is None:
+            raise ExecutionError(f"dataset {config.dataset!r} is not loaded in this runner")
+        if config.model not in dataset.agents:
             raise ExecutionError(f"model {config.model!r} is not in the {config.dataset} dataset")
-        row, col = found[1], table.agents.index(config.model)
+        task = dataset.task_by_prompt(item.description)
+        outcome = None if task is None else dataset.outcome(task.task_id, config.model)
+        if task is None or outcome is None:
+            return Execution(
+                text=NO_RECORD,
+                success=False,
+                metadata={"replay": "miss", "dataset": config.dataset, "model": config.model},
+            )
         return Execution(
-            text=str(table.responses[row, col]),
-            success=bool(table.success[row, col]),
+            text=outcome.response or "",
+            success=outcome.success,
             confidence=None,
-            cost_usd=float(table.cost_usd[row, col]),
-            metadata={"replay": "hit", "model": config.model, "sample_id": table.task_ids[row]},
+            cost_usd=outcome.cost_usd,
+            metadata={
+                "replay": "hit",
+                "dataset": config.dataset,
+                "model": config.model,
+                "task_id": task.task_id,
+                "quality": outcome.quality,
+            },
         )
