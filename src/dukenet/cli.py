@@ -1,13 +1,15 @@
-"""The ``dukenet`` command line (Typer): serve, runner, trainer, users, ledger, models, demo."""
+"""The ``dukenet`` command line (Typer): serve, runner, trainer, users, agents, admin, export,
+ledger, models, demo. Administration commands act on the configured database directly."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import httpx
 import typer
@@ -16,15 +18,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts import repository as accounts_repository
 from dukenet.accounts import service as accounts_service
-from dukenet.accounts.models import UserRole
+from dukenet.accounts.models import User, UserRole
+from dukenet.agents import repository as agents_repository
+from dukenet.agents import service as agents_service
 from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
 from dukenet.files.storage import storage_from_settings
+from dukenet.kit.secrets import SecretBox
 from dukenet.learning import service as learning_service
 from dukenet.learning.trainer import Trainer
 from dukenet.ledger import service as ledger_service
 from dukenet.migrate import upgrade
+from dukenet.monitoring import service as monitoring_service
+from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
+from dukenet.replay import Complexity
 from dukenet.runners.worker import Runner
 
 app = typer.Typer(help="DukeNET: a self-improving AI agent marketplace.", no_args_is_help=True)
@@ -32,10 +40,14 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 models_app = typer.Typer(help="The Duke model registry.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration: system metrics.", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents on the market.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(agents_app, name="agents")
 
 T = TypeVar("T")
 
@@ -109,7 +121,9 @@ def runner(
 
     async def work(stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as llm_client:
-            executors = build_executors(llm_client)
+            # A remote runner never receives stored keys: its agents name api_key_env.
+            secrets = None if server is not None else SecretBox.from_settings(settings)
+            executors = build_executors(llm_client, secrets)
             if server is not None and api_key is not None:
                 async with httpx.AsyncClient(
                     base_url=server.rstrip("/") + "/api/v2",
@@ -204,6 +218,179 @@ def credit(
     typer.echo(f"balance: {_with_session(settings, work)} sat")
 
 
+def _console_admin() -> User:
+    """Return the unsaved administrator that commands act as: whoever runs them on the
+    database's machine (it owns nothing and cannot be deactivated)."""
+    return User(id=uuid.UUID(int=0), email="console@localhost", role=UserRole.ADMIN)
+
+
+def _bad_option(name: str, problem: str) -> NoReturn:
+    typer.echo(f"error: {name}: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+@users_app.command("list")
+def users_list(
+    role: Annotated[
+        str | None, typer.Option(help="Only users of this role: buyer, agent or admin.")
+    ] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Only active or inactive users.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
+) -> None:
+    """List users, newest first, as GET /api/v2/admin/users does."""
+    roles = [r.value for r in UserRole]
+    if role is not None and role not in roles:
+        _bad_option("--role", f"must be {', '.join(roles[:-1])} or {roles[-1]}")
+
+    async def work(session: AsyncSession) -> list[str]:
+        users, total = await accounts_service.list_users(
+            session,
+            role=UserRole(role) if role else None,
+            is_active=active,
+            limit=limit,
+            offset=offset,
+        )
+        lines = [f"{'email':<40} {'role':<6} {'active':<6} {'created':<19} id"]
+        lines += [
+            f"{u.email:<40} {u.role.value:<6} {'yes' if u.is_active else 'no':<6} "
+            f"{u.created_at:%Y-%m-%d %H:%M:%S} {u.id}"
+            for u in users
+        ]
+        lines.append(f"{len(users)} of {total} users")
+        return lines
+
+    typer.echo("\n".join(_with_session(Settings(), work)))
+
+
+def _set_user_active(email: str, active: bool) -> None:
+    async def work(session: AsyncSession) -> str:
+        user = await accounts_repository.get_by_email(session, email)
+        if user is None:
+            raise DukenetError(f"EMAIL: no user {email!r}")
+        user = await accounts_service.set_active(
+            session, admin=_console_admin(), user_id=user.id, active=active
+        )
+        return user.email
+
+    done = _with_session(Settings(), work)
+    typer.echo(f"{'reactivated' if active else 'deactivated'}: {done}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(email: Annotated[str, typer.Argument(help="Whom to deactivate.")]) -> None:
+    """Deactivate a user: their tokens and API keys stop working at once."""
+    _set_user_active(email, False)
+
+
+@users_app.command("reactivate")
+def users_reactivate(email: Annotated[str, typer.Argument(help="Whom to reactivate.")]) -> None:
+    """Reactivate a user: they can log in again."""
+    _set_user_active(email, True)
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """List every agent, enabled or not, with its price and record."""
+
+    async def work(session: AsyncSession) -> list[str]:
+        agents = await agents_service.list_agents(session)
+        lines = [
+            f"{'name':<32} {'kind':<7} {'enabled':<7} {'base sat':>12} {'tasks':>6} "
+            f"{'success':>7} id"
+        ]
+        lines += [
+            f"{a.name:<32} {a.kind.value:<7} {'yes' if a.is_enabled else 'no':<7} "
+            f"{a.base_price_sat:>12} {a.finished_tasks:>6} {a.success_rate:>7.3f} {a.id}"
+            for a in agents
+        ]
+        lines.append(f"{len(agents)} agents")
+        return lines
+
+    typer.echo("\n".join(_with_session(Settings(), work)))
+
+
+def _set_agent_enabled(name: str, enabled: bool) -> None:
+    async def work(session: AsyncSession) -> str:
+        agent = await agents_repository.get_by_name(session, name)
+        if agent is None:
+            raise DukenetError(f"NAME: no agent {name!r}")
+        agent = await agents_service.set_enabled(
+            session, actor=_console_admin(), agent_id=agent.id, enabled=enabled
+        )
+        return agent.name
+
+    done = _with_session(Settings(), work)
+    typer.echo(f"{'enabled' if enabled else 'disabled'}: {done}")
+
+
+@agents_app.command("enable")
+def agents_enable(name: Annotated[str, typer.Argument(help="The agent's name.")]) -> None:
+    """Put an agent back on the market."""
+    _set_agent_enabled(name, True)
+
+
+@agents_app.command("disable")
+def agents_disable(name: Annotated[str, typer.Argument(help="The agent's name.")]) -> None:
+    """Take an agent off the market; tasks already assigned to it stay queued."""
+    _set_agent_enabled(name, False)
+
+
+@admin_app.command("metrics")
+def admin_metrics() -> None:
+    """Print the system metrics (JSON) as GET /api/v2/admin/metrics returns them."""
+    metrics = _with_session(Settings(), monitoring_service.system_metrics)
+    typer.echo(metrics.model_dump_json(indent=2))
+
+
+@app.command("export")
+def export(
+    kind: Annotated[str, typer.Argument(help="tasks, results or outcomes.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of standard output.")
+    ] = None,
+) -> None:
+    """Export every task, result or outcome as CSV or JSON Lines, oldest first (streamed)."""
+    kinds = [k.value for k in ExportKind]
+    if kind not in kinds:
+        _bad_option("KIND", f"must be {', '.join(kinds[:-1])} or {kinds[-1]}")
+    if fmt not in [f.value for f in ExportFormat]:
+        _bad_option("--format", "must be csv or jsonl")
+    if output is not None and output.is_dir():
+        _bad_option("--output", f"{output} is a directory")
+    settings = Settings()
+
+    async def write(sink: Callable[[bytes], object]) -> int:
+        engine = create_engine(settings.resolved_database_url)
+        written = 0
+        try:
+            async for chunk in export_rows(
+                create_sessionmaker(engine), ExportKind(kind), ExportFormat(fmt)
+            ):
+                sink(chunk)
+                written += len(chunk)
+        finally:
+            await engine.dispose()
+        return written
+
+    if output is None:
+        asyncio.run(write(lambda chunk: typer.echo(chunk.decode(), nl=False)))
+        return
+    # Write beside the target and rename at the end: no half-written export under its name.
+    partial = output.with_name(output.name + ".part")
+    try:
+        with partial.open("wb") as f:
+            written = asyncio.run(write(f.write))
+        partial.replace(output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    typer.echo(f"wrote {output} ({written} bytes)", err=True)
+
+
 @ledger_app.command("check")
 def ledger_check() -> None:
     """Recompute every balance from the entries; exit 1 on any difference."""
@@ -255,6 +442,156 @@ def models_rollback() -> None:
         return (await learning_service.rollback(session)).version
 
     typer.echo(f"champion: v{_with_session(Settings(), work)}")
+
+
+@models_app.command("tune")
+def models_tune(
+    trials: Annotated[int, typer.Option(min=1, help="Trials to run.")] = 30,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Start no trial after S seconds.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler and folds.")] = 0,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 3,
+    objective: Annotated[str, typer.Option(help="log_loss or brier.")] = "log_loss",
+    study: Annotated[str | None, typer.Option(help="Resume this study (default: new).")] = None,
+) -> None:
+    """Tune Duke's configuration with Optuna on the train side; the next training uses it."""
+    import dataclasses
+
+    import optuna
+
+    from dukenet.learning import tuning
+
+    if objective not in ("log_loss", "brier"):
+        typer.echo("error: --objective must be log_loss or brier", err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    async def work() -> tuning.TuningResult:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            result, _ = await tuning.run_tuning(
+                create_sessionmaker(engine),
+                database_url=settings.resolved_database_url,
+                n_trials=trials,
+                timeout_s=timeout,
+                seed=seed,
+                split_seed=settings.split_seed,
+                n_folds=folds,
+                objective="brier" if objective == "brier" else "log_loss",
+                study_name=study,
+            )
+            return result
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(work())
+    except DukenetError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    default = "-" if result.default_value is None else f"{result.default_value:.5f}"
+    typer.echo(
+        f"study {result.study_name}: {result.n_trials} trials, best {result.objective} "
+        f"{result.best_value:.5f} (default config {default}) on {result.n_outcomes} "
+        f"train-side outcomes, {result.n_folds}-fold"
+    )
+    typer.echo(json.dumps(dataclasses.asdict(result.best_config), indent=2))
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="Recorded outcomes: .csv, .jsonl or .parquet (or .csv.gz ...).")
+    ],
+    server: Annotated[
+        str | None, typer.Option(help="The market's URL (default http://HOST:PORT from settings).")
+    ] = None,
+    admin_email: Annotated[
+        str, typer.Option(envvar="DUKENET_ADMIN_EMAIL", help="An admin (registers replay agents).")
+    ] = "",
+    admin_password: Annotated[
+        str, typer.Option(envvar="DUKENET_ADMIN_PASSWORD", help="The admin's password.")
+    ] = "",
+    limit: Annotated[int | None, typer.Option(min=1, help="Replay only the first N tasks.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the task order.")] = 0,
+    shuffle: Annotated[bool, typer.Option(help="Shuffle the tasks (else the file order).")] = True,
+    buyers: Annotated[int, typer.Option(min=1, help="Buyers submitting in turn.")] = 1,
+    batch: Annotated[int, typer.Option(min=1, help="Tasks submitted before executing.")] = 100,
+    complexity: Annotated[
+        Complexity,
+        typer.Option(
+            case_sensitive=False,
+            help="Task complexity: the file's column (else from the text), from the prompt "
+            "text, or from the recorded costs (see dukenet.replay.market).",
+        ),
+    ] = Complexity.DATASET,
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name on the replay agents (default: file name).")
+    ] = None,
+    agent_prefix: Annotated[str, typer.Option(help="Prefix of the agents' market names.")] = "",
+    wait_for_trainer: Annotated[
+        bool, typer.Option(help="After each batch, wait for the server's trainer to catch up.")
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary as JSON here.")
+    ] = None,
+) -> None:
+    """Drive a running market with a recorded-outcomes dataset (long format; see README)."""
+    from dukenet.replay.dataset import DatasetError, read_outcomes
+    from dukenet.replay.market import (
+        ReplayError,
+        ReplayOptions,
+        format_summary,
+        replay_on_server,
+    )
+
+    settings = Settings()
+    if not admin_email or not admin_password:
+        typer.echo(
+            "error: --admin-email and --admin-password (or DUKENET_ADMIN_EMAIL and "
+            "DUKENET_ADMIN_PASSWORD) are required",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        dataset = read_outcomes(file, name=name)
+    except DatasetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    options = ReplayOptions(
+        limit=limit,
+        seed=seed,
+        shuffle=shuffle,
+        buyers=buyers,
+        batch=batch,
+        complexity=complexity,
+        usd_to_sat=settings.replay_usd_to_sat,
+        agent_prefix=agent_prefix,
+        wait_for_trainer=wait_for_trainer,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    url = server or f"http://{settings.host}:{settings.port}"
+    try:
+        summary = asyncio.run(
+            replay_on_server(
+                dataset,
+                url,
+                admin_email=admin_email,
+                admin_password=admin_password,
+                options=options,
+            )
+        )
+    except ReplayError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except httpx.TransportError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(format_summary(summary))
+    if json_out is not None:
+        json_out.write_text(json.dumps(summary, indent=2))
 
 
 @app.command()

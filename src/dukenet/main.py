@@ -22,6 +22,7 @@ from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker, is_transient
 from dukenet.errors import DukenetError
 from dukenet.files.storage import storage_from_settings
+from dukenet.kit.secrets import SecretBox
 from dukenet.kit.state import AppState
 from dukenet.learning.serving import ChampionCache
 from dukenet.learning.trainer import Trainer
@@ -33,13 +34,20 @@ from dukenet.runners.base import Executor
 from dukenet.runners.llm import LLMExecutor
 from dukenet.runners.replay import ReplayExecutor
 from dukenet.runners.worker import Runner
+from dukenet.tasks.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
 
 
-def build_executors(client: httpx.AsyncClient) -> Mapping[AgentKind, Executor]:
-    """Return the executors an automatic runner uses, by agent kind."""
-    return {AgentKind.LLM: LLMExecutor(client), AgentKind.REPLAY: ReplayExecutor()}
+def build_executors(
+    client: httpx.AsyncClient, secrets: SecretBox | None = None
+) -> Mapping[AgentKind, Executor]:
+    """Return the executors an automatic runner uses, by agent kind (``secrets`` decrypts the
+    API keys stored with ``llm`` agents)."""
+    return {
+        AgentKind.LLM: LLMExecutor(client, secrets=secrets),
+        AgentKind.REPLAY: ReplayExecutor(),
+    }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,12 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         workers: list[asyncio.Task[None]] = []
         async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
-            executors = build_executors(client)
+            executors = build_executors(client, SecretBox.from_settings(settings))
             for i in range(settings.embedded_runners):
                 runner = Runner(
                     sessionmaker, settings, executors, name=f"embedded-{i}", storage=state.storage
                 )
                 workers.append(asyncio.create_task(runner.run_forever(stop)))
+            if settings.embedded_sweeper:
+                sweeper = Sweeper(sessionmaker, settings)
+                workers.append(asyncio.create_task(sweeper.run_forever(stop)))
             if settings.embedded_trainer:
                 workers.append(
                     asyncio.create_task(Trainer(sessionmaker, settings).run_forever(stop))

@@ -82,7 +82,7 @@ class TestRegisterAgent:
                 409,
                 "is taken",
             ),
-            ({"name": "human", "kind": "human"}, 422, "kind"),
+            ({"name": "builtin", "kind": "builtin"}, 422, "kind"),
             (
                 {
                     "name": "bad name!",

@@ -58,8 +58,8 @@ async def _create_admin(database_url: str) -> None:
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    """``dukenet serve`` on the test database, with no runner of its own (the replay runs the
-    replay agents) and no dispute window (payment settles at once)."""
+    """``dukenet serve`` on the test database with one runner of its own (which must leave the
+    replay's agents alone: it does not hold the file) and no dispute window."""
     import asyncio
 
     asyncio.run(_create_admin(database_url))
@@ -71,7 +71,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
             "DUKENET_VAR_DIR": str(tmp_path / "var"),
             "DUKENET_PORT": str(port),
             "DUKENET_JWT_SECRET": secrets.token_urlsafe(32),
-            "DUKENET_EMBEDDED_RUNNERS": "0",
+            # The server's own runners hold only RouterBench, so they leave the replay to it.
+            "DUKENET_EMBEDDED_RUNNERS": "1",
             "DUKENET_EMBEDDED_TRAINER": "0",
             "DUKENET_DISPUTE_WINDOW_S": "0",
             "DUKENET_ROUTING_SEED": "0",
@@ -102,7 +103,7 @@ def _replay(server: Server, tmp_path: Path, *args: str) -> tuple[dict[str, objec
     out = tmp_path / f"summary-{secrets.token_hex(3)}.json"
     command = [sys.executable, "-m", "dukenet", "replay", str(TINY), "--server", server.url]
     done = subprocess.run(
-        [*command, "--name", "routerbench", "--json", str(out), *args],
+        [*command, "--json", str(out), *args],
         env={
             **server.env,
             "DUKENET_ADMIN_EMAIL": ADMIN_EMAIL,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from dukenet.agents.models import Agent, AgentKind
+from dukenet.kit.secrets import SecretBox, generate_key
 from dukenet.runners.base import ExecutionError, WorkItem
 from dukenet.runners.llm import LLMExecutor
 from tests.llm_double import COMPLETIONS_PATH, DEFAULT_ANSWER, DEFAULT_USAGE, LLMDouble, Reply
@@ -77,6 +78,31 @@ class TestAnswers:
         await LLMExecutor(http, backoff_s=0.01).execute(agent, ITEM)
         [request] = double.requests
         assert request.headers["authorization"] == "Bearer sk-test-123"
+
+    async def test_a_stored_key_is_decrypted_at_call_time(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        box = SecretBox([generate_key()])
+        agent = llm(double.base_url, api_key_encrypted=box.encrypt("sk-stored-456"))
+        await LLMExecutor(http, secrets=box, backoff_s=0.01).execute(agent, ITEM)
+        [request] = double.requests
+        assert request.headers["authorization"] == "Bearer sk-stored-456"
+
+    async def test_a_stored_key_that_cannot_be_decrypted_fails_before_any_call(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        token = SecretBox([generate_key()]).encrypt("sk-stored-456")
+        agent = llm(double.base_url, api_key_encrypted=token, has_api_key=True)
+        other = SecretBox([generate_key()])
+        with pytest.raises(ExecutionError, match="cannot be decrypted"):
+            await LLMExecutor(http, secrets=other, backoff_s=0.01).execute(agent, ITEM)
+        with pytest.raises(ExecutionError, match="no secret key here"):
+            await LLMExecutor(http, backoff_s=0.01).execute(agent, ITEM)
+        # What a remote runner sees over the API: the key exists, but only on the server.
+        redacted = llm(double.base_url, has_api_key=True, api_key_last4="t-456")
+        with pytest.raises(ExecutionError, match="stored on the server only"):
+            await LLMExecutor(http, secrets=other, backoff_s=0.01).execute(redacted, ITEM)
+        assert double.requests == []
 
     @pytest.mark.parametrize("content", ["", "   \n", None])
     async def test_an_empty_answer_is_an_unsuccessful_execution(

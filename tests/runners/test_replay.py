@@ -304,3 +304,39 @@ class TestReplayRunner:
         assert agent["finished_tasks"] == 2
         assert agent["success_rate"] == pytest.approx(2 / 6)  # Beta(2, 2) after two failures
         await assert_ledger_balanced(client, shop.admin, sessionmaker)
+
+
+class TestRunnerSelectsByDataset:
+    async def test_a_runner_claims_only_tasks_of_datasets_its_executor_holds(
+        self,
+        client: httpx.AsyncClient,
+        shop: Shop,
+        solved: Recorded,
+        state: AppState,
+        settings: Settings,
+    ) -> None:
+        tiny = read_outcomes(TINY)
+        other = Runner(
+            state.sessionmaker,
+            settings,
+            {AgentKind.REPLAY: ReplayExecutor({"tiny-qa": tiny})},
+            name="tiny-runner",
+        )
+        created = await submit_task(client, shop.buyer, description=solved.prompt, complexity=2)
+        assert created.status_code == 201, created.text
+        # The shop's agent replays RouterBench: a runner holding only tiny-qa leaves it alone.
+        assert await other.run_once() is False
+        assert await shop.runner.run_once() is True
+        task = await _shown(client, shop, f"/tasks/{created.json()['id']}")
+        assert task["status"] == "completed" and task["attempts"] == 1
+
+    def test_handles_follows_the_held_dataset_names(self) -> None:
+        def agent(dataset: str) -> Agent:
+            return Agent(name="a", kind=AgentKind.REPLAY, config={"dataset": dataset, "model": "m"})
+
+        assert ReplayExecutor().handles(agent("routerbench"))
+        assert not ReplayExecutor().handles(agent("tiny-qa"))
+        tiny = ReplayExecutor({"tiny-qa": read_outcomes(TINY)})
+        assert tiny.handles(agent("tiny-qa")) and not tiny.handles(agent("routerbench"))
+        lazy = ReplayExecutor(load=lambda: {"x": read_outcomes(TINY)}, names=["x"])
+        assert lazy.handles(agent("x"))

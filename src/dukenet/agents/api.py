@@ -3,23 +3,78 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from dukenet.accounts.models import UserRole
 from dukenet.agents import service
-from dukenet.agents.schemas import AgentCreate, AgentDetail, AgentRead, AgentStatsRead
+from dukenet.agents.deps import Secrets
+from dukenet.agents.schemas import (
+    AgentCreate,
+    AgentDetail,
+    AgentRead,
+    AgentStatsRead,
+    AgentUpdate,
+)
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
 
-router = APIRouter(tags=["agents"])
+REDACTED = "**********"
+
+
+def redact_secrets(value: Any) -> Any:
+    """Return ``value`` with every ``api_key`` in it (at any depth) replaced by asterisks."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if k == "api_key" and v is not None else redact_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
+class RedactingRoute(APIRoute):
+    """A route whose 422 answers never echo an ``api_key`` the client sent (validation errors
+    carry the offending input: the field's value, or the whole object for a missing field)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Return FastAPI's handler wrapped to redact the inputs of validation errors."""
+        handler = super().get_route_handler()
+
+        async def redacting_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = []
+                for error in exc.errors():
+                    error = dict(error)
+                    if error.get("loc") and error["loc"][-1] == "api_key":
+                        error["input"] = REDACTED
+                    errors.append(redact_secrets(error))
+                raise RequestValidationError(errors) from None
+
+        return redacting_handler
+
+
+router = APIRouter(tags=["agents"], route_class=RedactingRoute)
 
 
 @router.post("/agents", status_code=status.HTTP_201_CREATED, response_model=AgentDetail)
 async def register(
-    data: AgentCreate, user: OperatorUser, session: Session, state: State
+    data: AgentCreate, user: OperatorUser, session: Session, state: State, secrets: Secrets
 ) -> AgentDetail:
-    """Register an agent (operators: ``llm``; admins also ``replay``)."""
-    agent = await service.register(session, settings=state.settings, owner=user, data=data)
+    """Register an agent (operators: ``llm``; admins also ``replay``).
+
+    An ``llm`` agent's ``api_key`` is stored encrypted and shown only as ``has_api_key`` and
+    ``api_key_last4``.
+    """
+    agent = await service.register(
+        session, settings=state.settings, owner=user, data=data, secrets=secrets
+    )
     await session.commit()
     return AgentDetail.model_validate(agent)
 
@@ -55,6 +110,24 @@ async def get_agent(
     if user.role is UserRole.ADMIN or agent.owner_id == user.id:
         return AgentDetail.model_validate(agent)
     return AgentRead.model_validate(agent)
+
+
+@router.patch("/agents/{agent_id}", response_model=AgentDetail)
+async def update_agent(
+    agent_id: uuid.UUID,
+    data: AgentUpdate,
+    user: OperatorUser,
+    session: Session,
+    state: State,
+    secrets: Secrets,
+) -> AgentDetail:
+    """Change an agent's description, price or LLM configuration, its API key included
+    (``"api_key": null`` removes a stored key); its operator or an admin."""
+    agent = await service.update(
+        session, settings=state.settings, actor=user, agent_id=agent_id, data=data, secrets=secrets
+    )
+    await session.commit()
+    return AgentDetail.model_validate(agent)
 
 
 @router.post("/agents/{agent_id}/enable", response_model=AgentRead)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dukenet.agents.models import AgentKind
 from dukenet.kit.schema import Schema
@@ -14,34 +14,120 @@ from dukenet.kit.schema import Schema
 AgentName = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\w.\-/:@]+$")]
 
 
-class LLMAgentConfig(Schema):
-    """An OpenAI-compatible endpoint: ``base_url`` up to ``/v1``, the model name, and the name of
-    the environment variable holding its API key (the key itself is never stored)."""
+LLM_SECRET_FIELDS = frozenset({"api_key_encrypted"})
+"""Keys of a stored ``llm`` configuration that no API response shows."""
+
+ApiKeyEnv = Annotated[str, Field(max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+def _check_api_key(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        raw = value.get_secret_value()
+        if not 1 <= len(raw) <= 1000 or not all("!" <= c <= "~" for c in raw):
+            raise ValueError("api_key must be 1-1000 printable ASCII characters without spaces")
+    return value
+
+
+class LLMAgentFields(Schema):
+    """An OpenAI-compatible endpoint: ``base_url`` up to ``/v1``, the model name, the prompt
+    settings and, optionally, the name of an environment variable holding its API key."""
 
     base_url: AnyHttpUrl
     model: str = Field(min_length=1, max_length=200)
-    api_key_env: str | None = Field(default=None, max_length=100, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    api_key_env: ApiKeyEnv | None = None
     system_prompt: str = Field(default="", max_length=10_000)
     max_tokens: int = Field(default=1024, ge=1, le=100_000)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
 
+class LLMAgentCreate(LLMAgentFields):
+    """An ``llm`` agent's configuration as registered: the API key is either given (``api_key``,
+    stored encrypted, never shown again) or named (``api_key_env``, read by the runner), or
+    neither for an endpoint without authentication."""
+
+    api_key: SecretStr | None = None
+
+    _api_key_ok = field_validator("api_key")(_check_api_key)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> LLMAgentCreate:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("give api_key or api_key_env, not both")
+        return self
+
+
+class LLMAgentConfig(LLMAgentFields):
+    """An ``llm`` agent's configuration as stored in ``Agent.config`` and read by executors.
+
+    ``api_key_encrypted`` is the Fernet token of the key (``kit.secrets``); ``has_api_key`` and
+    ``api_key_last4`` are what the API shows of it. Unknown keys are ignored so that a runner
+    reading the redacted configuration over the API can parse it.
+    """
+
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    api_key_encrypted: str | None = None
+    has_api_key: bool = False
+    api_key_last4: str | None = None
+
+
+class LLMAgentUpdate(Schema):
+    """Change an ``llm`` agent's configuration; omitted fields stay as they are.
+
+    ``api_key``: a new key (stored encrypted; it replaces ``api_key_env``), or ``null`` to
+    remove the stored key. ``api_key_env``: a variable name (it replaces a stored key), or
+    ``null`` to stop using one.
+    """
+
+    base_url: AnyHttpUrl | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    api_key: SecretStr | None = None
+    api_key_env: ApiKeyEnv | None = None
+    system_prompt: str | None = Field(default=None, max_length=10_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    _api_key_ok = field_validator("api_key")(_check_api_key)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> LLMAgentUpdate:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("give api_key or api_key_env, not both")
+        for name in ("base_url", "model", "system_prompt", "max_tokens", "temperature"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
 class ReplayAgentConfig(Schema):
     """A recorded-outcomes agent: which dataset and which of its models it replays."""
 
-    dataset: Literal["routerbench"] = "routerbench"
+    # the name a runner's replay executor holds the dataset under (``dukenet replay --name``)
+    dataset: str = Field(
+        default="routerbench", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$"
+    )
     model: str = Field(min_length=1, max_length=200)
 
 
 class AgentCreate(Schema):
-    """Register an agent. ``base_price_sat`` defaults to the market's 100,000 sat."""
+    """Register an agent. ``base_price_sat`` defaults to the market's 100,000 sat. A ``human``
+    agent needs no configuration: its operator answers its tasks through the runner protocol
+    (inbox, claim, result)."""
 
     name: AgentName
-    kind: Literal["llm", "replay"]
+    kind: Literal["llm", "replay", "human"]
     description: str = Field(default="", max_length=2000)
     base_price_sat: int | None = Field(default=None, gt=0, le=10**12)
-    llm: LLMAgentConfig | None = None
+    llm: LLMAgentCreate | None = None
     replay: ReplayAgentConfig | None = None
+
+
+class AgentUpdate(Schema):
+    """Change an agent's description, base price or (``llm`` agents) configuration."""
+
+    description: str | None = Field(default=None, max_length=2000)
+    base_price_sat: int | None = Field(default=None, gt=0, le=10**12)
+    llm: LLMAgentUpdate | None = None
 
 
 class AgentRead(Schema):
@@ -60,10 +146,16 @@ class AgentRead(Schema):
 
 
 class AgentDetail(AgentRead):
-    """An agent with its configuration, shown to its operator and admins."""
+    """An agent with its configuration, shown to its operator and admins; an ``llm`` agent's
+    stored API key appears only as ``has_api_key`` and ``api_key_last4``."""
 
     owner_id: uuid.UUID
     config: dict[str, Any]
+
+    @field_validator("config", mode="after")
+    @classmethod
+    def _redact(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in value.items() if k not in LLM_SECRET_FIELDS}
 
 
 class AgentStatsRead(Schema):

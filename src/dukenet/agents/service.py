@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository
 from dukenet.agents.models import Agent, AgentKind
-from dukenet.agents.schemas import AgentCreate, AgentStatsRead
+from dukenet.agents.schemas import AgentCreate, AgentStatsRead, AgentUpdate, LLMAgentConfig
 from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
+from dukenet.kit.secrets import SecretBox
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind
 from dukenet.market import reputation
 
 
 async def register(
-    session: AsyncSession, *, settings: Settings, owner: User, data: AgentCreate
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    owner: User,
+    data: AgentCreate,
+    secrets: SecretBox | None = None,
 ) -> Agent:
     """Register an agent owned by ``owner`` and open its earnings account.
 
     The agent starts at the reputation prior (no record yet) and, unless it names one, at the
-    market's default base price.
+    market's default base price. An ``llm`` agent's ``api_key`` is stored encrypted with
+    ``secrets`` (default: the box of ``settings``), never in clear.
 
     Raises:
         Forbidden: a buyer tries to register an agent, or a non-admin a ``replay`` agent.
@@ -40,10 +49,17 @@ async def register(
         if data.replay is None:
             raise BadRequest("replay agents need a 'replay' configuration")
         config = data.replay.model_dump(mode="json")
+    elif data.kind == "human":
+        config = {}
     else:
         if data.llm is None:
             raise BadRequest("llm agents need an 'llm' configuration")
-        config = data.llm.model_dump(mode="json")
+        llm = data.llm.model_dump(mode="json", exclude={"api_key"})
+        config = _with_api_key(
+            LLMAgentConfig.model_validate(llm),
+            data.llm.api_key,
+            secrets or SecretBox.from_settings(settings),
+        )
     if await repository.get_by_name(session, data.name) is not None:
         raise Conflict(f"agent name {data.name!r} is taken")
     agent = Agent(
@@ -103,6 +119,77 @@ async def set_enabled(
     agent.is_enabled = enabled
     await session.flush()
     return agent
+
+
+async def update(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    actor: User,
+    agent_id: uuid.UUID,
+    data: AgentUpdate,
+    secrets: SecretBox | None = None,
+) -> Agent:
+    """Change an agent's description, base price or ``llm`` configuration (its operator or an
+    admin). A new ``api_key`` is stored encrypted and replaces ``api_key_env``, and the other
+    way round; ``api_key: null`` removes the stored key.
+
+    Raises:
+        NotFound: no such agent. Forbidden: the actor neither owns it nor is an admin.
+        BadRequest: an ``llm`` configuration for an agent of another kind.
+    """
+    agent = await get(session, agent_id)
+    if actor.role is not UserRole.ADMIN and agent.owner_id != actor.id:
+        raise Forbidden("only the agent's operator or an admin may change it")
+    if data.description is not None:
+        agent.description = data.description
+    if data.base_price_sat is not None:
+        agent.base_price_sat = data.base_price_sat
+    if data.llm is not None:
+        if agent.kind is not AgentKind.LLM:
+            raise BadRequest(f"'llm' configuration given for a {agent.kind.value} agent")
+        changes = data.llm.model_dump(
+            mode="json", exclude_unset=True, exclude={"api_key", "api_key_env"}
+        )
+        config = LLMAgentConfig.model_validate({**agent.config, **changes})
+        fields = data.llm.model_fields_set
+        if "api_key_env" in fields:
+            config.api_key_env = data.llm.api_key_env
+            if data.llm.api_key_env is not None:
+                config = _without_api_key(config)
+        new_config = config.model_dump(mode="json")
+        if "api_key" in fields:
+            new_config = _with_api_key(
+                config, data.llm.api_key, secrets or SecretBox.from_settings(settings)
+            )
+        agent.config = new_config  # a new dict, so the JSON column is seen as changed
+    await session.flush()
+    return agent
+
+
+def _without_api_key(config: LLMAgentConfig) -> LLMAgentConfig:
+    return config.model_copy(
+        update={"api_key_encrypted": None, "has_api_key": False, "api_key_last4": None}
+    )
+
+
+def _with_api_key(
+    config: LLMAgentConfig, api_key: SecretStr | None, secrets: SecretBox
+) -> dict[str, Any]:
+    """Return the stored form of ``config`` holding ``api_key`` encrypted (None: no key); a
+    stored key and ``api_key_env`` exclude each other."""
+    config = _without_api_key(config)
+    if api_key is not None:
+        raw = api_key.get_secret_value()
+        config = config.model_copy(
+            update={
+                "api_key_env": None,
+                "api_key_encrypted": secrets.encrypt(raw),
+                "has_api_key": True,
+                "api_key_last4": raw[-4:] if len(raw) >= 12 else None,
+            }
+        )
+    return config.model_dump(mode="json")
 
 
 async def stats(session: AsyncSession, agents: Sequence[Agent]) -> list[AgentStatsRead]:

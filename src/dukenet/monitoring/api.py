@@ -16,7 +16,8 @@ metrics_router = APIRouter()
 
 @router.get("/admin/metrics", response_model=SystemMetricsRead)
 async def system_metrics(admin: AdminUser, session: Session) -> SystemMetricsRead:
-    """Return task counts, users, agents, success rate, sat transacted and the champion."""
+    """Return tasks by status, users, active agents, success rate, sat transacted, training
+    samples and the production model version."""
     return await service.system_metrics(session)
 
 
@@ -37,6 +38,10 @@ async def export(
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-async def prometheus(state: State) -> Response:
-    """Prometheus exposition of this process's metrics."""
+async def prometheus(state: State, session: Session) -> Response:
+    """Prometheus exposition: this process's requests, task transitions, routing latency and
+    settlements, and the database-wide tasks by status, ledger totals and active agents."""
+    totals = await service.prometheus_totals(session)
+    await session.commit()  # end the read transaction before rendering
+    state.metrics.set_totals(**totals)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

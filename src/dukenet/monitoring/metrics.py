@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -34,6 +34,42 @@ class Metrics:
             ["direction"],
             registry=self.registry,
         )
+
+        # Marketplace-wide figures read from the database at scrape time, so that they include
+        # what other processes (stand-alone runners, sweepers) did.
+        self.tasks = Gauge(
+            "dukenet_tasks",
+            "Tasks in the database by current status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.ledger_moved_sat = Gauge(
+            "dukenet_ledger_moved_sat",
+            "Satoshis moved by ledger transactions of each kind since the start (all processes).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.active_agents = Gauge(
+            "dukenet_active_agents", "Agents enabled on the market.", registry=self.registry
+        )
+
+    def set_totals(
+        self, *, tasks_by_status: dict[str, int], moved_sat: dict[str, int], active_agents: int
+    ) -> None:
+        """Set the database-wide gauges (statuses and kinds absent from the maps read 0)."""
+        for status in set(tasks_by_status) | {s for (s,) in self._label_sets(self.tasks)}:
+            self.tasks.labels(status).set(tasks_by_status.get(status, 0))
+        for kind in set(moved_sat) | {k for (k,) in self._label_sets(self.ledger_moved_sat)}:
+            self.ledger_moved_sat.labels(kind).set(moved_sat.get(kind, 0))
+        self.active_agents.set(active_agents)
+
+    @staticmethod
+    def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+        return [
+            tuple(sample.labels[name] for name in sorted(sample.labels))
+            for metric in gauge.collect()
+            for sample in metric.samples
+        ]
 
     def render(self) -> bytes:
         """Return the exposition text of every metric."""

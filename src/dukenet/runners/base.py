@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from dukenet.agents.models import Agent
 
@@ -38,4 +38,14 @@ class Executor(Protocol):
 
     async def execute(self, agent: Agent, item: WorkItem) -> Execution:
         """Return the agent's answer, or raise ``ExecutionError`` for a retryable failure."""
+        ...
+
+
+@runtime_checkable
+class SelectiveExecutor(Executor, Protocol):
+    """An executor that takes only some agents of its kind (a replay executor: those whose
+    dataset it holds); a runner claims no task for an agent its executor does not handle."""
+
+    def handles(self, agent: Agent) -> bool:
+        """Whether this executor can run ``agent``'s tasks."""
         ...

@@ -11,6 +11,7 @@ import httpx
 
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import LLMAgentConfig
+from dukenet.kit.secrets import SecretBox, SecretError
 from dukenet.runners.base import Execution, ExecutionError, WorkItem
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -20,13 +21,21 @@ class LLMExecutor:
     """Calls an agent's chat-completions endpoint with timeouts and retries on 429/5xx.
 
     ``client`` is owned by the caller (one per runner process). Backoff doubles from
-    ``backoff_s`` and honours ``Retry-After`` when the server sends it.
+    ``backoff_s`` and honours ``Retry-After`` when the server sends it. ``secrets`` decrypts
+    API keys stored with the agent (``DUKENET_SECRET_KEY``); without it only keys named by
+    ``api_key_env`` can be used.
     """
 
     def __init__(
-        self, client: httpx.AsyncClient, *, max_retries: int = 3, backoff_s: float = 0.5
+        self,
+        client: httpx.AsyncClient,
+        *,
+        secrets: SecretBox | None = None,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
     ) -> None:
         self._client = client
+        self._secrets = secrets
         self._max_retries = max_retries
         self._backoff_s = backoff_s
 
@@ -38,10 +47,8 @@ class LLMExecutor:
         """
         config = LLMAgentConfig.model_validate(agent.config)
         headers = {"Content-Type": "application/json"}
-        if config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if not key:
-                raise ExecutionError(f"environment variable {config.api_key_env} is not set")
+        key = self._api_key(config)
+        if key is not None:
             headers["Authorization"] = f"Bearer {key}"
         messages: list[dict[str, str]] = []
         if config.system_prompt:
@@ -84,6 +91,32 @@ class LLMExecutor:
                 },
             },
         )
+
+    def _api_key(self, config: LLMAgentConfig) -> str | None:
+        """Return the agent's API key, decrypted now (never kept), or None if it has none.
+
+        Raises:
+            ExecutionError: the key cannot be had here (no or wrong secret key, unset variable,
+                or a key stored on a server this runner cannot read it from).
+        """
+        if config.api_key_encrypted is not None:
+            if self._secrets is None:
+                raise ExecutionError("the agent's API key is stored encrypted; no secret key here")
+            try:
+                return self._secrets.decrypt(config.api_key_encrypted)
+            except SecretError as exc:
+                raise ExecutionError(f"the agent's API key: {exc}") from exc
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise ExecutionError(f"environment variable {config.api_key_env} is not set")
+            return key
+        if config.has_api_key:
+            raise ExecutionError(
+                "the agent's API key is stored on the server only; "
+                "give it api_key_env to run it on a remote runner"
+            )
+        return None
 
     async def _post_with_retries(
         self, url: str, payload: dict[str, Any], headers: dict[str, str]

@@ -8,7 +8,7 @@ task by its prompt text, and returns that model's recorded outcome on it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import ReplayAgentConfig
@@ -29,7 +29,9 @@ class ReplayExecutor:
 
     ``ReplayExecutor()`` holds the built-in RouterBench (train and test) as ``routerbench``;
     ``ReplayExecutor({"name": dataset, ...})`` holds the given datasets instead. A ``load``
-    callable is run once, on first use, in a worker thread (datasets can take seconds to read).
+    callable is run once, on first use, in a worker thread (datasets can take seconds to read);
+    ``names`` says which datasets it returns. A runner only claims tasks of replay agents whose
+    dataset this executor holds (``handles``).
 
     Behaviour, for an agent replaying ``model`` of ``dataset``:
     - the prompt and the model's outcome on it are recorded: the recorded response, the verdict
@@ -47,9 +49,16 @@ class ReplayExecutor:
         datasets: Mapping[str, RecordedOutcomes] | None = None,
         *,
         load: Callable[[], Mapping[str, RecordedOutcomes]] | None = None,
+        names: Collection[str] | None = None,
     ) -> None:
         if datasets is not None and load is not None:
             raise ValueError("give datasets or load, not both")
+        if names is not None:
+            self._names = frozenset(names)
+        elif datasets is not None:
+            self._names = frozenset(datasets)
+        else:
+            self._names = frozenset({"routerbench"} if load is None else ())
         self._datasets: dict[str, RecordedOutcomes] | None = (
             dict(datasets) if datasets is not None else None
         )
@@ -61,6 +70,11 @@ class ReplayExecutor:
             if self._datasets is None:
                 self._datasets = dict(await asyncio.to_thread(self._load_datasets))
             return self._datasets
+
+    def handles(self, agent: Agent) -> bool:
+        """Whether this executor holds the dataset the replay agent names (``names``: the
+        given datasets' names, ``routerbench`` for the built-in one, or what ``load`` returns)."""
+        return str(agent.config.get("dataset", "routerbench")) in self._names
 
     async def execute(self, agent: Agent, item: WorkItem) -> Execution:
         """Return the recorded response, success and USD cost of the agent's model on the prompt.

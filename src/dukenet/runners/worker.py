@@ -16,7 +16,13 @@ from dukenet.config import Settings
 from dukenet.db import in_transaction
 from dukenet.files import service as files_service
 from dukenet.files.storage import Storage
-from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
+from dukenet.runners.base import (
+    Execution,
+    ExecutionError,
+    Executor,
+    SelectiveExecutor,
+    WorkItem,
+)
 from dukenet.tasks import service as tasks_service
 from dukenet.tasks.models import Task
 from dukenet.tasks.schemas import ResultSubmit
@@ -101,7 +107,11 @@ class Runner:
         return True
 
     async def _claim(self, session: AsyncSession) -> tuple[Task, Agent, str] | None:
-        agents = await tasks_service.executable_agents(session, kinds=list(self._executors))
+        agents = [
+            agent
+            for agent in await tasks_service.executable_agents(session, kinds=list(self._executors))
+            if _handles(self._executors[agent.kind], agent)
+        ]
         task = await tasks_service.claim(
             session,
             agent_ids=[a.id for a in agents],
@@ -163,3 +173,7 @@ class Runner:
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._settings.runner_poll_s)
+
+
+def _handles(executor: Executor, agent: Agent) -> bool:
+    return not isinstance(executor, SelectiveExecutor) or executor.handles(agent)
