@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User
-from dukenet.errors import Conflict, NotFound
+from dukenet.errors import Conflict, Forbidden, NotFound
 from dukenet.feedback.models import Feedback
 from dukenet.feedback.schemas import FeedbackWrite
 from dukenet.learning.models import Outcome
@@ -34,9 +34,12 @@ async def put(
 
     Raises:
         NotFound: no such task visible to the buyer.
+        Forbidden: an admin (who sees every task) is not the buyer and may not rate for them.
         Conflict: the task has no result yet.
     """
     task = await tasks_service.get_visible(session, user=buyer, task_id=task_id)
+    if task.buyer_id != buyer.id:
+        raise Forbidden("only the task's buyer gives feedback on its result")
     result = await tasks_repository.get_result(session, task.id)
     if result is None:
         raise Conflict(f"task {task_id} has no result to give feedback on")
