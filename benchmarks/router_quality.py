@@ -9,17 +9,64 @@ The loop, as the marketplace runs it:
    ``base_price_sat = max(1, round(mean recorded cost USD * 1e7))`` and a multiplier of 1.2 / 1.5 /
    1.8 / 2.0 for a Beta(2, 2)-smoothed success rate over the agent's last 100 outcomes below 0.70 /
    >= 0.70 / >= 0.85 / >= 0.95.
-3. The champion router (uniform random before there is one) routes with ``policy.choose``
-   (``value_sat = 100,000 * complexity / cost_weight``; exploration ``epsilon`` among the
-   ``top_k`` best candidates plus a uniform ``floor``, as the demo). Only the chosen agent's
-   recorded outcome is seen (bandit feedback).
+3. The champion router (uniform random before there is one) routes with the product's exploration
+   (``value_sat = 100,000 * complexity / cost_weight``): Thompson sampling on the router's Laplace
+   posterior (``policy.choose_thompson``: ``--floor``, ``--scale``, ``--cost-cap``, ``--draws``)
+   or epsilon-greedy (``policy.choose``: ``--epsilon`` among the ``--top-k`` best plus
+   ``--eps-floor``). Only the chosen agent's recorded outcome is seen (bandit feedback).
 4. Every 100 outcomes a challenger is fitted on the train side of ``held_out_split`` of all outcomes
-   seen, and promoted when its Brier score on its held-out rows beats the champion's on them.
+   seen and promoted by ``--promotion``: ``policy`` (the product's gate,
+   ``evaluation.policy_promotion_decision``: the challenger's greedy policy must beat the
+   champion's off-policy, doubly robust on the logged propensities of the held-out decisions,
+   beyond a 95% paired bootstrap interval), ``brier`` (its Brier score on its held-out rows beats
+   the champion's on them), ``not-worse`` (unless worse beyond noise) or ``always`` (newest
+   wins).
 5. Each version's greedy policy is scored on the RouterBench *test* prompts with full information.
 
-Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2; about 45 s on one core); options:
-``--seeds``, ``--epsilon`` (default 0.3), ``--top-k`` (4; 0 for all), ``--floor`` (0.05),
-``--cost-weight`` (0.1), ``--config '{"C": 1.0}'``.
+Figures (all on the test prompts, full information):
+
+- success rate and USD per 1,000 prompts at the serving ``--cost-weight``;
+- **AIQ** (RouterBench, Hu et al. 2024, "RouterBench: A Benchmark for Multi-LLM Routing System"):
+  the area under the *non-decreasing convex hull* of a policy family's (cost, quality) points,
+  divided by the cost range. Normalisation used here: cost runs over ``[c_lo, c_hi]`` = the
+  cheapest and the dearest single agent's cost per 1,000 test prompts, so AIQ is a mean success
+  rate over that range (same range for every family). The hull is extended flat to the right (a
+  family can always be run at a higher budget at no loss) and counts 0 left of the family's
+  cheapest point (that budget is out of its reach). Families: Duke's greedy policy swept over
+  ``cost_weight`` in ``COST_WEIGHT_GRID`` at serving time (0 = quality at any price); the single
+  agents (their hull = randomised mixtures of two agents, RouterBench's "zero router"); the oracle
+  swept over a price of cost (per prompt ``argmax success - lambda * cost``);
+- **PGR / APGR** (RouteLLM, Ong et al. 2024): performance gap recovered
+  ``(quality - weak) / (strong - weak)`` with *strong* = the best single agent and *weak* = the
+  cheapest one; PGR at the serving knob, APGR = the PGR of the mean over the cost range, i.e.
+  ``(AIQ - weak) / (strong - weak)``;
+- the learning curve: each version's success, cost and AIQ by outcomes seen;
+- the targets of the issue: AIQ above the single agents' hull, and at one knob setting of the last
+  promoted version at least 98% of the best single agent's success at no more than 40% of its
+  cost (the knob setting is read off the test sweep: it shows the curve reaches the point; whether
+  the serving default lands on it is printed beside it).
+
+Settings tried (seeds 0, 1, 2, ``--promotion policy``, cw = 0.1; AIQ of the single agents' hull
+0.8178; "gated" = the last promoted version, "newest" = the last fitted one):
+
+=============================================  ===========  ===========  ===========  ========
+exploration                                    gated AIQ    above hull   98%/40%      newest
+=============================================  ===========  ===========  ===========  ========
+thompson floor 0.02, scale 1, cap 1.0          0.8192       2/3          0/3          0.8260
+thompson floor 0.05, scale 1, cap 1.0 (dflt)   0.8260       2/3          0/3          0.8382
+thompson floor 0.02, scale 0.5, cap 1.0        0.8242       2/3          0/3          0.8299
+thompson floor 0.02, scale 1, no cap           0.8340       3/3          0/3          0.8329
+epsilon 0.3, top 4, floor 0.05                 0.8210       2/3          0/3          0.8343
+full information (one fit, no gate)            0.8489       1/1          0/1          -
+=============================================  ===========  ===========  ===========  ========
+
+With the earlier Brier gate (``--promotion brier``) seed 0 under Thompson reached the 98%/40%
+point (0.857 at $1.67/1k, cw = 0.07) and AIQ 0.852; the off-policy gate is stricter (it promotes
+only beyond noise), so the served version lags the newest one.
+
+Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2, Thompson and epsilon; about 2-3 min
+on one core); ``--exploration thompson`` (or ``epsilon``) runs one; ``--quiet`` prints summaries;
+``--config '{"C": 1.0}'`` overrides ``RouterConfig``.
 """
 
 from __future__ import annotations
@@ -38,32 +85,59 @@ import numpy as np
 import scipy.sparse as sp
 
 from dukenet.learning.evaluation import (
+    LoggedDecision,
     PolicyResult,
     best_single_agent,
     brier_difference_interval,
     classifier_metrics,
     evaluate_full_information,
+    greedy_policy_evaluation,
     held_out_split,
-    oracle_result,
+    policy_promotion_decision,
     random_routing_result,
     single_agent_results,
 )
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import choose
+from dukenet.learning.policy import THOMPSON_DRAWS, choose, choose_thompson
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 from dukenet.learning.routerbench import (
     FullInfoTable,
     full_information_samples,
     load_routerbench,
 )
+from dukenet.market.routing import ThompsonExploration
 
 REFERENCE_PRICE_SAT = 100_000
 USD_TO_PRICE_SAT = 1e7
 HISTORY = 100
 SPLIT_SEED = 0
-TARGET_SUCCESS_SHARE = 0.97
-TARGET_COST_SHARE = 0.50
-RANDOM_MARGIN = 0.05
+TARGET_SUCCESS_SHARE = 0.98
+TARGET_COST_SHARE = 0.40
+COST_WEIGHT_GRID: tuple[float, ...] = (
+    0.0,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.07,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    1e3,
+)
+"""Serving-time ``cost_weight`` values swept for Duke's AIQ (0: quality at any price; 1e3: the
+cheapest agent nearly always)."""
+
+ORACLE_LAMBDAS: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 1e9)
+"""Prices of one USD in success units swept for the oracle's curve."""
 
 
 def reputation_multiplier(outcomes: deque[bool]) -> float:
@@ -83,26 +157,190 @@ def prices_sat(base: np.ndarray, complexity: int, multipliers: np.ndarray) -> np
     return np.asarray(np.rint(base * complexity * multipliers), dtype=np.int64)
 
 
-def greedy_result(
+# ---------------------------------------------------------------------------- curves and AIQ
+def hull(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Non-decreasing upper convex hull of (cost, quality) points, sorted by cost.
+
+    Starts at the cheapest point (ties: the best quality) and keeps the upper hull up to the
+    point of highest quality; points after it (dearer, not better) are dropped.
+    """
+    pts = sorted(set(points), key=lambda pq: (pq[0], -pq[1]))
+    best = max(q for _, q in pts)
+    cut = min(i for i, (_, q) in enumerate(pts) if q == best)
+    upper: list[tuple[float, float]] = []
+    for c, q in pts[: cut + 1]:
+        if upper and c == upper[-1][0]:
+            continue
+        while len(upper) >= 2:
+            (c1, q1), (c2, q2) = upper[-2], upper[-1]
+            # Drop the middle point when it lies on or below the chord from c1 to c.
+            if (q2 - q1) * (c - c1) <= (q - q1) * (c2 - c1):
+                upper.pop()
+            else:
+                break
+        upper.append((c, q))
+    # Non-decreasing: a later hull point never below an earlier one.
+    out: list[tuple[float, float]] = []
+    for c, q in upper:
+        if out and q < out[-1][1]:
+            continue
+        out.append((c, q))
+    return out
+
+
+def aiq(points: Sequence[tuple[float, float]], c_lo: float, c_hi: float) -> float:
+    """AIQ: mean of the non-decreasing hull of ``points`` over costs ``[c_lo, c_hi]``.
+
+    The hull is extended flat right of its dearest point and counts 0 left of its cheapest one.
+    """
+    h = hull(points)
+    xs = np.array([c for c, _ in h], dtype=np.float64)
+    ys = np.array([q for _, q in h], dtype=np.float64)
+    grid = np.linspace(c_lo, c_hi, 4001)
+    values = np.where(grid < xs[0], 0.0, np.interp(grid, xs, ys, right=ys[-1]))
+    return float(np.trapezoid(values, grid) / (c_hi - c_lo))
+
+
+def hull_at(points: Sequence[tuple[float, float]], cost: float) -> float:
+    """Quality of the non-decreasing hull at ``cost`` (0 left of its cheapest point)."""
+    h = hull(points)
+    xs = np.array([c for c, _ in h])
+    ys = np.array([q for _, q in h])
+    return 0.0 if cost < xs[0] else float(np.interp(cost, xs, ys, right=ys[-1]))
+
+
+def greedy_choices(
+    p: np.ndarray, complexity: np.ndarray, base: np.ndarray, multipliers: np.ndarray, cw: float
+) -> np.ndarray:
+    """Greedy column per test prompt at ``cost_weight = cw`` (ties: lower price, then index)."""
+    prices = np.rint(base[np.newaxis, :] * complexity[:, np.newaxis] * multipliers[np.newaxis, :])
+    value = math.inf if cw <= 0 else REFERENCE_PRICE_SAT / cw
+    key = -p if math.isinf(value) else -(p * value * complexity[:, np.newaxis] - prices)
+    index = np.broadcast_to(np.arange(p.shape[1]), p.shape)
+    order = np.lexsort((index, prices, key))
+    return np.asarray(order[:, 0], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A policy family on test: one result per knob setting, plus its AIQ."""
+
+    knobs: tuple[float, ...]
+    results: tuple[PolicyResult, ...]
+    aiq: float
+
+    def points(self) -> list[tuple[float, float]]:
+        """(USD per 1k, success) per knob setting."""
+        return [(r.cost_per_1k_usd, r.success_rate) for r in self.results]
+
+    def at(self, knob: float) -> PolicyResult:
+        """The result at one knob setting."""
+        return self.results[self.knobs.index(knob)]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The test table's reference figures."""
+
+    best_agent: str
+    best: PolicyResult
+    weak: PolicyResult
+    single_points: list[tuple[float, float]]
+    c_lo: float
+    c_hi: float
+    single_aiq: float
+    oracle: Curve
+    random: PolicyResult
+
+    def pgr(self, success: float) -> float:
+        """RouteLLM's performance gap recovered between the cheapest and the best agent."""
+        return (success - self.weak.success_rate) / (
+            self.best.success_rate - self.weak.success_rate
+        )
+
+    def meets(self, result: PolicyResult) -> bool:
+        """>= 98% of the best agent's success at <= 40% of its cost."""
+        return (
+            result.success_rate >= TARGET_SUCCESS_SHARE * self.best.success_rate
+            and result.cost_per_1k_usd <= TARGET_COST_SHARE * self.best.cost_per_1k_usd
+        )
+
+
+def references(test: FullInfoTable) -> Reference:
+    """Single agents, random and the oracle's curve on the test table."""
+    singles = single_agent_results(test)
+    best_agent, best = best_single_agent(test)
+    weak = min(singles.values(), key=lambda r: (r.cost_per_1k_usd, -r.success_rate))
+    points = [(r.cost_per_1k_usd, r.success_rate) for r in singles.values()]
+    c_lo = min(c for c, _ in points)
+    c_hi = max(c for c, _ in points)
+    oracle_results = []
+    for lam in ORACLE_LAMBDAS:
+        score = test.success.astype(np.float64) - lam * test.cost_usd
+        cols = np.lexsort((test.cost_usd, -score))[:, 0]
+        oracle_results.append(evaluate_full_information([test.agents[j] for j in cols], test))
+    oracle = Curve(
+        ORACLE_LAMBDAS,
+        tuple(oracle_results),
+        aiq([(r.cost_per_1k_usd, r.success_rate) for r in oracle_results], c_lo, c_hi),
+    )
+    return Reference(
+        best_agent=best_agent,
+        best=best,
+        weak=weak,
+        single_points=points,
+        c_lo=c_lo,
+        c_hi=c_hi,
+        single_aiq=aiq(points, c_lo, c_hi),
+        oracle=oracle,
+        random=random_routing_result(test, seed=0),
+    )
+
+
+def duke_curve(
     router: DukeRouter,
     x_test: sp.csr_matrix,
-    table: FullInfoTable,
-    complexity: np.ndarray,
+    test: FullInfoTable,
     base: np.ndarray,
     multipliers: np.ndarray,
-    cost_weight: float,
-) -> PolicyResult:
-    """Route every test prompt greedily (epsilon = 0) at the given prices and score it."""
-    p = router.predict_proba_features(x_test, table.agents)
-    value = REFERENCE_PRICE_SAT * complexity[:, np.newaxis] / cost_weight
-    prices = np.rint(base[np.newaxis, :] * complexity[:, np.newaxis] * multipliers[np.newaxis, :])
-    utility = p * value - prices
-    # Ties: lower price, then lower index (as policy.choose).
-    order = np.lexsort(
-        (np.broadcast_to(np.arange(table.n_agents), utility.shape), prices, -utility)
+    ref: Reference,
+) -> Curve:
+    """Duke's greedy policy on test at every ``COST_WEIGHT_GRID`` setting, and its AIQ."""
+    p = router.predict_proba_features(x_test, test.agents)
+    complexity = test.complexities()
+    results = tuple(
+        evaluate_full_information(
+            [test.agents[j] for j in greedy_choices(p, complexity, base, multipliers, cw)], test
+        )
+        for cw in COST_WEIGHT_GRID
     )
-    chosen = [table.agents[int(j)] for j in order[:, 0]]
-    return evaluate_full_information(chosen, table)
+    return Curve(
+        COST_WEIGHT_GRID,
+        results,
+        aiq([(r.cost_per_1k_usd, r.success_rate) for r in results], ref.c_lo, ref.c_hi),
+    )
+
+
+# ---------------------------------------------------------------------------- the bandit loop
+@dataclass(frozen=True)
+class Exploration:
+    """How the simulated market explores."""
+
+    method: str
+    thompson: ThompsonExploration
+    epsilon: float
+    top_k: int | None
+    eps_floor: float
+
+    def label(self) -> str:
+        """Short description for the tables."""
+        if self.method == "thompson":
+            t = self.thompson
+            return (
+                f"thompson(floor={t.floor}, scale={t.scale}, cost_cap={t.cost_cap}, "
+                f"draws={t.n_draws})"
+            )
+        return f"epsilon(eps={self.epsilon}, top_k={self.top_k}, floor={self.eps_floor})"
 
 
 @dataclass(frozen=True)
@@ -118,6 +356,7 @@ class VersionRow:
     brier_champion: float
     promoted: bool
     test: PolicyResult
+    aiq: float
 
 
 @dataclass(frozen=True)
@@ -126,9 +365,11 @@ class Simulation:
 
     seed: int
     rows: list[VersionRow]
-    final: PolicyResult | None
+    final_curve: Curve | None
+    last_curve: Curve | None
     online_success: float
     online_cost_per_1k_usd: float
+    online_explored: float
     outcomes: list[OutcomeSample]
 
 
@@ -137,40 +378,66 @@ def simulate(
     train: FullInfoTable,
     test: FullInfoTable,
     config: RouterConfig,
+    ref: Reference,
     *,
-    epsilon: float,
+    exploration: Exploration,
     cost_weight: float,
     retrain_every: int,
     promotion: str = "brier",
-    top_k: int | None = None,
-    floor: float = 0.0,
 ) -> Simulation:
     """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(train.n_prompts)
     base = np.maximum(1.0, np.rint(train.mean_cost_usd() * USD_TO_PRICE_SAT))
     complexity_train = train.complexities()
-    complexity_test = test.complexities()
     x_train = config.featurizer().transform(train.tasks())
     x_test = config.featurizer().transform(test.tasks())
     featurize = _cached_featurizer(train, x_train)
     history: list[deque[bool]] = [deque(maxlen=HISTORY) for _ in train.agents]
     outcomes: list[OutcomeSample] = []
+    logged: list[LoggedDecision] = []
     champion: DukeRouter | None = None
     rows: list[VersionRow] = []
-    final: PolicyResult | None = None
-    online_success = 0.0
-    online_cost = 0.0
+    final_curve: Curve | None = None
+    last_curve: Curve | None = None
+    online_success = online_cost = explored = 0.0
+    thompson = exploration.thompson
     for i in order:
         multipliers = np.array([reputation_multiplier(h) for h in history])
         complexity = int(complexity_train[i])
-        prices = prices_sat(base, complexity, multipliers)
+        prices = prices_sat(base, complexity, multipliers).astype(np.float64)
+        value = math.inf if cost_weight <= 0 else REFERENCE_PRICE_SAT * complexity / cost_weight
         if champion is None:
             j = int(rng.integers(train.n_agents))
+            propensity = 1.0 / train.n_agents
+        elif exploration.method == "thompson":
+            mean, sd = champion.predict_logit_features(x_train[i], train.agents)
+            decision = choose_thompson(
+                mean[0],
+                sd[0],
+                prices,
+                value,
+                rng=rng,
+                floor=thompson.floor,
+                scale=thompson.scale,
+                cost_cap=thompson.cost_cap,
+                n_draws=thompson.n_draws,
+            )
+            j, propensity = decision.index, decision.propensity
+            explored += decision.explored
         else:
             p = champion.predict_proba_features(x_train[i], train.agents)[0]
-            value = REFERENCE_PRICE_SAT * complexity / cost_weight
-            j = choose(p, prices, value, epsilon=epsilon, rng=rng, top_k=top_k, floor=floor).index
+            decision = choose(
+                p,
+                prices,
+                value,
+                epsilon=exploration.epsilon,
+                rng=rng,
+                top_k=exploration.top_k,
+                floor=exploration.eps_floor,
+            )
+            j, propensity = decision.index, decision.propensity
+            explored += decision.explored
         success = bool(train.success[i, j])
         history[j].append(success)
         online_success += success
@@ -184,6 +451,18 @@ def simulate(
                 success=success,
             )
         )
+        logged.append(
+            LoggedDecision(
+                description=train.prompts[i],
+                complexity=complexity,
+                candidates=train.agents,
+                prices_sat=tuple(prices.tolist()),
+                chosen=j,
+                propensity=propensity,
+                success=success,
+                value_sat=value,
+            )
+        )
         if len(outcomes) % retrain_every and len(outcomes) != train.n_prompts:
             continue
         fit_rows, held_out = held_out_split(outcomes, seed=SPLIT_SEED)
@@ -194,17 +473,21 @@ def simulate(
         x_held_out = featurize([TaskFeatures(s.description, s.complexity) for s in held_out])
         brier_challenger = _brier(challenger, held_out, x_held_out, y)
         brier_champion = math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
-        promoted = champion is None or _promote(
-            promotion, held_out, x_held_out, y, champion, challenger
-        )
+        if promotion == "policy":
+            promoted = _policy_gate(
+                outcomes, logged, held_out, x_held_out, fit_rows, champion, challenger
+            )
+        else:
+            promoted = champion is None or _promote(
+                promotion, held_out, x_held_out, y, champion, challenger
+            )
         if promoted:
             champion = challenger
         multipliers = np.array([reputation_multiplier(h) for h in history])
-        result = greedy_result(
-            challenger, x_test, test, complexity_test, base, multipliers, cost_weight
-        )
+        curve = duke_curve(challenger, x_test, test, base, multipliers, ref)
         if promoted:
-            final = result
+            final_curve = curve
+        last_curve = curve
         rows.append(
             VersionRow(
                 version=len(rows) + 1,
@@ -215,11 +498,21 @@ def simulate(
                 brier_challenger=brier_challenger,
                 brier_champion=brier_champion,
                 promoted=promoted,
-                test=result,
+                test=curve.at(cost_weight),
+                aiq=curve.aiq,
             )
         )
     n = max(len(outcomes), 1)
-    return Simulation(seed, rows, final, online_success / n, online_cost * 1000.0 / n, outcomes)
+    return Simulation(
+        seed,
+        rows,
+        final_curve,
+        last_curve,
+        online_success / n,
+        online_cost * 1000.0 / n,
+        explored / n,
+        outcomes,
+    )
 
 
 def _promote(
@@ -233,8 +526,11 @@ def _promote(
     """Decide a promotion on the challenger's held-out rows.
 
     ``brier``: the challenger's Brier score is lower. ``not-worse``: the challenger (trained on more
-    data) wins unless its Brier score is worse beyond noise (paired bootstrap, 95%).
+    data) wins unless its Brier score is worse beyond noise (paired bootstrap, 95%). ``always``:
+    the newest version wins.
     """
+    if rule == "always":
+        return True
     if not held_out:
         return rule == "not-worse"
     p_champion = _pair_probabilities(champion, held_out, x)
@@ -243,6 +539,42 @@ def _promote(
         return bool(np.mean((p_challenger - y) ** 2) < np.mean((p_champion - y) ** 2))
     _, low, _ = brier_difference_interval(y, p_champion, p_challenger, n_boot=500)
     return low <= 0.0
+
+
+def _policy_gate(
+    outcomes: list[OutcomeSample],
+    logged: list[LoggedDecision],
+    held_out: list[OutcomeSample],
+    x_held_out: sp.csr_matrix,
+    fit_rows: list[OutcomeSample],
+    champion: DukeRouter | None,
+    challenger: DukeRouter,
+) -> bool:
+    """The product's promotion gate on the held-out logged decisions (one per outcome here;
+    ``held_out`` and ``x_held_out`` list them in the order of ``outcomes``)."""
+    held_ids = {s.task_id for s in held_out}
+    decisions = [logged[k] for k, s in enumerate(outcomes) if s.task_id in held_ids]
+    if not decisions:
+        return champion is None
+    agents = list(decisions[0].candidates)
+    p_new = challenger.predict_proba_features(x_held_out, agents)
+    terms_new = greedy_policy_evaluation(decisions, list(p_new))
+    if champion is None:
+        y = np.array([d.success for d in decisions], dtype=np.float64)
+        own = np.array([d.chosen for d in decisions], dtype=np.int64)
+        prior = np.full(
+            len(decisions), np.mean([float(s.success) for s in fit_rows]) if fit_rows else 0.5
+        )
+        return policy_promotion_decision(
+            terms_new.utility,
+            None,
+            y_true=y,
+            p_challenger=p_new[np.arange(len(decisions)), own],
+            p_prior=prior,
+        ).promote
+    p_old = champion.predict_proba_features(x_held_out, agents)
+    terms_old = greedy_policy_evaluation(decisions, list(p_old))
+    return policy_promotion_decision(terms_new.utility, terms_old.utility).promote
 
 
 def _pair_probabilities(
@@ -280,14 +612,10 @@ def _brier(
     return classifier_metrics(y, _pair_probabilities(router, samples, x))["brier"]
 
 
-def full_information_result(
-    train: FullInfoTable,
-    test: FullInfoTable,
-    config: RouterConfig,
-    cost_weight: float,
-    seed: int,
-) -> tuple[PolicyResult, float, dict[str, float]]:
-    """Fit Duke on every (train prompt, agent) outcome and score its greedy policy on test.
+def full_information_curve(
+    train: FullInfoTable, test: FullInfoTable, config: RouterConfig, ref: Reference, seed: int
+) -> tuple[Curve, float, dict[str, float]]:
+    """Fit Duke on every (train prompt, agent) outcome and sweep its greedy policy on test.
 
     Multipliers come from each agent's outcomes on the last 100 prompts of the seeded order.
     """
@@ -304,14 +632,13 @@ def full_information_result(
     router = DukeRouter.fit(full_information_samples(train), config)
     fit_s = time.perf_counter() - started
     x_test = router.featurize(test.tasks())
-    result = greedy_result(
-        router, x_test, test, test.complexities(), base, multipliers, cost_weight
-    )
+    curve = duke_curve(router, x_test, test, base, multipliers, ref)
     p = router.predict_proba_features(x_test, test.agents)
     metrics = classifier_metrics(test.success.ravel(), p.ravel())
-    return result, fit_s, metrics
+    return curve, fit_s, metrics
 
 
+# ---------------------------------------------------------------------------- printing
 def _fmt(result: PolicyResult) -> str:
     return f"{result.success_rate:7.3f} {result.cost_per_1k_usd:8.2f}"
 
@@ -321,25 +648,72 @@ def _top_choices(result: PolicyResult, k: int = 3) -> str:
     return ", ".join(f"{agent.split('/')[-1]}:{count}" for agent, count in top)
 
 
+def _best_meeting(curve: Curve, ref: Reference) -> tuple[float, PolicyResult] | None:
+    """The cheapest knob setting meeting the 98% / 40% target, if any."""
+    meeting = [(k, r) for k, r in zip(curve.knobs, curve.results, strict=True) if ref.meets(r)]
+    return min(meeting, key=lambda kr: kr[1].cost_per_1k_usd) if meeting else None
+
+
+def _curve_line(name: str, curve: Curve, ref: Reference, cost_weight: float) -> str:
+    at = curve.at(cost_weight)
+    meeting = _best_meeting(curve, ref)
+    where = f"cw={meeting[0]:g}: {_fmt(meeting[1])}" if meeting is not None else "no knob setting"
+    return (
+        f"  {name:34s} {_fmt(at)}  PGR {ref.pgr(at.success_rate):6.3f}  AIQ {curve.aiq:.4f}  "
+        f"APGR {ref.pgr(curve.aiq):6.3f}  98%/40% target: {where}"
+    )
+
+
+def _print_curve(curve: Curve) -> None:
+    print("    cost_weight  success   $/1k  top choices")
+    for knob, result in zip(curve.knobs, curve.results, strict=True):
+        print(f"    {knob:11g} {_fmt(result)}  {_top_choices(result)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the simulations and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--exploration", choices=["thompson", "epsilon", "both"], default="both")
+    default = ThompsonExploration()
+    parser.add_argument("--floor", type=float, default=default.floor, help="Thompson floor")
+    parser.add_argument("--scale", type=float, default=default.scale, help="posterior sd scale")
+    parser.add_argument(
+        "--cost-cap",
+        type=float,
+        default=default.cost_cap,
+        help="explored price <= (1 + cap) x greedy price; negative: no cap",
+    )
+    parser.add_argument("--draws", type=int, default=THOMPSON_DRAWS)
     parser.add_argument("--epsilon", type=float, default=0.3)
-    parser.add_argument("--cost-weight", type=float, default=0.1)
     parser.add_argument("--top-k", type=int, default=4, help="explore among the k best (0: all)")
-    parser.add_argument("--floor", type=float, default=0.05, help="uniform exploration floor")
+    parser.add_argument("--eps-floor", type=float, default=0.05, help="epsilon's uniform floor")
+    parser.add_argument("--cost-weight", type=float, default=0.1)
     parser.add_argument("--retrain-every", type=int, default=100)
     parser.add_argument(
         "--promotion",
-        choices=["brier", "not-worse"],
-        default="brier",
-        help="brier: lower held-out Brier wins; not-worse: challenger unless worse beyond noise",
+        choices=["policy", "brier", "not-worse", "always"],
+        default="policy",
+        help="policy: the product's off-policy gate (evaluation.policy_promotion_decision); "
+        "brier: lower held-out Brier wins; not-worse: challenger unless worse beyond noise; "
+        "always: the newest version",
     )
     parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
     parser.add_argument("--quiet", action="store_true", help="summary lines only")
     args = parser.parse_args(argv)
     config = RouterConfig(**json.loads(args.config))
+    if args.cost_weight not in COST_WEIGHT_GRID:
+        parser.error(f"--cost-weight must be one of {COST_WEIGHT_GRID}")
+    thompson = ThompsonExploration(
+        floor=args.floor,
+        scale=args.scale,
+        cost_cap=None if args.cost_cap is None or args.cost_cap < 0 else args.cost_cap,
+        n_draws=args.draws,
+    )
+    methods = ["thompson", "epsilon"] if args.exploration == "both" else [args.exploration]
+    explorations = [
+        Exploration(m, thompson, args.epsilon, args.top_k or None, args.eps_floor) for m in methods
+    ]
 
     started = time.perf_counter()
     train = load_routerbench("train")
@@ -348,95 +722,138 @@ def main(argv: list[str] | None = None) -> int:
         f"RouterBench: {train.n_prompts} train / {test.n_prompts} test prompts "
         f"x {train.n_agents} agents"
     )
-    print(
-        f"blank correctness cells: {int(train.missing.sum())} train, {int(test.missing.sum())} test"
-    )
     print(f"config: {asdict(config)}")
     print(
-        f"epsilon={args.epsilon} cost_weight={args.cost_weight} "
-        f"retrain_every={args.retrain_every} promotion={args.promotion}"
+        f"cost_weight={args.cost_weight} retrain_every={args.retrain_every} "
+        f"promotion={args.promotion} threads: "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
-    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
-    best_agent, best = best_single_agent(test)
-    random_result = random_routing_result(test, seed=0)
-    oracle = oracle_result(test)
-    target_success = TARGET_SUCCESS_SHARE * best.success_rate
-    target_cost = TARGET_COST_SHARE * best.cost_per_1k_usd
+    ref = references(test)
     print("\nreferences on test (success rate, USD per 1k prompts)")
     for agent, result in sorted(
         single_agent_results(test).items(), key=lambda kv: -kv[1].success_rate
     ):
         print(f"  {agent:36s} {_fmt(result)}")
-    print(f"  {'random (uniform)':36s} {_fmt(random_result)}")
-    print(f"  {'oracle (cheapest correct)':36s} {_fmt(oracle)}")
+    print(f"  {'random (uniform)':36s} {_fmt(ref.random)}")
+    print(f"  {'oracle (cheapest correct)':36s} {_fmt(ref.oracle.at(0.0))}")
     print(
-        f"target: success >= {target_success:.3f} ({TARGET_SUCCESS_SHARE:.0%} of {best_agent}), "
-        f"cost <= ${target_cost:.2f}/1k ({TARGET_COST_SHARE:.0%}), "
-        f"success >= random + {RANDOM_MARGIN}"
+        f"AIQ over ${ref.c_lo:.3f}..${ref.c_hi:.2f}/1k: single agents' hull "
+        f"{ref.single_aiq:.4f}, oracle {ref.oracle.aiq:.4f}, random "
+        f"{hull_at([(ref.random.cost_per_1k_usd, ref.random.success_rate)], ref.c_hi):.4f} "
+        f"(one point)"
+    )
+    print(
+        f"target: AIQ > {ref.single_aiq:.4f}; success >= "
+        f"{TARGET_SUCCESS_SHARE * ref.best.success_rate:.3f} "
+        f"({TARGET_SUCCESS_SHARE:.0%} of {ref.best_agent}) at <= "
+        f"${TARGET_COST_SHARE * ref.best.cost_per_1k_usd:.2f}/1k ({TARGET_COST_SHARE:.0%})"
     )
 
-    full, full_fit_s, full_metrics = full_information_result(
-        train, test, config, args.cost_weight, args.seeds[0]
-    )
+    full, full_fit_s, full_metrics = full_information_curve(train, test, config, ref, args.seeds[0])
     print(
         f"\nfull-information Duke (all {train.n_prompts} x {train.n_agents} train outcomes): "
-        f"{_fmt(full)}  fit {full_fit_s:.2f}s  brier {full_metrics['brier']:.4f} "
-        f"auc {full_metrics['roc_auc']:.3f}  [{_top_choices(full)}]"
+        f"fit {full_fit_s:.2f}s brier {full_metrics['brier']:.4f} "
+        f"auc {full_metrics['roc_auc']:.3f}"
     )
+    if not args.quiet:
+        _print_curve(full)
 
-    verdicts: list[bool] = []
-    for n_run, seed in enumerate(args.seeds):
-        sim = simulate(
-            seed,
-            train,
-            test,
-            config,
-            epsilon=args.epsilon,
-            cost_weight=args.cost_weight,
-            retrain_every=args.retrain_every,
-            promotion=args.promotion,
-            top_k=args.top_k or None,
-            floor=args.floor,
-        )
-        if n_run == 0 and not args.quiet:
-            print(f"\nseed {seed}: versions (greedy policy of each version on test)")
-            print(
-                "   v  outcomes  fit/held  fit_s  brier_new brier_champ promoted "
-                "success  $/1k  top choices"
+    summary: dict[str, list[tuple[int, Curve | None, Simulation]]] = {}
+    for exploration in explorations:
+        print(f"\n=== bandit Duke, {exploration.label()}")
+        runs = summary.setdefault(exploration.method, [])
+        for n_run, seed in enumerate(args.seeds):
+            sim = simulate(
+                seed,
+                train,
+                test,
+                config,
+                ref,
+                exploration=exploration,
+                cost_weight=args.cost_weight,
+                retrain_every=args.retrain_every,
+                promotion=args.promotion,
             )
-            for row in sim.rows:
+            runs.append((seed, sim.final_curve, sim))
+            if n_run == 0 and not args.quiet:
+                print(f"seed {seed}: learning curve (greedy policy of each version on test)")
                 print(
-                    f"  {row.version:2d}  {row.outcomes:8d}  {row.n_fit:4d}/{row.n_held_out:<4d}"
-                    f" {row.fit_s:5.2f}  {row.brier_challenger:9.4f} {row.brier_champion:11.4f}"
-                    f" {'yes' if row.promoted else 'no':>8s} {_fmt(row.test)}  "
-                    f"{_top_choices(row.test)}"
+                    "   v  outcomes  fit_s  brier_new brier_champ promoted "
+                    "success   $/1k     AIQ  top choices"
                 )
-        final = sim.final
-        if final is None:
-            verdicts.append(False)
-            print(f"seed {seed}: no version promoted")
-            continue
-        met = (
-            final.success_rate >= target_success
-            and final.cost_per_1k_usd <= target_cost
-            and final.success_rate >= random_result.success_rate + RANDOM_MARGIN
-        )
-        verdicts.append(met)
-        fit_times = [row.fit_s for row in sim.rows]
-        print(
-            f"seed {seed}: last promoted version {_fmt(final)}  "
-            f"({final.success_rate / best.success_rate:.1%} of best's success, "
-            f"{final.cost_per_1k_usd / best.cost_per_1k_usd:.1%} of its cost)  "
-            f"target {'MET' if met else 'NOT MET'}; "
-            f"online during learning {sim.online_success:.3f} "
-            f"${sim.online_cost_per_1k_usd:.2f}/1k; fit max {max(fit_times):.2f}s "
-            f"total {sum(fit_times):.1f}s"
-        )
+                for row in sim.rows:
+                    print(
+                        f"  {row.version:2d}  {row.outcomes:8d} {row.fit_s:6.2f}  "
+                        f"{row.brier_challenger:9.4f} {row.brier_champion:11.4f}"
+                        f" {'yes' if row.promoted else 'no':>8s} {_fmt(row.test)}  "
+                        f"{row.aiq:.4f}  {_top_choices(row.test)}"
+                    )
+            if sim.final_curve is None:
+                print(f"seed {seed}: no version promoted")
+                continue
+            curve = sim.final_curve
+            meeting = _best_meeting(curve, ref)
+            at = curve.at(args.cost_weight)
+            fit_total = sum(row.fit_s for row in sim.rows)
+            share_success = at.success_rate / ref.best.success_rate
+            share_cost = at.cost_per_1k_usd / ref.best.cost_per_1k_usd
+            print(
+                f"seed {seed}: last promoted v{max(r.version for r in sim.rows if r.promoted)} "
+                f"at cw={args.cost_weight}: {_fmt(at)} "
+                f"({share_success:.1%} of best's success, {share_cost:.1%} of its cost) "
+                f"AIQ {curve.aiq:.4f} (hull {ref.single_aiq:.4f}: "
+                f"{'above' if curve.aiq > ref.single_aiq else 'NOT above'}) APGR "
+                f"{ref.pgr(curve.aiq):.3f}; 98%/40%: "
+                + (
+                    f"MET at cw={meeting[0]:g} ({_fmt(meeting[1])})"
+                    if meeting is not None
+                    else "NOT MET"
+                )
+                + f"; online {sim.online_success:.3f} ${sim.online_cost_per_1k_usd:.2f}/1k "
+                f"explored {sim.online_explored:.1%}; fits {fit_total:.1f}s"
+            )
+            if n_run == 0 and not args.quiet:
+                _print_curve(curve)
+
+    print(f"\nsummary on test (mean over seeds {args.seeds}; cw={args.cost_weight})")
+    print(f"  {'policy':34s} success   $/1k  PGR at cw       AIQ   APGR   98%/40% target")
+    for agent, result in sorted(
+        single_agent_results(test).items(), key=lambda kv: -kv[1].success_rate
+    )[:4]:
+        print(f"  {agent:34s} {_fmt(result)}  PGR {ref.pgr(result.success_rate):6.3f}")
     print(
-        f"\ntarget met on {sum(verdicts)}/{len(verdicts)} seeds; "
-        f"wall time {time.perf_counter() - started:.1f}s"
+        f"  {'single agents (convex hull)':34s} {'':16s}  {'':10s}  AIQ {ref.single_aiq:.4f}  "
+        f"APGR {ref.pgr(ref.single_aiq):6.3f}"
     )
+    print(f"  {'random':34s} {_fmt(ref.random)}  PGR {ref.pgr(ref.random.success_rate):6.3f}")
+    print(_curve_line("oracle (lambda sweep)", ref.oracle, ref, 0.0))
+    print(_curve_line("full-information Duke", full, ref, args.cost_weight))
+    for method, runs in summary.items():
+        curves = [c for _, c, _ in runs if c is not None]
+        if not curves:
+            print(f"  bandit Duke ({method}): no version promoted")
+            continue
+        success = float(np.mean([c.at(args.cost_weight).success_rate for c in curves]))
+        cost = float(np.mean([c.at(args.cost_weight).cost_per_1k_usd for c in curves]))
+        mean_aiq = float(np.mean([c.aiq for c in curves]))
+        above = sum(c.aiq > ref.single_aiq for c in curves)
+        met = sum(_best_meeting(c, ref) is not None for c in curves)
+        met_default = sum(ref.meets(c.at(args.cost_weight)) for c in curves)
+        newest = [s.last_curve for _, _, s in runs if s.last_curve is not None]
+        newest_aiq = float(np.mean([c.aiq for c in newest]))
+        newest_met = sum(_best_meeting(c, ref) is not None for c in newest)
+        online = np.mean([s.online_success for _, _, s in runs])
+        online_cost = np.mean([s.online_cost_per_1k_usd for _, _, s in runs])
+        print(
+            f"  {'bandit Duke (' + method + ')':34s} {success:7.3f} {cost:8.2f}  "
+            f"PGR {ref.pgr(success):6.3f}  AIQ {mean_aiq:.4f}  APGR {ref.pgr(mean_aiq):6.3f}  "
+            f"AIQ above hull {above}/{len(runs)} seeds; 98%/40% at some knob {met}/{len(runs)}, "
+            f"at cw={args.cost_weight} {met_default}/{len(runs)}; online while learning "
+            f"{online:.3f} ${online_cost:.2f}/1k; newest version (no gate): AIQ {newest_aiq:.4f}, "
+            f"98%/40% at some knob {newest_met}/{len(runs)}"
+        )
+    print(f"\nwall time {time.perf_counter() - started:.1f}s")
     return 0
 
 

@@ -1,13 +1,17 @@
-"""Tests of the epsilon-greedy routing policy."""
+"""Tests of the routing policies: epsilon-greedy and Thompson sampling."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from dukenet.learning.policy import choose, expected_utility
+from dukenet.learning.features import TaskFeatures
+from dukenet.learning.policy import choose, choose_thompson, expected_utility
+from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -150,3 +154,164 @@ class TestFocusedExploration:
             choose(self.P, self.PRICES, 1000.0, epsilon=0.8, floor=0.3, rng=np.random.default_rng())
         with pytest.raises(ValueError):
             choose(self.P, self.PRICES, 1000.0, epsilon=0.1, top_k=0, rng=np.random.default_rng())
+
+
+class TestThompson:
+    """Thompson sampling on the router's posterior (``choose_thompson``)."""
+
+    MEAN = np.array([1.5, 1.2, 0.2, -1.0, 0.8])
+    SD = np.array([0.2, 0.6, 1.0, 0.3, 0.5])
+    PRICES = np.array([400.0, 300.0, 100.0, 10.0, 900.0])
+    VALUE = 2_000.0
+
+    def _run(self, n: int, seed: int = 0, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        """Choice frequencies and mean propensity vectors over ``n`` seeded decisions."""
+        rng = np.random.default_rng(seed)
+        counts = np.zeros(self.MEAN.size)
+        mean_propensities = np.zeros(self.MEAN.size)
+        for _ in range(n):
+            d = choose_thompson(self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng, **kwargs)  # type: ignore[arg-type]
+            assert d.propensities.sum() == pytest.approx(1.0)
+            assert d.propensity == d.propensities[d.index] > 0
+            counts[d.index] += 1
+            mean_propensities += d.propensities
+        return counts / n, mean_propensities / n
+
+    def test_propensities_sum_to_one_and_match_choice_frequencies(self) -> None:
+        frequencies, propensities = self._run(4_000, floor=0.05, n_draws=64)
+        # Several candidates really compete, so the check is not trivially about one agent.
+        assert (frequencies > 0.05).sum() >= 3
+        np.testing.assert_allclose(frequencies, propensities, atol=0.015)
+
+    def test_floor_gives_every_candidate_traffic(self) -> None:
+        rng = np.random.default_rng(1)
+        for _ in range(200):
+            d = choose_thompson(self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng, floor=0.1)
+            assert (d.propensities >= 0.1 / 5 - 1e-12).all()
+        frequencies, _ = self._run(3_000, seed=2, floor=0.1)
+        # Agent 3 (p ~ 0.27) never wins a draw; the floor alone sends it 2% of tasks.
+        assert frequencies[3] == pytest.approx(0.02, abs=0.008)
+
+    def test_cost_cap_bounds_what_exploration_charges(self) -> None:
+        rng = np.random.default_rng(3)
+        greedy = choose_thompson(self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng, scale=0.0)
+        cap_price = self.PRICES[greedy.greedy_index] * 1.5
+        seen = set()
+        for _ in range(2_000):
+            d = choose_thompson(
+                self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng, floor=0.2, cost_cap=0.5
+            )
+            assert self.PRICES[d.index] <= cap_price
+            assert (d.propensities[cap_price < self.PRICES] == 0).all()
+            seen.add(d.index)
+        assert seen == set(np.flatnonzero(cap_price >= self.PRICES).tolist())
+        uncapped = self._run(2_000, seed=4, floor=0.2)[0]
+        assert uncapped[cap_price < self.PRICES].sum() > 0  # without the cap they are explored
+
+    def test_without_exploration_it_is_the_argmax(self) -> None:
+        rng = np.random.default_rng(0)
+        p = 1.0 / (1.0 + np.exp(-self.MEAN))
+        for value in (self.VALUE, 200.0, 50_000.0, math.inf):
+            d = choose_thompson(self.MEAN, self.SD, self.PRICES, value, rng=rng, scale=0.0)
+            eps = choose(p, self.PRICES, value, epsilon=0.0, rng=rng)
+            assert d.index == d.greedy_index == eps.index
+            assert d.propensity == 1.0 and not d.explored
+            if not math.isinf(value):
+                assert d.index == int(np.argmax(p * value - self.PRICES))
+
+    def test_certain_posterior_is_greedy(self) -> None:
+        d = choose_thompson(
+            self.MEAN, np.zeros(5), self.PRICES, self.VALUE, rng=np.random.default_rng(0)
+        )
+        assert (d.index, d.propensity) == (d.greedy_index, 1.0)
+
+    def test_receipt_details(self) -> None:
+        d = choose_thompson(
+            self.MEAN, self.SD, self.PRICES, self.VALUE, rng=np.random.default_rng(0), n_draws=32
+        )
+        assert d.method == "thompson"
+        assert d.details["n_draws"] == 32 and d.details["n_explorable"] == 5
+        # The chosen agent won at least one of the 32 draws.
+        assert d.propensity >= 1 / 32
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"floor": 1.5},
+            {"floor": -0.1},
+            {"scale": -1.0},
+            {"cost_cap": -0.5},
+            {"n_draws": 0},
+        ],
+    )
+    def test_bad_settings_raise(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            choose_thompson(
+                self.MEAN, self.SD, self.PRICES, 1.0, rng=np.random.default_rng(), **kwargs
+            )
+
+    def test_bad_posterior_raises(self) -> None:
+        rng = np.random.default_rng()
+        with pytest.raises(ValueError):
+            choose_thompson(self.MEAN, -self.SD, self.PRICES, 1.0, rng=rng)
+        with pytest.raises(ValueError):
+            choose_thompson(self.MEAN, self.SD[:3], self.PRICES, 1.0, rng=rng)
+
+
+def _outcomes(n: int, seed: int) -> list[OutcomeSample]:
+    """Agents 'strong' (80% success) and 'weak' (40%) on 'n' tasks each; 'new' has none."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        for agent, rate in (("strong", 0.8), ("weak", 0.4)):
+            samples.append(
+                OutcomeSample(f"t{i}", f"Summarise report {i}.", 3, agent, rng.random() < rate)
+            )
+    return samples
+
+
+class TestPosterior:
+    """The router's Laplace posterior that Thompson sampling draws from."""
+
+    TASK = [TaskFeatures("Summarise report 9999.", 3)]
+
+    def test_uncertainty_shrinks_with_evidence_and_is_widest_for_a_new_agent(self) -> None:
+        agents = ["strong", "weak", "new"]
+        few = DukeRouter.fit(_outcomes(20, 0), RouterConfig())
+        many = DukeRouter.fit(_outcomes(400, 0), RouterConfig())
+        _, sd_few = few.predict_logit_features(few.featurize(self.TASK), agents)
+        mean, sd_many = many.predict_logit_features(many.featurize(self.TASK), agents)
+        assert (sd_many[0, :2] < sd_few[0, :2]).all()
+        assert sd_many[0, :2].max() < 0.3
+        # No outcomes: the prior alone, sqrt(4 / prior_strength) = 1 logit at the default.
+        assert sd_few[0, 2] == sd_many[0, 2] == pytest.approx(1.0)
+        p = many.predict_proba(self.TASK, agents)
+        np.testing.assert_allclose(p, 1.0 / (1.0 + np.exp(-mean)), atol=1e-9)
+
+    def test_an_agent_with_no_data_is_explored(self) -> None:
+        router = DukeRouter.fit(_outcomes(400, 1), RouterConfig())
+        agents = ["strong", "weak", "new"]
+        mean, sd = router.predict_logit_features(router.featurize(self.TASK), agents)
+        prices = np.array([100.0, 100.0, 100.0])
+        rng = np.random.default_rng(5)
+        chosen = [
+            choose_thompson(mean[0], sd[0], prices, 10_000.0, rng=rng, floor=0.0).index
+            for _ in range(2_000)
+        ]
+        share_new = chosen.count(2) / len(chosen)
+        # The new agent is predicted as the average agent (~0.6 < 0.8) but its wide posterior
+        # wins a real share of draws; the known weak agent almost never does.
+        assert share_new > 0.1
+        assert chosen.count(1) / len(chosen) < 0.01
+
+    def test_covariance_survives_save_and_load(self, tmp_path: Path) -> None:
+        router = DukeRouter.fit(_outcomes(50, 2), RouterConfig())
+        router.save(tmp_path / "r.skops")
+        loaded = DukeRouter.load(tmp_path / "r.skops")
+        x = router.featurize(self.TASK)
+        for a, b in zip(
+            router.predict_logit_features(x, ["strong", "new"]),
+            loaded.predict_logit_features(x, ["strong", "new"]),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)

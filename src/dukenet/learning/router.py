@@ -43,7 +43,13 @@ import scipy.sparse as sp
 import skops.io as sio
 from scipy.optimize import minimize
 
-from dukenet.learning.features import N_EXTRA_FEATURES, HashingFeaturizer, TaskFeatures
+from dukenet.learning.features import (
+    FEATURIZERS,
+    N_EXTRA_FEATURES,
+    Featurizer,
+    HashingFeaturizer,
+    TaskFeatures,
+)
 
 ARTIFACT_FORMAT = "dukenet.duke-router/1"
 """Format tag stored in every artifact; ``load`` refuses any other."""
@@ -92,6 +98,11 @@ class RouterConfig:
         word_ngram_max: word n-grams 1..``word_ngram_max`` are hashed.
         char_ngrams: also hash char 3..5-grams (slower, more robust to misspellings).
         max_iter: L-BFGS iteration cap.
+        features: the featurizer, one of ``FEATURIZERS``: ``"hashing"`` (``n_features``,
+            ``word_ngram_max`` and ``char_ngrams`` apply) or ``"embedding"`` (``embedding_dim``
+            applies; needs the ``embeddings`` extra). Artifacts saved before this field existed
+            load as ``"hashing"``.
+        embedding_dim: width of the sentence embedding kept (16..256).
 
     Defaults were tuned on RouterBench (held-out Brier score with full information, and the
     simulated bandit loop of ``benchmarks/router_quality.py``).
@@ -108,8 +119,14 @@ class RouterConfig:
     word_ngram_max: int = 2
     char_ngrams: bool = False
     max_iter: int = 500
+    features: str = "hashing"
+    embedding_dim: int = 256
 
     def __post_init__(self) -> None:
+        if self.features not in FEATURIZERS:
+            raise ValueError(f"features must be one of {FEATURIZERS}, not {self.features!r}")
+        if not 16 <= self.embedding_dim <= 256:
+            raise ValueError("embedding_dim must be in 16..256")
         if self.n_features < 16 or self.agent_n_features < 16:
             raise ValueError("n_features and agent_n_features must be at least 16")
         if self.C <= 0 or self.C_shared <= 0:
@@ -119,8 +136,13 @@ class RouterConfig:
         if self.min_samples_per_agent < 1 or self.max_iter < 1:
             raise ValueError("min_samples_per_agent and max_iter must be at least 1")
 
-    def featurizer(self) -> HashingFeaturizer:
-        """Build the (stateless) featurizer of the shared block these settings describe."""
+    def featurizer(self) -> Featurizer:
+        """Build the (stateless) featurizer these settings describe; an embedding featurizer
+        loads its encoder on first use (``embedding.MissingExtraError`` without the extra)."""
+        if self.features == "embedding":
+            from dukenet.learning.embedding import EmbeddingFeaturizer
+
+            return EmbeddingFeaturizer(self.embedding_dim)
         return HashingFeaturizer(
             self.n_features, word_ngram_max=self.word_ngram_max, char_ngrams=self.char_ngrams
         )
@@ -170,18 +192,22 @@ class DukeRouter:
         agent_weights: np.ndarray,
         basis_mean: np.ndarray,
         basis: np.ndarray,
+        agent_covariance: np.ndarray | None = None,
     ) -> None:
         """Assemble a fitted router from its parameters (see the module docstring for the model).
 
         Shapes: ``agent_bias`` (K,); ``shared_columns``, ``shared_weights`` (D,): ``w`` as sparse
         (column, value) pairs; ``agent_weights`` (K, k + 2): the ``v_a``; ``basis_mean``
-        (agent_n_features,) and ``basis`` (k, agent_n_features): the task-type directions.
+        (agent_n_features,) and ``basis`` (k, agent_n_features): the task-type directions;
+        ``agent_covariance`` (K, k + 3, k + 3): the Laplace posterior covariance of each agent's
+        ``(b_a, v_a)`` (see ``predict_logit_features``); None (artifacts saved before it existed)
+        rebuilds the bias-only approximation from ``stats``.
         """
         k = len(agents)
         self.config = config
         self.agents: tuple[str, ...] = tuple(agents)
         self._featurizer = config.featurizer()
-        self._projection = _projection(config.n_features, config.agent_n_features)
+        self._projection = _projection(self._featurizer.n_text_columns, config.agent_n_features)
         self._intercept = float(intercept)
         self._agent_bias = np.asarray(agent_bias, dtype=np.float64)
         self._shared_columns = np.asarray(shared_columns, dtype=np.int64)
@@ -210,6 +236,13 @@ class DukeRouter:
         dense_w = np.zeros(n_columns, dtype=np.float64)
         dense_w[self._shared_columns] = self._shared_weights
         self._dense_shared = dense_w
+        width = self._agent_weights.shape[1] + 1
+        self._prior_variance = 4.0 / config.prior_strength
+        if agent_covariance is None:
+            agent_covariance = _stats_covariance(stats, width, config.prior_strength)
+        self._agent_covariance = np.asarray(agent_covariance, dtype=np.float64)
+        if self._agent_covariance.shape != (k, width, width):
+            raise ValueError("agent_covariance must have shape (n_agents, k + 3, k + 3)")
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -252,14 +285,15 @@ class DukeRouter:
             task_of[i] = task_key.setdefault((s.description, s.complexity), len(task_key))
         agent_idx = np.array([agent_of[s.agent] for s in samples], dtype=np.int64)
         y = np.array([s.success for s in samples], dtype=np.float64)
-        transform = featurize or config.featurizer().transform
+        featurizer = config.featurizer()
+        transform = featurize or featurizer.transform
         x_full = sp.csr_matrix(transform([TaskFeatures(d, c) for d, c in task_key]))
-        if x_full.shape != (len(task_key), config.featurizer().n_columns):
+        if x_full.shape != (len(task_key), featurizer.n_columns):
             raise ValueError("featurize returned a matrix of the wrong shape")
         shared_columns = np.unique(x_full.indices).astype(np.int64)
         x_tasks = sp.csr_matrix(x_full[:, shared_columns])
         n_tasks, d_shared = x_tasks.shape
-        compact = _compact(x_full, _projection(config.n_features, config.agent_n_features))
+        compact = _compact(x_full, _projection(featurizer.n_text_columns, config.agent_n_features))
         basis_mean, basis = _principal_basis(compact[:, : config.agent_n_features], config)
         x_rows = _agent_features(compact, basis_mean, basis)[task_of]
         width = x_rows.shape[1]
@@ -314,6 +348,16 @@ class DukeRouter:
             options={"maxiter": config.max_iter, "ftol": 1e-9, "gtol": 1e-5},
         )
         theta = np.asarray(result.x, dtype=np.float64)
+        v_fit = theta[v_at:].reshape(k, width) * mask
+        z_fit = (
+            theta[0]
+            + theta[b_at:w_at][agent_idx]
+            + (x_tasks @ theta[w_at:v_at])[task_of]
+            + np.einsum("ij,ij->i", x_rows, v_fit[agent_idx])
+        )
+        covariance = _laplace_covariance(
+            z_fit, agent_idx, x_rows, own, bias_penalty=bias_penalty, agent_penalty=agent_penalty
+        )
         return cls(
             config=config,
             agents=agents,
@@ -322,9 +366,10 @@ class DukeRouter:
             agent_bias=theta[b_at:w_at].copy(),
             shared_columns=shared_columns,
             shared_weights=theta[w_at:v_at].copy(),
-            agent_weights=theta[v_at:].reshape(k, width) * mask,
+            agent_weights=v_fit,
             basis_mean=basis_mean,
             basis=basis,
+            agent_covariance=covariance,
         )
 
     # ------------------------------------------------------------------ serving
@@ -356,6 +401,43 @@ class DukeRouter:
         logits[:, positions] += own
         return np.asarray(np.clip(_sigmoid(logits), P_MIN, 1.0 - P_MIN), dtype=np.float64)
 
+    def predict_logit_features(
+        self, x: sp.spmatrix, agents: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the posterior mean and standard deviation of each agent's logit on each task.
+
+        Both have shape ``(n_tasks, n_agents)``; ``sigmoid(mean)`` (clipped to ``P_MIN``) is what
+        ``predict_proba_features`` returns. The spread is a *Laplace approximation* (MacKay 1992;
+        Chapelle & Li 2011 use it for Thompson sampling with logistic models): the penalised
+        log-likelihood's Hessian in agent ``a``'s own parameters ``theta_a = (b_a, v_a)``, taken at
+        the fit and given the shared parameters (``c``, ``w``) and the task-type basis, is inverted
+        into a Gaussian posterior ``N(theta_a_hat, Sigma_a)``; the logit of agent ``a`` on a task
+        with agent features ``t`` is then ``N(mean, f' Sigma_a f)`` with ``f = (1, t)``. The
+        penalties are the priors: ``b_a ~ N(0, 4 / prior_strength)`` and, for agents whose
+        ``v_a`` is fitted, ``v_a ~ N(0, C I)``; agents below ``min_samples_per_agent`` have
+        ``v_a = 0`` by construction and only ``b_a`` varies. An agent unseen in training has the
+        prior alone: standard deviation ``sqrt(4 / prior_strength)`` (1 logit at the default 4).
+        The shared parameters' own uncertainty is left out (it moves all agents together).
+        """
+        if x.shape[1] != self._featurizer.n_columns:
+            raise ValueError(
+                f"expected {self._featurizer.n_columns} feature columns, got {x.shape[1]}"
+            )
+        x = sp.csr_matrix(x)
+        base = self._intercept + x @ self._dense_shared
+        known = [self._index.get(agent) for agent in agents]
+        rows = np.array([i for i in known if i is not None], dtype=np.int64)
+        positions = [j for j, i in enumerate(known) if i is not None]
+        features = _agent_features(_compact(x, self._projection), self._basis_mean, self._basis)
+        logits = np.repeat(base[:, np.newaxis], len(agents), axis=1)
+        logits[:, positions] += features @ self._agent_weights[rows].T + self._agent_bias[rows]
+        design = np.hstack([np.ones((x.shape[0], 1)), features])
+        # var[n, j] = f_n' Sigma_j f_n for every task n and known agent j.
+        spread = np.einsum("jde,ne->jnd", self._agent_covariance[rows], design)
+        variance = np.full(logits.shape, self._prior_variance)
+        variance[:, positions] = np.einsum("jnd,nd->nj", spread, design)
+        return logits, np.sqrt(np.maximum(variance, 0.0))
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
         """Write the router to a skops file (numpy arrays and builtins only, no pickle)."""
@@ -372,6 +454,7 @@ class DukeRouter:
             "agent_weights": self._agent_weights,
             "basis_mean": self._basis_mean,
             "basis": self._basis,
+            "agent_covariance": self._agent_covariance,
         }
         sio.dump(state, Path(path), compression=zipfile.ZIP_DEFLATED)
 
@@ -400,6 +483,11 @@ class DukeRouter:
             agent_weights=np.asarray(state["agent_weights"]),
             basis_mean=np.asarray(state["basis_mean"]),
             basis=np.asarray(state["basis"]),
+            agent_covariance=(
+                None
+                if state.get("agent_covariance") is None
+                else np.asarray(state["agent_covariance"])
+            ),
         )
 
 
@@ -451,6 +539,54 @@ def _agent_features(compact: np.ndarray, mean: np.ndarray, basis: np.ndarray) ->
     """Per-agent block: principal scores of the compact text, then the extras: (n, k + 2)."""
     d = mean.shape[0]
     return np.hstack([(compact[:, :d] - mean) @ basis.T, compact[:, d:]])
+
+
+def _laplace_covariance(
+    z: np.ndarray,
+    agent_idx: np.ndarray,
+    x_rows: np.ndarray,
+    own: np.ndarray,
+    *,
+    bias_penalty: float,
+    agent_penalty: float,
+) -> np.ndarray:
+    """Laplace posterior covariance of each agent's ``(b_a, v_a)``: (K, width + 1, width + 1).
+
+    ``z`` (n,) are the fitted logits of the training rows, ``x_rows`` (n, width) their agent
+    features, ``own`` (K,) whether ``v_a`` was fitted. The precision of agent ``a`` is
+    ``sum_i p_i (1 - p_i) f_i f_i' + diag(bias_penalty, agent_penalty, ...)`` over its rows with
+    ``f_i = (1, x_i)``; agents without ``v_a`` keep only the ``b_a`` entry (1 / its precision).
+    """
+    k, width = own.size, x_rows.shape[1] + 1
+    p = _sigmoid(z)
+    curvature = p * (1.0 - p)
+    design = np.hstack([np.ones((z.size, 1)), x_rows])
+    prior = np.diag(np.r_[bias_penalty, np.full(width - 1, agent_penalty)])
+    out = np.zeros((k, width, width), dtype=np.float64)
+    order = np.argsort(agent_idx, kind="stable")
+    bounds = np.searchsorted(agent_idx[order], np.arange(k + 1))
+    for a in range(k):
+        rows = order[bounds[a] : bounds[a + 1]]
+        if own[a]:
+            f = design[rows]
+            precision = (f * curvature[rows, np.newaxis]).T @ f + prior
+            out[a] = np.linalg.inv(precision)
+        else:
+            out[a, 0, 0] = 1.0 / (float(curvature[rows].sum()) + bias_penalty)
+    return out
+
+
+def _stats_covariance(stats: Sequence[AgentStats], width: int, prior_strength: float) -> np.ndarray:
+    """Bias-only Laplace covariance from outcome counts (artifacts without a stored one).
+
+    Precision ``n p (1 - p) + prior_strength / 4`` with ``p`` the Beta(1, 1)-smoothed success
+    rate: (K, width, width), zero outside the ``b_a`` entry.
+    """
+    out = np.zeros((len(stats), width, width), dtype=np.float64)
+    for a, s in enumerate(stats):
+        p = (s.successes + 1.0) / (s.n + 2.0)
+        out[a, 0, 0] = 1.0 / (s.n * p * (1.0 - p) + prior_strength / 4.0)
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

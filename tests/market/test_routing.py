@@ -1,0 +1,186 @@
+"""Routing a task: Thompson-sampling and epsilon-greedy receipts (``market.routing.route``)."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from dukenet.agents.models import Agent, AgentKind
+from dukenet.config import Settings
+from dukenet.errors import BadRequest
+from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
+from dukenet.market.routing import (
+    RoutingRequest,
+    ThompsonExploration,
+    exploration_from_settings,
+    route,
+)
+
+REFERENCE = 100_000
+
+
+def _agent(name: str, base_price_sat: int) -> Agent:
+    return Agent(
+        id=uuid.uuid5(uuid.NAMESPACE_DNS, name),
+        name=name,
+        kind=AgentKind.REPLAY,
+        owner_id=uuid.uuid4(),
+        base_price_sat=base_price_sat,
+        reputation_multiplier=1.5,
+        success_rate=0.5,
+    )
+
+
+AGENTS = [_agent("cheap", 1_000), _agent("mid", 3_000), _agent("dear", 20_000)]
+NEWCOMER = _agent("newcomer", 2_000)
+RATES = {"cheap": 0.5, "mid": 0.8, "dear": 0.85}
+
+
+@pytest.fixture(scope="module")
+def router() -> DukeRouter:
+    rng = np.random.default_rng(0)
+    samples = [
+        OutcomeSample(
+            f"t{i}", f"Translate sentence {i}.", 2, str(a.id), rng.random() < RATES[a.name]
+        )
+        for i in range(150)
+        for a in AGENTS
+    ]
+    return DukeRouter.fit(samples, RouterConfig())
+
+
+def _request(cost_weight: float = 1.0, max_price_sat: int | None = None) -> RoutingRequest:
+    return RoutingRequest("Translate sentence 7777.", 2, cost_weight, max_price_sat)
+
+
+class TestThompsonRouting:
+    def test_receipt_records_how_the_propensity_was_computed(self, router: DukeRouter) -> None:
+        receipt = route(
+            _request(),
+            [*AGENTS, NEWCOMER],
+            router=router,
+            model_version=3,
+            reference_price_sat=REFERENCE,
+            epsilon=0.0,
+            rng=np.random.default_rng(0),
+            thompson=ThompsonExploration(floor=0.05, cost_cap=None, n_draws=128),
+        )
+        body = receipt.as_json()
+        assert body["exploration"]["method"] == "thompson"
+        assert body["exploration"]["n_draws"] == 128
+        assert body["exploration"]["floor"] == 0.05
+        by_name = {c["agent_name"]: c for c in body["candidates"]}
+        assert sum(c["propensity"] for c in body["candidates"]) == pytest.approx(1.0, abs=1e-5)
+        assert by_name[receipt.agent.name]["propensity"] == pytest.approx(receipt.propensity)
+        # The newcomer has no outcomes: the widest posterior of all.
+        assert by_name["newcomer"]["logit_sd"] == pytest.approx(1.0)
+        assert by_name["newcomer"]["logit_sd"] > max(
+            c["logit_sd"] for c in body["candidates"] if c["agent_name"] != "newcomer"
+        )
+
+    def test_newcomer_gets_traffic(self, router: DukeRouter) -> None:
+        rng = np.random.default_rng(1)
+        names = [
+            route(
+                _request(),
+                [*AGENTS, NEWCOMER],
+                router=router,
+                model_version=1,
+                reference_price_sat=REFERENCE,
+                epsilon=0.0,
+                rng=rng,
+                thompson=ThompsonExploration(floor=0.02, n_draws=64),
+            ).agent.name
+            for _ in range(400)
+        ]
+        assert names.count("newcomer") / len(names) > 0.05
+        assert names.count("mid") == max(names.count(n) for n in set(names))
+
+    def test_cost_cap_keeps_exploration_near_the_greedy_price(self, router: DukeRouter) -> None:
+        rng = np.random.default_rng(2)
+        receipts = [
+            route(
+                _request(),
+                AGENTS,
+                router=router,
+                model_version=1,
+                reference_price_sat=REFERENCE,
+                epsilon=0.0,
+                rng=rng,
+                thompson=ThompsonExploration(floor=0.3, cost_cap=0.5),
+            )
+            for _ in range(300)
+        ]
+        greedy = route(
+            _request(),
+            AGENTS,
+            router=router,
+            model_version=1,
+            reference_price_sat=REFERENCE,
+            epsilon=0.0,
+            rng=rng,
+            thompson=ThompsonExploration(floor=0.0, scale=0.0),
+        )
+        assert greedy.agent.name == "mid"
+        assert max(r.price_sat for r in receipts) <= 1.5 * greedy.price_sat
+        assert {r.agent.name for r in receipts} == {"cheap", "mid"}
+
+    def test_before_the_first_model_routing_is_uniform(self) -> None:
+        receipt = route(
+            _request(),
+            AGENTS,
+            router=None,
+            model_version=None,
+            reference_price_sat=REFERENCE,
+            epsilon=0.0,
+            rng=np.random.default_rng(0),
+            thompson=ThompsonExploration(),
+        )
+        assert receipt.propensity == pytest.approx(1 / 3)
+        assert receipt.as_json()["exploration"]["method"] == "uniform"
+
+    def test_budget_still_filters_first(self, router: DukeRouter) -> None:
+        with pytest.raises(BadRequest):
+            route(
+                _request(max_price_sat=100),
+                AGENTS,
+                router=router,
+                model_version=1,
+                reference_price_sat=REFERENCE,
+                epsilon=0.0,
+                rng=np.random.default_rng(0),
+                thompson=ThompsonExploration(),
+            )
+
+
+class TestSettings:
+    def test_thompson_is_the_default(self) -> None:
+        exploration = exploration_from_settings(Settings())
+        assert exploration == ThompsonExploration(
+            floor=Settings().thompson_floor,
+            scale=Settings().thompson_scale,
+            cost_cap=Settings().exploration_cost_cap,
+            n_draws=Settings().thompson_draws,
+        )
+
+    def test_epsilon_remains_available(self, router: DukeRouter) -> None:
+        settings = Settings(exploration="epsilon", exploration_epsilon=0.2)
+        assert exploration_from_settings(settings) is None
+        receipt = route(
+            _request(),
+            AGENTS,
+            router=router,
+            model_version=1,
+            reference_price_sat=REFERENCE,
+            epsilon=settings.exploration_epsilon,
+            rng=np.random.default_rng(0),
+            thompson=exploration_from_settings(settings),
+        )
+        body = receipt.as_json()
+        assert body["exploration"]["method"] == "epsilon"
+        assert receipt.propensity in (
+            pytest.approx(1 - 0.2 + 0.2 / 3),
+            pytest.approx(0.2 / 3),
+        )
