@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     exploration_floor: float = Field(default=0.0, ge=0.0, le=1.0)
     # Thompson sampling (learning/policy.py): "epsilon" keeps the exploration_epsilon family above
     exploration: Literal["thompson", "epsilon"] = "thompson"
-    thompson_floor: float = Field(default=0.02, ge=0.0, le=1.0)
+    thompson_floor: float = Field(default=0.05, ge=0.0, le=1.0)
     thompson_scale: float = Field(default=1.0, ge=0.0)
     thompson_draws: int = Field(default=256, ge=1, le=10_000)
     # explored agent's price <= (1 + cap) x the greedy agent's; unset (None) for no cap

@@ -2,8 +2,10 @@
 
 ``P(success)`` comes from the champion Duke model (the agents' smoothed success rates before
 the first model), ``V = reference_price_sat × complexity / cost_weight`` is the value of a
-success to the buyer, prices follow the seed formula. Exploration is ε-greedy (uniform before
-the first model) and every decision records its exact propensity for off-policy evaluation.
+success to the buyer, prices follow the seed formula. Exploration is Thompson sampling on the
+champion's posterior (``policy.choose_thompson``: a uniform floor, a cap on what exploring may
+cost the buyer) or ε-greedy (``policy.choose``), uniform before the first model; every decision
+records its exact propensity, and how it was computed, for off-policy evaluation.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dukenet.agents.models import Agent
 from dukenet.errors import BadRequest
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import choose
-from dukenet.learning.router import DukeRouter
+from dukenet.learning.policy import THOMPSON_DRAWS, RoutingDecision, choose, choose_thompson
+from dukenet.learning.router import P_MIN, DukeRouter
 from dukenet.market.pricing import task_prices_sat
+
+if TYPE_CHECKING:
+    from dukenet.config import Settings
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,12 @@ class RoutingReceipt:
     model_version: int | None
     candidates: list[dict[str, Any]]
     n_eligible: int
+    exploration: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        """Return the receipt as stored with the task."""
+        """Return the receipt as stored with the task; ``exploration`` says how the choice was
+        drawn and how its propensity was computed (``method``: ``thompson``, ``epsilon`` or
+        ``uniform``, and the method's settings)."""
         return {
             "agent_id": str(self.agent.id),
             "agent_name": self.agent.name,
@@ -56,7 +64,39 @@ class RoutingReceipt:
             "model_version": self.model_version,
             "candidates": self.candidates,
             "n_eligible": self.n_eligible,
+            "exploration": self.exploration,
         }
+
+
+@dataclass(frozen=True)
+class ThompsonExploration:
+    """Settings of Thompson-sampling exploration (see ``policy.choose_thompson``).
+
+    Attributes:
+        floor: probability of a uniform choice among the explorable agents, in [0, 1].
+        scale: multiplies the posterior standard deviation of every logit (1: as fitted).
+        cost_cap: explore only agents priced at most ``(1 + cost_cap)`` x the greedy agent's
+            price (None: no cap).
+        n_draws: posterior draws per decision.
+    """
+
+    floor: float = 0.05
+    scale: float = 1.0
+    cost_cap: float | None = 1.0
+    n_draws: int = THOMPSON_DRAWS
+
+
+def exploration_from_settings(settings: Settings) -> ThompsonExploration | None:
+    """Return the Thompson settings of ``settings``, or None when ε-greedy is configured
+    (``DUKENET_EXPLORATION=epsilon``; ``route`` then uses the ``exploration_epsilon`` family)."""
+    if settings.exploration != "thompson":
+        return None
+    return ThompsonExploration(
+        floor=settings.thompson_floor,
+        scale=settings.thompson_scale,
+        cost_cap=settings.exploration_cost_cap,
+        n_draws=settings.thompson_draws,
+    )
 
 
 def value_sat(reference_price_sat: int, complexity: int, cost_weight: float) -> float:
@@ -89,11 +129,13 @@ def route(
     rng: np.random.Generator,
     top_k: int | None = None,
     floor: float = 0.0,
+    thompson: ThompsonExploration | None = None,
 ) -> RoutingReceipt:
     """Pick one of ``agents`` for the task (pure; the caller loads agents and the champion).
 
-    Exploration follows ``policy.choose``: ``epsilon`` among the ``top_k`` best candidates plus a
-    uniform ``floor``; before the first model every choice is uniform.
+    With ``thompson`` set, exploration is Thompson sampling on the router's posterior
+    (``policy.choose_thompson``); otherwise ``policy.choose``: ``epsilon`` among the ``top_k``
+    best candidates plus a uniform ``floor``. Before the first model every choice is uniform.
 
     The receipt lists the best ``RECEIPT_CANDIDATES`` candidates by expected utility (and the
     chosen one, if exploration picked another) and how many were eligible.
@@ -120,21 +162,36 @@ def route(
     else:
         eligible = list(agents)
     ids = [str(a.id) for a in eligible]
-    if router is not None:
-        p = router.predict_proba([TaskFeatures(request.description, request.complexity)], ids)[0]
-        explore, explore_top, explore_floor = epsilon, top_k, floor
-    else:
+    value = value_sat(reference_price_sat, request.complexity, request.cost_weight)
+    task = [TaskFeatures(request.description, request.complexity)]
+    sd: np.ndarray | None = None
+    decision: RoutingDecision
+    if router is None:
         p = np.array([a.success_rate for a in eligible])
-        explore, explore_top, explore_floor = 1.0, None, 0.0
-    decision = choose(
-        p,
-        prices.astype(float),
-        value_sat(reference_price_sat, request.complexity, request.cost_weight),
-        epsilon=explore,
-        rng=rng,
-        top_k=explore_top,
-        floor=explore_floor,
-    )
+        decision = choose(p, prices.astype(float), value, epsilon=1.0, rng=rng)
+        exploration: dict[str, Any] = {"method": "uniform", "propensity": "exact"}
+    elif thompson is not None:
+        mean, spread = router.predict_logit_features(router.featurize(task), ids)
+        sd = spread[0]
+        decision = choose_thompson(
+            mean[0],
+            sd,
+            prices.astype(float),
+            value,
+            rng=rng,
+            floor=thompson.floor,
+            scale=thompson.scale,
+            cost_cap=thompson.cost_cap,
+            n_draws=thompson.n_draws,
+        )
+        p = np.clip(1.0 / (1.0 + np.exp(-mean[0])), P_MIN, 1.0 - P_MIN)
+        exploration = {"method": decision.method, **decision.details}
+    else:
+        p = router.predict_proba(task, ids)[0]
+        decision = choose(
+            p, prices.astype(float), value, epsilon=epsilon, rng=rng, top_k=top_k, floor=floor
+        )
+        exploration = {"method": decision.method, **decision.details}
     shown = list(np.argsort(-decision.utilities, kind="stable")[:RECEIPT_CANDIDATES])
     if decision.index not in shown:
         shown.append(decision.index)
@@ -145,6 +202,8 @@ def route(
             "price_sat": int(prices[i]),
             "p_success": round(float(p[i]), 6),
             "utility_sat": _finite(float(decision.utilities[i])),
+            "propensity": round(float(decision.propensities[i]), 6),
+            **({} if sd is None else {"logit_sd": round(float(sd[i]), 4)}),
         }
         for i in shown
     ]
@@ -155,6 +214,7 @@ def route(
         model_version=model_version,
         candidates=candidates,
         n_eligible=len(eligible),
+        exploration=exploration,
     )
 
 
