@@ -9,11 +9,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from dukenet.db import create_engine
+from dukenet.migrate import include_object
 from dukenet.models import metadata
 
 
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": include_object}
+    )
     return list(compare_metadata(context, metadata))
 
 

@@ -81,9 +81,9 @@ class DemoConfig:
     test_limit: int | None = None
     buyers: int = 4
     retrain_every_n: int = 100
-    # More exploration than the production default (0.1), focused on the 4 best candidates with
-    # a uniform floor: the demo learns 11 agents from 2,225 bandit outcomes
-    # (benchmarks/router_quality.py compares settings across seeds).
+    # The product's exploration (Thompson sampling, floor 0.05, cost cap 1.0); "epsilon" uses the
+    # three knobs below instead (benchmarks/router_quality.py compares them across seeds).
+    exploration: str = "thompson"
     epsilon: float = 0.3
     explore_top_k: int = 4
     explore_floor: float = 0.05
@@ -110,6 +110,7 @@ def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
             # would make the run irreproducible.
             "DUKENET_RETRAIN_TRIGGERS": '["outcomes"]',
             "DUKENET_ROUTING_SEED": str(config.seed),
+            "DUKENET_EXPLORATION": config.exploration,
             "DUKENET_EXPLORATION_EPSILON": str(config.epsilon),
             "DUKENET_EXPLORATION_TOP_K": str(config.explore_top_k),
             "DUKENET_EXPLORATION_FLOOR": str(config.explore_floor),

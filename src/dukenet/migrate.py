@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
 from alembic.config import Config
 
@@ -18,3 +20,12 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
     """Upgrade the database to ``revision``, by default every head (blocking; run it outside the
     event loop)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any | None
+) -> bool:
+    """Alembic's ``include_object`` hook: leave alone tables that are in the database but not in
+    DukeNET's models (Optuna keeps its studies in the same database, ``learning.tuning``), so
+    autogenerate never proposes dropping them."""
+    return not (type_ == "table" and reflected and compare_to is None)

@@ -239,7 +239,11 @@ class TestServing:
         assert receipt["model_version"] == 1
         assert len(receipt["candidates"]) == 3
         assert all(0 < c["p_success"] < 1 for c in receipt["candidates"])
-        # ε-greedy: the greedy choice has propensity 1 - ε + ε/K, any other ε/K.
-        eps = state.settings.exploration_epsilon
-        expected = (1 - eps + eps / 3, eps / 3)
-        assert any(task["propensity"] == pytest.approx(p) for p in expected)
+        # Thompson sampling (the default): the receipt lists every candidate's propensity; they
+        # sum to 1, the floor gives each at least floor / K, and the task logs its choice's.
+        assert receipt["exploration"]["method"] == "thompson"
+        propensities = {c["agent_id"]: c["propensity"] for c in receipt["candidates"]}
+        assert sum(propensities.values()) == pytest.approx(1.0, abs=1e-5)
+        floor = state.settings.thompson_floor
+        assert min(propensities.values()) >= floor / 3 - 1e-12
+        assert task["propensity"] == pytest.approx(propensities[task["agent_id"]], abs=1e-6)

@@ -152,7 +152,11 @@ async def _step(
 
 
 async def _scenario(
-    url: str, config: Settings, prices: list[int], complexities: list[int], steps: list[tuple[str, int]]
+    url: str,
+    config: Settings,
+    prices: list[int],
+    complexities: list[int],
+    steps: list[tuple[str, int]],
 ) -> None:
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)

@@ -9,8 +9,7 @@ from fastapi import APIRouter, status
 
 from dukenet.deps import AdminUser, Session, State
 from dukenet.errors import Conflict
-from dukenet.learning import repository, service, triggers
-from dukenet.learning.router import RouterConfig
+from dukenet.learning import repository, service, triggers, tuning
 from dukenet.learning.schemas import (
     LearningCurvePoint,
     ModelMetricsRead,
@@ -124,13 +123,16 @@ async def clear_challenger(admin: AdminUser, session: Session) -> None:
 
 @router.post("/train", status_code=status.HTTP_201_CREATED, response_model=TrainingRunRead)
 async def train(admin: AdminUser, state: State) -> TrainingRunRead:
-    """Train a challenger now (an admin's trigger); it is promoted only if it beats the champion."""
+    """Train a challenger now (an admin's trigger) with the newest tuned configuration, if any;
+    it is promoted only if it beats the champion."""
+    async with state.sessionmaker() as session:
+        config = await tuning.training_config(session, seed=state.settings.split_seed)
     result = await service.train(
         state.sessionmaker,
         models_dir=state.settings.models_dir,
         trigger="admin",
         trigger_key=await service.admin_trigger_key(),
-        config=RouterConfig(seed=state.settings.split_seed),
+        config=config,
         split_seed=state.settings.split_seed,
         success_window=state.settings.success_drop_window,
         success_threshold=state.settings.success_threshold,

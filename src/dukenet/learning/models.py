@@ -46,6 +46,11 @@ class TrainingRunStatus(StrEnum):
     FAILED = "failed"
 
 
+TUNE_TRIGGER = "tune"
+"""``TrainingRun.trigger`` of a hyperparameter study (``learning.tuning``): it trains no version
+and is not a training run for the triggers."""
+
+
 class TrainingRun(IdMixin, Base):
     """One attempt to train a challenger; ``trigger_key`` is unique so a trigger trains once."""
 

@@ -10,6 +10,7 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning.models import (
+    TUNE_TRIGGER,
     ModelAlias,
     ModelAliasEvent,
     ModelVersion,
@@ -94,7 +95,7 @@ async def runs(session: AsyncSession, *, limit: int = 100) -> Sequence[TrainingR
 async def last_successful_outcomes_used(session: AsyncSession) -> int:
     """Return how many outcomes the newest successful training run used (0 if none)."""
     stmt = select(func.max(TrainingRun.outcomes_used)).where(
-        TrainingRun.status == TrainingRunStatus.SUCCEEDED
+        TrainingRun.status == TrainingRunStatus.SUCCEEDED, TrainingRun.trigger != TUNE_TRIGGER
     )
     return int((await session.execute(stmt)).scalar_one() or 0)
 
@@ -111,7 +112,9 @@ async def last_successful_run(session: AsyncSession) -> TrainingRun | None:
     """Return the successful training run that used the most outcomes (the newest), or None."""
     stmt = (
         select(TrainingRun)
-        .where(TrainingRun.status == TrainingRunStatus.SUCCEEDED)
+        .where(
+            TrainingRun.status == TrainingRunStatus.SUCCEEDED, TrainingRun.trigger != TUNE_TRIGGER
+        )
         .order_by(TrainingRun.outcomes_used.desc(), TrainingRun.finished_at.desc())
         .limit(1)
     )

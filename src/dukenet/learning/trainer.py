@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dukenet.config import Settings
 from dukenet.kit.orm import utcnow
-from dukenet.learning import service, triggers
-from dukenet.learning.router import RouterConfig
+from dukenet.learning import service, triggers, tuning
 
 log = structlog.get_logger(__name__)
 
@@ -33,12 +32,14 @@ class Trainer:
         if due is None:
             return None
         log.info("trigger fired", trigger=due.name, key=due.key, reason=due.reason)
+        async with self._sessionmaker() as session:
+            config = await tuning.training_config(session, seed=self._settings.split_seed)
         result = await service.train(
             self._sessionmaker,
             models_dir=self._settings.models_dir,
             trigger=due.name,
             trigger_key=due.key,
-            config=RouterConfig(seed=self._settings.split_seed),
+            config=config,
             split_seed=self._settings.split_seed,
             success_window=self._settings.success_drop_window,
             success_threshold=self._settings.success_threshold,

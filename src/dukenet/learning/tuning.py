@@ -32,6 +32,7 @@ import numpy as np
 import optuna
 import scipy.sparse as sp
 import sqlalchemy
+import structlog
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,10 +44,11 @@ from dukenet.learning import service as learning_service
 from dukenet.learning.embedding import embeddings_available
 from dukenet.learning.evaluation import classifier_metrics, held_out_split, split_hash
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.models import TrainingRun, TrainingRunStatus
+from dukenet.learning.models import TUNE_TRIGGER, TrainingRun, TrainingRunStatus
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 
-TUNE_TRIGGER = "tune"
+log = structlog.get_logger(__name__)
+
 """``TrainingRun.trigger`` of a tuning record."""
 
 OPTUNA_SCHEMA = "optuna"
@@ -492,6 +494,18 @@ async def latest_tuned_config(session: AsyncSession) -> dict[str, Any] | None:
     )
     run = (await session.execute(stmt)).scalar_one_or_none()
     return dict(run.config) if run is not None else None
+
+
+async def training_config(session: AsyncSession, *, seed: int) -> RouterConfig:
+    """Return the configuration the next training run uses: the newest tuned one, or the
+    default. A tuned embedding configuration is skipped where the ``embeddings`` extra is not
+    installed, so such a trainer keeps training (on the default) instead of failing every run.
+    The result still becomes champion only through the promotion gate."""
+    tuned = await latest_tuned_config(session)
+    if tuned is not None and tuned.get("features") == "embedding" and not embeddings_available():
+        log.warning("tuned configuration needs the embeddings extra; training the default")
+        tuned = None
+    return RouterConfig.from_dict({**(tuned or {}), "seed": seed})
 
 
 async def run_tuning(

@@ -68,6 +68,7 @@ async def create(
         rng=routing.make_rng(settings.routing_seed, seed_material),
         top_k=settings.exploration_top_k,
         floor=settings.exploration_floor,
+        thompson=routing.exploration_from_settings(settings),
     )
     routing_json = receipt.as_json()
     routing_json["constraints"] = {
