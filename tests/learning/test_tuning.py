@@ -169,6 +169,11 @@ class TestStorage:
 
 
 class TestRecord:
+    async def test_without_a_tuning_training_uses_the_default(
+        self, db_session: AsyncSession
+    ) -> None:
+        assert await tuning.training_config(db_session, seed=3) == RouterConfig(seed=3)
+
     async def test_latest_tuned_config_is_the_newest_tuning(
         self, db_session: AsyncSession, database_url: str
     ) -> None:
@@ -191,8 +196,12 @@ class TestRecord:
         await db_session.commit()
         tuned = await tuning.latest_tuned_config(db_session)
         assert tuned is not None and RouterConfig.from_dict(tuned).C == 0.25
-        # A tuning is not a training: the outcome-count trigger's baseline does not move.
+        # A tuning is not a training: the triggers' baselines do not move.
         assert await repository.last_successful_outcomes_used(db_session) == 0
+        assert await repository.last_successful_run(db_session) is None
+        # The next training uses the newest tuned configuration, with the trainer's seed.
+        config = await tuning.training_config(db_session, seed=7)
+        assert config == dataclasses.replace(second.best_config, seed=7)
 
 
 async def _seed_outcomes(session: AsyncSession, samples: list[OutcomeSample]) -> None:
