@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import choose, choose_thompson, expected_utility
+from dukenet.learning.policy import choose, choose_thompson, expected_utility, greedy_index
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 
 
@@ -315,3 +315,15 @@ class TestPosterior:
             strict=True,
         ):
             np.testing.assert_array_equal(a, b)
+
+
+def test_greedy_index_is_the_greedy_choice_of_choose() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        k = int(rng.integers(1, 12))
+        # Coarse values make ties in utility and price common.
+        p = rng.integers(0, 5, size=k) / 4
+        prices = rng.integers(1, 4, size=k).astype(float) * 1_000
+        value = math.inf if trial % 5 == 0 else float(rng.choice([4_000.0, 10_000.0]))
+        expected = choose(p, prices, value, epsilon=0.0, rng=rng).greedy_index
+        assert greedy_index(p, prices, value) == expected

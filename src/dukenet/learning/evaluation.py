@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.calibration import calibration_curve as sk_calibration_curve
 from sklearn.metrics import roc_auc_score
 
-from dukenet.learning.policy import choose
+from dukenet.learning.policy import greedy_index
 from dukenet.learning.router import OutcomeSample
 from dukenet.learning.routerbench import FullInfoTable
 
@@ -571,7 +571,6 @@ def greedy_policy_evaluation(
     if len(decisions) != len(p_success):
         raise ValueError(f"{len(p_success)} prediction arrays for {len(decisions)} decisions")
     n = len(decisions)
-    rng = np.random.default_rng(0)  # ``choose`` draws from it; with epsilon 0 nothing depends on it
     target = np.zeros(n, dtype=np.int64)
     price = np.zeros(n)
     match = np.zeros(n)
@@ -584,7 +583,7 @@ def greedy_policy_evaluation(
         prices = np.asarray(decision.prices_sat, dtype=np.float64)
         if p.shape != prices.shape:
             raise ValueError(f"decision {i}: {p.shape} predictions for {prices.shape} candidates")
-        j = choose(p, prices, decision.value_sat, epsilon=0.0, rng=rng).greedy_index
+        j = greedy_index(p, prices, decision.value_sat)
         r_hat = normalized_utility(p, prices, decision.value_sat)
         target[i] = j
         price[i] = prices[j]
