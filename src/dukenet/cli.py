@@ -34,6 +34,7 @@ from dukenet.monitoring import service as monitoring_service
 from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
 from dukenet.replay import Complexity
 from dukenet.runners.worker import Runner
+from dukenet.tasks import service as tasks_service
 
 app = typer.Typer(help="DukeNET: a self-improving AI agent marketplace.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -313,6 +314,8 @@ def agents_list() -> None:
 
 
 def _set_agent_enabled(name: str, enabled: bool) -> None:
+    settings = Settings()
+
     async def work(session: AsyncSession) -> str:
         agent = await agents_repository.get_by_name(session, name)
         if agent is None:
@@ -320,10 +323,14 @@ def _set_agent_enabled(name: str, enabled: bool) -> None:
         agent = await agents_service.set_enabled(
             session, actor=_console_admin(), agent_id=agent.id, enabled=enabled
         )
-        return agent.name
+        if enabled:
+            return f"enabled: {agent.name}"
+        moved, refunded = await tasks_service.reassign_queued(
+            session, settings=settings, agent_id=agent.id
+        )
+        return f"disabled: {agent.name} ({moved} queued tasks moved, {refunded} refunded)"
 
-    done = _with_session(Settings(), work)
-    typer.echo(f"{'enabled' if enabled else 'disabled'}: {done}")
+    typer.echo(_with_session(settings, work))
 
 
 @agents_app.command("enable")
@@ -334,7 +341,7 @@ def agents_enable(name: Annotated[str, typer.Argument(help="The agent's name.")]
 
 @agents_app.command("disable")
 def agents_disable(name: Annotated[str, typer.Argument(help="The agent's name.")]) -> None:
-    """Take an agent off the market; tasks already assigned to it stay queued."""
+    """Take an agent off the market; its queued tasks move to other agents or are refunded."""
     _set_agent_enabled(name, False)
 
 

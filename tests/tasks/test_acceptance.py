@@ -288,6 +288,39 @@ class TestFailover:
         assert released["agent_id"] == market.agent["id"]
 
 
+class TestAgentLeavesTheMarket:
+    async def test_its_queued_tasks_move_or_are_refunded_and_running_ones_finish(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        queued = (await submit_task(client, market.buyer)).json()
+        pinned = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        running = (await submit_task(client, market.buyer)).json()
+        await _claim(client, market.operator, task_id=running["id"])
+        other = await llm_agent(
+            client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=900
+        )
+
+        off = await client.post(f"/agents/{market.agent['id']}/disable", headers=market.operator)
+        assert off.status_code == 200, off.text
+
+        def shown(task: dict[str, Any]) -> Any:
+            return client.get(f"/tasks/{task['id']}", headers=market.buyer)
+
+        moved = (await shown(queued)).json()
+        assert moved["status"] == "assigned" and moved["agent_id"] == other["id"]
+        assert moved["routing"]["failovers"][0]["reason"] == "agent disabled"
+        refunded = (await shown(pinned)).json()
+        assert refunded["status"] == "failed" and "taken off the market" in refunded["error"]
+        assert (await shown(running)).json()["status"] == "executing"
+        assert await wallet_balance(client, market.buyer) == (
+            DEPOSIT - queued["escrow_sat"] - running["escrow_sat"]
+        )
+        async with state.sessionmaker() as session:
+            outcomes = (await session.execute(select(Outcome))).scalars().all()
+        assert outcomes == []  # leaving the market is not a failure of the agent's
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+
 class TestRetryBackoff:
     def test_the_backoff_doubles_per_attempt_up_to_its_cap(self, settings: Settings) -> None:
         config = settings.model_copy(update={"retry_backoff_s": 2.0, "retry_backoff_max_s": 5.0})

@@ -21,6 +21,7 @@ from dukenet.agents.schemas import (
     AgentUpdate,
 )
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
+from dukenet.tasks import service as tasks_service
 
 REDACTED = "**********"
 
@@ -139,8 +140,13 @@ async def enable(agent_id: uuid.UUID, user: OperatorUser, session: Session) -> A
 
 
 @router.post("/agents/{agent_id}/disable", response_model=AgentRead)
-async def disable(agent_id: uuid.UUID, user: OperatorUser, session: Session) -> AgentRead:
-    """Take an agent off the market; tasks already assigned to it stay queued."""
+async def disable(
+    agent_id: uuid.UUID, user: OperatorUser, session: Session, state: State
+) -> AgentRead:
+    """Take an agent off the market. Its queued tasks move to the best other agent within each
+    buyer's budget, or are refunded (pinned to it, or none qualifies); tasks it is executing
+    finish."""
     agent = await service.set_enabled(session, actor=user, agent_id=agent_id, enabled=False)
+    await tasks_service.reassign_queued(session, settings=state.settings, agent_id=agent.id)
     await session.commit()
     return AgentRead.model_validate(agent)

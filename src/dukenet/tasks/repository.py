@@ -96,6 +96,20 @@ async def claimable(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def queued_for_agent(
+    session: AsyncSession, agent_id: uuid.UUID, *, limit: int = 10_000
+) -> Sequence[Task]:
+    """Lock and return the agent's assigned (not yet claimed) tasks, oldest first."""
+    stmt = (
+        select(Task)
+        .where(Task.status == TaskStatus.ASSIGNED, Task.agent_id == agent_id)
+        .order_by(Task.created_at, Task.id)
+        .limit(limit)
+        .with_for_update(key_share=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
 async def inbox(
     session: AsyncSession,
     agent_ids: Sequence[uuid.UUID],

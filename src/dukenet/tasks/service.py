@@ -413,13 +413,20 @@ def retry_backoff_s(settings: Settings, attempts: int) -> float:
     return float(min(settings.retry_backoff_s * 2 ** (attempts - 1), settings.retry_backoff_max_s))
 
 
-async def _fail_over(session: AsyncSession, settings: Settings, task: Task) -> None:
+async def _fail_over(
+    session: AsyncSession,
+    settings: Settings,
+    task: Task,
+    *,
+    tried: set[uuid.UUID] | None = None,
+    reason: str = "execution failed",
+) -> None:
     """Move a task whose agent could not execute it to the best untried agent within the
     buyer's budget (``market.failover``); keep it where it is if none qualifies."""
     constraints = task.routing.get("constraints", {})
     if constraints.get("pinned", False):
         return
-    tried = {uuid.UUID(f["agent_id"]) for f in task.routing.get("failures", [])}
+    tried = set(tried or ()) | {uuid.UUID(f["agent_id"]) for f in task.routing.get("failures", [])}
     excluded = {uuid.UUID(a) for a in constraints.get("exclude_agent_ids", [])}
     budget = task.escrow_sat
     if task.max_price_sat is not None:
@@ -446,11 +453,36 @@ async def _fail_over(session: AsyncSession, settings: Settings, task: Task) -> N
             "to_agent_id": str(choice.agent.id),
             "to_agent_name": choice.agent.name,
             "price_sat": choice.price_sat,
+            "reason": reason,
         },
     ]
     task.routing = routing_json
     task.agent_id = choice.agent.id
     task.price_sat = choice.price_sat
+
+
+async def reassign_queued(
+    session: AsyncSession, *, settings: Settings, agent_id: uuid.UUID
+) -> tuple[int, int]:
+    """Move the tasks queued for an agent leaving the market (disabled) to the best other agent
+    within each buyer's budget (``market.failover``); refund those that cannot move (pinned to
+    it, or no other agent qualifies): they fail with the reason, and no outcome is recorded (the
+    agent did not fail them). Tasks being executed finish where they are. Returns (moved,
+    refunded).
+    """
+    moved = refunded = 0
+    for task in await repository.queued_for_agent(session, agent_id):
+        await _fail_over(session, settings, task, tried={agent_id}, reason="agent disabled")
+        if task.agent_id != agent_id:
+            moved += 1
+            continue
+        task.status = TaskStatus.FAILED
+        task.error = "the agent was taken off the market before it started the task"
+        task.finished_at = utcnow()
+        await _refund(session, task)
+        refunded += 1
+    await session.flush()
+    return moved, refunded
 
 
 def _close_lease(task: Task) -> None:
