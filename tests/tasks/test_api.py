@@ -363,3 +363,25 @@ async def test_prometheus_metrics_count_requests_transitions_and_settlements(
     assert f'dukenet_settled_sat_total{{direction="release"}} {float(task["price_sat"])}' in text
     assert 'route="/api/v2/tasks",status="201"' in text
     assert "dukenet_routing_seconds_count 1.0" in text
+
+
+async def test_tasks_are_listed_by_agent_and_creation_time(
+    client: httpx.AsyncClient, market: Market
+) -> None:
+    other = await llm_agent(client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=500)
+    mine = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+    theirs = (await submit_task(client, market.buyer, agent_id=other["id"])).json()
+
+    async def listed(**params: str) -> httpx.Response:
+        return await client.get("/tasks", headers=market.buyer, params=params)
+
+    by_agent = (await listed(agent_id=other["id"])).json()
+    assert [t["id"] for t in by_agent["items"]] == [theirs["id"]] and by_agent["total"] == 1
+    window = await listed(created_from=mine["created_at"], created_to=theirs["created_at"])
+    assert [t["id"] for t in window.json()["items"]] == [mine["id"]]
+    later = await listed(created_from="2999-01-01T00:00:00Z")
+    assert later.json()["total"] == 0
+    backwards = await listed(created_from=theirs["created_at"], created_to=mine["created_at"])
+    assert backwards.status_code == 400 and "before" in backwards.json()["detail"]
+    naive = await listed(created_from="2026-01-01T00:00:00")
+    assert naive.status_code == 400 and "timezone" in naive.json()["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -151,12 +152,27 @@ async def list_tasks(
     user: CurrentUser,
     session: Session,
     status_filter: TaskStatus | None = Query(default=None, alias="status"),
+    agent_id: uuid.UUID | None = None,
+    created_from: datetime | None = Query(
+        default=None, description="Created at or after this time (ISO 8601 with a timezone)."
+    ),
+    created_to: datetime | None = Query(
+        default=None, description="Created before this time (ISO 8601 with a timezone)."
+    ),
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
 ) -> Page[TaskRead]:
-    """List the caller's tasks, newest first (admins: every task)."""
+    """List the caller's tasks, newest first (admins: every task), filtered by status, agent
+    and creation time."""
     items, total = await service.list_visible(
-        session, user=user, status=status_filter, limit=limit, offset=offset
+        session,
+        user=user,
+        status=status_filter,
+        limit=limit,
+        offset=offset,
+        agent_id=agent_id,
+        created_from=created_from,
+        created_to=created_to,
     )
     return Page[TaskRead](
         items=[TaskRead.model_validate(t) for t in items], total=total, limit=limit, offset=offset

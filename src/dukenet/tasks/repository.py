@@ -38,19 +38,36 @@ async def list_for_buyer(
     status: TaskStatus | None,
     limit: int,
     offset: int,
+    agent_id: uuid.UUID | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
 ) -> tuple[Sequence[Task], int]:
-    """Return a page of tasks, newest first, and the total; all buyers if ``buyer_id`` is None."""
-    stmt = select(Task)
-    count = select(func.count(Task.id))
+    """Return a page of tasks, newest first, and the total; all buyers if ``buyer_id`` is None.
+
+    Filters: ``status``, ``agent_id`` (the agent the task is assigned to), and creation time in
+    ``[created_from, created_to)``.
+    """
+    where: list[ColumnElement[bool]] = []
     if buyer_id is not None:
-        stmt = stmt.where(Task.buyer_id == buyer_id)
-        count = count.where(Task.buyer_id == buyer_id)
+        where.append(Task.buyer_id == buyer_id)
     if status is not None:
-        stmt = stmt.where(Task.status == status)
-        count = count.where(Task.status == status)
-    stmt = stmt.order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)
+        where.append(Task.status == status)
+    if agent_id is not None:
+        where.append(Task.agent_id == agent_id)
+    if created_from is not None:
+        where.append(Task.created_at >= created_from)
+    if created_to is not None:
+        where.append(Task.created_at < created_to)
+    stmt = (
+        select(Task)
+        .where(*where)
+        .order_by(Task.created_at.desc(), Task.id)
+        .limit(limit)
+        .offset(offset)
+    )
     items = (await session.execute(stmt)).scalars().all()
-    return items, int((await session.execute(count)).scalar_one())
+    total = (await session.execute(select(func.count(Task.id)).where(*where))).scalar_one()
+    return items, int(total)
 
 
 def _ready(now: datetime) -> ColumnElement[bool]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -204,12 +204,37 @@ async def get_visible(session: AsyncSession, *, user: User, task_id: uuid.UUID) 
 
 
 async def list_visible(
-    session: AsyncSession, *, user: User, status: TaskStatus | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    user: User,
+    status: TaskStatus | None,
+    limit: int,
+    offset: int,
+    agent_id: uuid.UUID | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
 ) -> tuple[Sequence[Task], int]:
-    """Return a page of the caller's tasks (every task for an admin), newest first."""
+    """Return a page of the caller's tasks (every task for an admin), newest first, filtered by
+    status, assigned agent and creation time in ``[created_from, created_to)``.
+
+    Raises:
+        BadRequest: ``created_from`` is not before ``created_to``, or a time has no timezone.
+    """
+    for name, value in (("created_from", created_from), ("created_to", created_to)):
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(f"{name} needs a timezone (e.g. 2026-11-23T00:00:00Z)")
+    if created_from is not None and created_to is not None and created_from >= created_to:
+        raise BadRequest("created_from must be before created_to")
     buyer_id = None if user.role is UserRole.ADMIN else user.id
     return await repository.list_for_buyer(
-        session, buyer_id, status=status, limit=limit, offset=offset
+        session,
+        buyer_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+        agent_id=agent_id,
+        created_from=created_from,
+        created_to=created_to,
     )
 
 
