@@ -75,9 +75,13 @@ async def current_user(
     return user
 
 
-async def session_user(state: State, session: Session, credentials: BearerCredentials) -> User:
+async def session_user(
+    state: State, session: Session, credentials: BearerCredentials, x_api_key: ApiKeyHeaderValue
+) -> User:
     """Return the active user of the bearer access token; API keys are refused (401)."""
     token = _bearer_token(credentials)
+    if token is None and x_api_key:
+        raise Unauthorized("API keys are not accepted here; use an access token")
     if token is None:
         raise Unauthorized("missing bearer token")
     if api_keys.is_api_key(token):

@@ -164,6 +164,7 @@ class TestAuthentication:
             ("POST", "/auth/logout-all", auth(key["key"])),
             ("GET", "/admin/users", auth(admin_key["key"])),
             ("POST", f"/admin/users/{user['id']}/deactivate", auth(admin_key["key"])),
+            ("GET", "/admin/users", {"X-API-Key": admin_key["key"]}),
         ]
         body = {"name": "x", "current_password": PASSWORD, "new_password": PASSWORD + "!"}
         for method, url, headers in refused:
