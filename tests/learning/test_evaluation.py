@@ -420,6 +420,28 @@ class TestOffPolicyEstimators:
         assert evaluation.utility.rewards.tolist() == pytest.approx([1.0 - 0.9])
         assert normalized_utility(1.0, 500.0, math.inf) == pytest.approx(1.0)
 
+    def test_common_reward_model_cancels_where_the_policies_agree(self) -> None:
+        rates = np.array([0.2, 0.5, 0.9])
+        decisions, _ = _bandit_log(400, 3, rates, np.zeros(3), math.inf)
+        # Both routers pick agent 2 everywhere but predict different success rates.
+        sharp = [np.array([0.1, 0.4, 0.95])] * len(decisions)
+        blunt = [np.array([0.3, 0.5, 0.6])] * len(decisions)
+        own_a = greedy_policy_evaluation(decisions, sharp).utility
+        own_b = greedy_policy_evaluation(decisions, blunt).utility
+        assert abs(own_a.dr() - own_b.dr()) > 1e-3  # each its own reward model: noise differs
+        common = [np.array([0.2, 0.45, 0.8])] * len(decisions)
+        a = greedy_policy_evaluation(decisions, sharp, p_reward=common)
+        b = greedy_policy_evaluation(decisions, blunt, p_reward=common)
+        assert a.target_index.tolist() == b.target_index.tolist() == [2] * len(decisions)
+        assert np.array_equal(a.utility.dr_terms(), b.utility.dr_terms())
+        assert a.success.reward_hat_target.tolist() == [0.8] * len(decisions)
+        with pytest.raises(ValueError):
+            greedy_policy_evaluation(decisions, sharp, p_reward=common[:-1])
+        with pytest.raises(ValueError):
+            greedy_policy_evaluation(
+                decisions, sharp, p_reward=[np.array([0.5, 0.5])] * len(decisions)
+            )
+
     def test_logged_decision_validates(self) -> None:
         with pytest.raises(ValueError):
             LoggedDecision("t", 1, ("a",), (1.0,), 0, 0.0, True, 1.0)
@@ -475,6 +497,22 @@ class TestPromotionGate:
         decision = policy_promotion_decision(a, b, n_boot=1000, seed=1)
         assert not decision.promote and decision.low is not None and decision.low <= 0
         assert decision == policy_promotion_decision(a, b, n_boot=1000, seed=1)  # seeded
+
+    def test_one_sided_test_promotes_between_the_one_and_two_sided_bounds(self) -> None:
+        # Rewards +1 / -1 at propensity 0.5: DR difference +2 / -2 per row, mean 0.18 over 400
+        # rows, standard error 0.1, so the one-sided 95% bound (mean - 1.645 se = +0.016) is above
+        # 0 and the two-sided 95% interval's lower end (mean - 1.96 se = -0.016) is not.
+        delta = np.array([1.0] * 218 + [-1.0] * 182)
+        challenger = _terms(delta, np.ones(400), 0.0)
+        champion = _terms(delta, np.zeros(400), 0.0)
+        one = policy_promotion_decision(challenger, champion, n_boot=4000, seed=0)
+        two = policy_promotion_decision(challenger, champion, n_boot=4000, seed=0, one_sided=False)
+        assert one.difference == two.difference == pytest.approx(2 * 0.09)
+        assert one.promote and one.low is not None and one.low > 0
+        assert not two.promote and two.low is not None and two.low <= 0
+        assert "one-sided 95% lower bound > 0" in one.reason
+        with pytest.raises(ValueError):
+            policy_promotion_decision(challenger, champion, level=0.5)
 
     def test_no_rows_keeps_the_champion(self) -> None:
         empty = _terms(np.zeros(0), np.zeros(0), 0.5)

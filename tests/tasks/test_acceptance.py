@@ -199,8 +199,8 @@ class TestAcceptance:
         )
         assert late.status_code == 409 and "dispute window" in late.json()["detail"]
 
-        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 1)
-        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 1, 0)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0)
         settled = (await client.get(f"/tasks/{due['id']}", headers=market.buyer)).json()
         waiting = (await client.get(f"/tasks/{not_due['id']}", headers=market.buyer)).json()
         assert settled["status"] == "completed" and waiting["status"] == "delivered"
@@ -319,6 +319,39 @@ class TestAgentLeavesTheMarket:
             outcomes = (await session.execute(select(Outcome))).scalars().all()
         assert outcomes == []  # leaving the market is not a failure of the agent's
         await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+
+class TestClaimTimeout:
+    async def test_a_task_nobody_claims_is_offered_to_another_agent(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        state.settings = state.settings.model_copy(update={"claim_timeout_s": 600.0})
+        stale = (await submit_task(client, market.buyer)).json()
+        pinned = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        fresh = (await submit_task(client, market.buyer)).json()
+        other = await llm_agent(
+            client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=900
+        )
+        async with state.sessionmaker() as session:
+            await session.execute(
+                update(Task)
+                .where(Task.id.in_([uuid.UUID(stale["id"]), uuid.UUID(pinned["id"])]))
+                .values(assigned_at=utcnow() - timedelta(seconds=601))
+            )
+            await session.commit()
+
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 1)
+
+        def shown(task: dict[str, Any]) -> Any:
+            return client.get(f"/tasks/{task['id']}", headers=market.buyer)
+
+        moved = (await shown(stale)).json()
+        assert moved["agent_id"] == other["id"] and moved["attempts"] == 0
+        assert moved["routing"]["failovers"][0]["reason"] == "not claimed in time"
+        assert (await shown(pinned)).json()["agent_id"] == market.agent["id"]  # keeps waiting
+        assert (await shown(fresh)).json()["agent_id"] == market.agent["id"]
+        # The pinned task's clock restarted: the next sweep leaves it alone.
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0)
 
 
 class TestRetryBackoff:

@@ -549,27 +549,41 @@ class GreedyPolicyEvaluation:
 
 
 def greedy_policy_evaluation(
-    decisions: Sequence[LoggedDecision], p_success: Sequence[np.ndarray]
+    decisions: Sequence[LoggedDecision],
+    p_success: Sequence[np.ndarray],
+    *,
+    p_reward: Sequence[np.ndarray] | None = None,
 ) -> GreedyPolicyEvaluation:
     """Evaluate the greedy policy of a router from its predictions on logged decisions.
 
     The target policy picks, among each decision's candidates, the agent ``policy.choose`` picks
     with no exploration (max ``P(success) V - price``; ties: lower price, then position), so the
-    decision logic is the router's own. The reward model of the doubly robust estimator is the same
-    router's predictions: ``r_hat(x, a) = p(x, a) - price_a / V`` for the utility and ``p(x, a)``
-    for success. Candidates are those in the routing receipt (the logging policy's best ten by
-    utility plus the chosen one), so a target whose favourite was outside them is evaluated on its
-    best listed candidate.
+    decision logic is the router's own. The reward model of the doubly robust estimator is
+    ``p_reward`` (default: the same router's predictions ``p_success``):
+    ``r_hat(x, a) = p(x, a) - price_a / V`` for the utility and ``p(x, a)`` for success. To
+    compare two policies, score both with one common reward model (``paired_policy_evaluation``):
+    the doubly robust difference is then exactly 0 on every decision where they pick the same
+    agent, and the comparison measures the policies, not their reward models (pass the same
+    ``p_reward`` to both). Candidates are those in the routing receipt (the logging policy's best
+    ten by utility plus the chosen one), so a target whose favourite was outside them is evaluated
+    on its best listed candidate.
 
     Args:
         decisions: n logged decisions.
         p_success: n arrays, the router's P(success) of each decision's candidates, shape (K_i,).
+        p_reward: n arrays of the reward model's P(success), shapes as ``p_success``; None: use
+            ``p_success``. It must not have been fitted on these decisions' outcomes.
 
     Raises:
         ValueError: when the lengths differ or a prediction array does not match its candidates.
     """
-    if len(decisions) != len(p_success):
-        raise ValueError(f"{len(p_success)} prediction arrays for {len(decisions)} decisions")
+    if p_reward is None:
+        p_reward = p_success
+    if len(decisions) != len(p_success) or len(decisions) != len(p_reward):
+        raise ValueError(
+            f"{len(p_success)} prediction and {len(p_reward)} reward-model arrays for "
+            f"{len(decisions)} decisions"
+        )
     n = len(decisions)
     target = np.zeros(n, dtype=np.int64)
     price = np.zeros(n)
@@ -578,20 +592,26 @@ def greedy_policy_evaluation(
     utility_hat_target = np.zeros(n)
     success_hat_logged = np.zeros(n)
     success_hat_target = np.zeros(n)
-    for i, (decision, predicted) in enumerate(zip(decisions, p_success, strict=True)):
+    for i, (decision, predicted, modelled) in enumerate(
+        zip(decisions, p_success, p_reward, strict=True)
+    ):
         p = np.asarray(predicted, dtype=np.float64)
+        q = np.asarray(modelled, dtype=np.float64)
         prices = np.asarray(decision.prices_sat, dtype=np.float64)
-        if p.shape != prices.shape:
-            raise ValueError(f"decision {i}: {p.shape} predictions for {prices.shape} candidates")
+        if p.shape != prices.shape or q.shape != prices.shape:
+            raise ValueError(
+                f"decision {i}: {p.shape} predictions, {q.shape} reward-model predictions for "
+                f"{prices.shape} candidates"
+            )
         j = greedy_index(p, prices, decision.value_sat)
-        r_hat = normalized_utility(p, prices, decision.value_sat)
+        r_hat = normalized_utility(q, prices, decision.value_sat)
         target[i] = j
         price[i] = prices[j]
         match[i] = float(j == decision.chosen)
         utility_hat_logged[i] = r_hat[decision.chosen]
         utility_hat_target[i] = r_hat[j]
-        success_hat_logged[i] = p[decision.chosen]
-        success_hat_target[i] = p[j]
+        success_hat_logged[i] = q[decision.chosen]
+        success_hat_target[i] = q[j]
     success = np.array([d.success for d in decisions], dtype=np.float64)
     logged_price = np.array([d.prices_sat[d.chosen] for d in decisions], dtype=np.float64)
     value = np.array([d.value_sat for d in decisions], dtype=np.float64)
@@ -709,8 +729,9 @@ class PromotionDecision:
         challenger_value: the challenger's estimated value (mean normalised utility).
         champion_value: the champion's (``policy-bootstrap``) or the logging policy's on-policy
             value (``first-model``, for information); None when unknown.
-        difference, low, high: challenger - champion and its bootstrap interval
-            (``policy-bootstrap``); None otherwise.
+        difference, low, high: challenger - champion and its two-sided bootstrap interval
+            (``policy-bootstrap``; at ``2 * level - 1`` for the one-sided test, whose bound is
+            ``low``); None otherwise.
         brier_difference, brier_low, brier_high: held-out Brier(challenger) - Brier(prior) and its
             bootstrap interval (``first-model``); None otherwise.
         level, n_boot, seed: the bootstrap's settings.
@@ -752,13 +773,22 @@ def policy_promotion_decision(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    one_sided: bool = True,
 ) -> PromotionDecision:
     """Decide whether ``challenger`` replaces ``champion``, on held-out data only.
 
-    With a champion (rule ``policy-bootstrap``): promote iff the lower bound of the paired
-    bootstrap interval (``bootstrap_policy_difference``) of ``estimate(challenger) -
-    estimate(champion)`` is above 0, i.e. the challenger's policy is better beyond noise. Both
-    ``PolicyTerms`` must describe the same held-out logged decisions; with none, or with an
+    With a champion (rule ``policy-bootstrap``) the question is one-sided: is the challenger's
+    policy *better* (H1: ``V(challenger) - V(champion) > 0``; H0: not better)? A challenger that is
+    worse and one that is no better are both rejected, so nothing is gained by also guarding the
+    upper tail. Promote iff the one-sided ``level`` lower confidence bound of the difference, the
+    ``1 - level`` quantile of the paired bootstrap (``bootstrap_policy_difference``) of
+    ``estimate(challenger) - estimate(champion)``, is above 0: a test of H0 at size
+    ``1 - level`` (5% by default; percentile bootstrap, Efron & Tibshirani 1993, ch. 13 and
+    16). ``low`` and ``high`` then report the two-sided ``2 * level - 1`` interval (90%), whose
+    lower end is that bound. ``one_sided=False`` uses the lower end of the two-sided ``level``
+    interval instead (a one-sided test at size ``(1 - level) / 2``, stricter than the hypothesis
+    needs). Both ``PolicyTerms`` must describe the same held-out logged decisions (ideally built
+    with one common reward model, see ``greedy_policy_evaluation``); with none, or with an
     undefined interval, the champion stays. A challenger identical to the champion never passes
     (its difference is 0 on every resample).
 
@@ -775,7 +805,9 @@ def policy_promotion_decision(
         y_true, p_challenger, p_prior: (m,) held-out labels, the challenger's P(success) and the
             prior's, for the first-model rule (ignored when there is a champion).
         estimator: ``"dr"`` (default), ``"snips"`` or ``"ips"``.
-        n_boot, level, seed: bootstrap resamples, two-sided interval level, generator seed.
+        n_boot, level, seed: bootstrap resamples, confidence level, generator seed.
+        one_sided: the policy-bootstrap rule's test (see above); the first-model rule always uses
+            the two-sided ``level`` interval.
 
     Raises:
         ValueError: as ``bootstrap_policy_difference``.
@@ -823,19 +855,23 @@ def policy_promotion_decision(
             brier_low=low,
             brier_high=high,
         )
+    interval = 2.0 * level - 1.0 if one_sided else level
+    if not 0.0 < interval < 1.0:
+        raise ValueError("a one-sided level must be in (0.5, 1)")
     diff, low, high = bootstrap_policy_difference(
-        challenger, champion, estimator=estimator, n_boot=n_boot, level=level, seed=seed
+        challenger, champion, estimator=estimator, n_boot=n_boot, level=interval, seed=seed
     )
     promote = math.isfinite(low) and low > 0.0
+    bound = f"one-sided {level:.0%} lower bound" if one_sided else "lower bound"
     if challenger.n == 0:
         reason = "no held-out logged decisions to compare the policies on: champion kept"
     elif not math.isfinite(low):
         reason = f"{estimator} difference undefined on {challenger.n} rows: champion kept"
     else:
         reason = (
-            f"{estimator} policy value difference {diff:+.4f}, {level:.0%} interval "
+            f"{estimator} policy value difference {diff:+.4f}, {interval:.0%} interval "
             f"[{low:+.4f}, {high:+.4f}] over {challenger.n} held-out decisions: "
-            + ("lower bound > 0, promoted" if promote else "not better beyond noise, champion kept")
+            + (f"{bound} > 0, promoted" if promote else "not better beyond noise, champion kept")
         )
     return dataclasses.replace(
         base,

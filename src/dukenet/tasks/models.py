@@ -57,6 +57,8 @@ class Task(IdMixin, TimestampMixin, Base):
     ``routing`` is the router's receipt (model version, candidates with predicted success and
     price, the choice and its propensity, failovers). The lease fields belong to the runner
     executing it; a retried task is not claimed before ``available_at`` (its backoff).
+    ``assigned_at`` is when the task became claimable by its current agent: one left unclaimed
+    for ``claim_timeout_s`` is offered to another agent.
     ``accept_by`` is the end of the dispute window of a delivered task.
     """
 
@@ -90,6 +92,7 @@ class Task(IdMixin, TimestampMixin, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    assigned_at: Mapped[datetime | None]
     available_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     accept_by: Mapped[datetime | None]

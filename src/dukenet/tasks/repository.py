@@ -113,6 +113,21 @@ async def claimable(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def unclaimed_since(
+    session: AsyncSession, before: datetime, *, limit: int = 100
+) -> Sequence[Task]:
+    """Lock and return assigned tasks that became claimable before ``before`` and are still not
+    claimed (SKIP LOCKED), oldest first."""
+    stmt = (
+        select(Task)
+        .where(Task.status == TaskStatus.ASSIGNED, Task.assigned_at < before)
+        .order_by(Task.assigned_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
 async def queued_for_agent(
     session: AsyncSession, agent_id: uuid.UUID, *, limit: int = 10_000
 ) -> Sequence[Task]:

@@ -94,6 +94,7 @@ async def create(
         cost_weight=cost_weight,
         idempotency_key=data.idempotency_key,
         status=TaskStatus.ASSIGNED,
+        assigned_at=utcnow(),
         agent_id=receipt.agent.id,
         price_sat=receipt.price_sat,
         escrow_sat=receipt.price_sat,
@@ -426,6 +427,7 @@ async def _requeue_or_fail(
         return
     task.status = TaskStatus.ASSIGNED
     task.available_at = utcnow() + timedelta(seconds=retry_backoff_s(settings, task.attempts))
+    task.assigned_at = task.available_at
     await _fail_over(session, settings, task)
     await session.flush()
 
@@ -484,6 +486,7 @@ async def _fail_over(
     task.routing = routing_json
     task.agent_id = choice.agent.id
     task.price_sat = choice.price_sat
+    task.assigned_at = max(utcnow(), task.available_at or utcnow())
 
 
 async def reassign_queued(
@@ -508,6 +511,28 @@ async def reassign_queued(
         refunded += 1
     await session.flush()
     return moved, refunded
+
+
+async def reassign_unclaimed(session: AsyncSession, *, settings: Settings) -> int:
+    """Offer tasks nobody claimed within ``claim_timeout_s`` of becoming claimable (an offline
+    runner, an absent human) to the best other agent within budget (``market.failover``); a task
+    pinned to its agent, or with nobody else within budget, keeps waiting for another timeout.
+    Returns how many moved. No attempt and no outcome is counted: the agent never started.
+    """
+    if settings.claim_timeout_s <= 0:
+        return 0
+    now = utcnow()
+    moved = 0
+    for task in await repository.unclaimed_since(
+        session, now - timedelta(seconds=settings.claim_timeout_s)
+    ):
+        assert task.agent_id is not None
+        before = task.agent_id
+        await _fail_over(session, settings, task, tried={before}, reason="not claimed in time")
+        moved += task.agent_id != before
+        task.assigned_at = now
+    await session.flush()
+    return moved
 
 
 def _close_lease(task: Task) -> None:

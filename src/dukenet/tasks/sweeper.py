@@ -1,14 +1,15 @@
-"""The sweeper: returns expired leases to the queue and settles delivered tasks whose dispute
-window has passed. Every database runner sweeps before it claims, and the API server sweeps on
-its own so settlement happens even where only remote (HTTP) runners work. Sweeps are safe to run
-in any number of processes at once: each locks its rows with SKIP LOCKED and every settlement
-has one idempotency key."""
+"""The sweeper: returns expired leases to the queue, settles delivered tasks whose dispute
+window has passed, and offers tasks nobody claimed in time to another agent. Every database
+runner sweeps before it claims, and the API server sweeps on its own so settlement happens even
+where only remote (HTTP) runners work. Sweeps are safe to run in any number of processes at once:
+each locks its rows with SKIP LOCKED and every settlement has one idempotency key."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from typing import NamedTuple
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,16 +21,24 @@ from dukenet.tasks import service as tasks_service
 log = structlog.get_logger(__name__)
 
 
+class SweepReport(NamedTuple):
+    """What one sweep did: leases expired, delivered tasks settled, unclaimed tasks moved."""
+
+    expired_leases: int
+    settled: int
+    reassigned: int
+
+
 class Sweeper:
-    """Runs ``expire_leases`` and ``settle_due``, each in its own transaction."""
+    """Runs ``expire_leases``, ``settle_due`` and ``reassign_unclaimed``."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._next = 0.0  # monotonic time of the next sweep for ``sweep_if_due``
 
-    async def sweep(self) -> tuple[int, int]:
-        """Sweep once; return (leases expired, tasks settled)."""
+    async def sweep(self) -> SweepReport:
+        """Sweep once, each step in its own transaction."""
         expired = await in_transaction(
             self._sessionmaker,
             lambda session: tasks_service.expire_leases(session, settings=self._settings),
@@ -38,9 +47,14 @@ class Sweeper:
             self._sessionmaker,
             lambda session: tasks_service.settle_due(session, settings=self._settings),
         )
-        if expired or settled:
-            log.info("swept", expired_leases=expired, settled=settled)
-        return expired, settled
+        reassigned = await in_transaction(
+            self._sessionmaker,
+            lambda session: tasks_service.reassign_unclaimed(session, settings=self._settings),
+        )
+        report = SweepReport(expired, settled, reassigned)
+        if any(report):
+            log.info("swept", **report._asdict())
+        return report
 
     async def sweep_if_due(self, interval_s: float) -> None:
         """Sweep unless the last sweep of this sweeper was less than ``interval_s`` ago."""

@@ -1,5 +1,5 @@
-"""Buyer acceptance, failover and retry backoff: escrow amount, availability, delivery,
-dispute window, rejection.
+"""Buyer acceptance, failover, retry backoff and claim timeout: escrow amount, assignment and
+availability times, delivery, dispute window, rejection.
 
 Revision ID: 0004_acceptance
 Revises: 0003_feedback
@@ -22,12 +22,13 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("escrow_sat", sa.BigInteger(), nullable=False, server_default="0")
         )
+        batch_op.add_column(sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("available_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("accept_by", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("rejection_reason", sa.Text(), nullable=True))
     # Every task so far held exactly its price.
-    op.execute("UPDATE task SET escrow_sat = price_sat")
+    op.execute("UPDATE task SET escrow_sat = price_sat, assigned_at = created_at")
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.create_index("ix_task_status_accept_by", ["status", "accept_by"], unique=False)
         batch_op.create_check_constraint("escrow_covers_price", "escrow_sat >= price_sat")
@@ -41,4 +42,5 @@ def downgrade() -> None:
         batch_op.drop_column("accept_by")
         batch_op.drop_column("delivered_at")
         batch_op.drop_column("available_at")
+        batch_op.drop_column("assigned_at")
         batch_op.drop_column("escrow_sat")
