@@ -344,6 +344,20 @@ class Exploration:
 
 
 @dataclass(frozen=True)
+class GateSettings:
+    """How ``--promotion policy`` compares a challenger with the champion.
+
+    ``one_sided``: promote iff the one-sided 95% lower bound of the doubly robust difference is
+    above 0 (False: the lower end of the two-sided 95% interval). ``reward_model``: the doubly
+    robust reward model, ``own`` (each policy its own router's predictions), ``challenger`` or
+    ``mean`` (of the two routers' predictions; one common model for both policies).
+    """
+
+    one_sided: bool = False
+    reward_model: str = "own"
+
+
+@dataclass(frozen=True)
 class VersionRow:
     """One retraining of the simulated loop."""
 
@@ -384,6 +398,7 @@ def simulate(
     cost_weight: float,
     retrain_every: int,
     promotion: str = "brier",
+    gate: GateSettings | None = None,
 ) -> Simulation:
     """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order."""
     rng = np.random.default_rng(seed)
@@ -475,7 +490,14 @@ def simulate(
         brier_champion = math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
         if promotion == "policy":
             promoted = _policy_gate(
-                outcomes, logged, held_out, x_held_out, fit_rows, champion, challenger
+                outcomes,
+                logged,
+                held_out,
+                x_held_out,
+                fit_rows,
+                champion,
+                challenger,
+                gate or GateSettings(),
             )
         else:
             promoted = champion is None or _promote(
@@ -549,6 +571,7 @@ def _policy_gate(
     fit_rows: list[OutcomeSample],
     champion: DukeRouter | None,
     challenger: DukeRouter,
+    gate: GateSettings,
 ) -> bool:
     """The product's promotion gate on the held-out logged decisions (one per outcome here;
     ``held_out`` and ``x_held_out`` list them in the order of ``outcomes``)."""
@@ -573,8 +596,13 @@ def _policy_gate(
             p_prior=prior,
         ).promote
     p_old = champion.predict_proba_features(x_held_out, agents)
-    terms_old = greedy_policy_evaluation(decisions, list(p_old))
-    return policy_promotion_decision(terms_new.utility, terms_old.utility).promote
+    reward = {"own": None, "challenger": p_new, "mean": (p_new + p_old) / 2.0}[gate.reward_model]
+    rows_reward = None if reward is None else list(reward)
+    terms_new = greedy_policy_evaluation(decisions, list(p_new), p_reward=rows_reward)
+    terms_old = greedy_policy_evaluation(decisions, list(p_old), p_reward=rows_reward)
+    return policy_promotion_decision(
+        terms_new.utility, terms_old.utility, one_sided=gate.one_sided
+    ).promote
 
 
 def _pair_probabilities(
@@ -698,6 +726,18 @@ def main(argv: list[str] | None = None) -> int:
         "brier: lower held-out Brier wins; not-worse: challenger unless worse beyond noise; "
         "always: the newest version",
     )
+    parser.add_argument(
+        "--gate-test",
+        choices=["one-sided", "two-sided"],
+        default="two-sided",
+        help="policy gate: one-sided 95%% lower bound > 0, or the two-sided interval's",
+    )
+    parser.add_argument(
+        "--reward-model",
+        choices=["own", "challenger", "mean"],
+        default="own",
+        help="policy gate's doubly robust reward model: each router its own, or one common one",
+    )
     parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
     parser.add_argument("--quiet", action="store_true", help="summary lines only")
     args = parser.parse_args(argv)
@@ -710,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         cost_cap=None if args.cost_cap is None or args.cost_cap < 0 else args.cost_cap,
         n_draws=args.draws,
     )
+    gate = GateSettings(args.gate_test == "one-sided", args.reward_model)
     methods = ["thompson", "epsilon"] if args.exploration == "both" else [args.exploration]
     explorations = [
         Exploration(m, thompson, args.epsilon, args.top_k or None, args.eps_floor) for m in methods
@@ -725,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"config: {asdict(config)}")
     print(
         f"cost_weight={args.cost_weight} retrain_every={args.retrain_every} "
-        f"promotion={args.promotion} threads: "
+        f"promotion={args.promotion} ({gate}) threads: "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
 
@@ -774,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                 cost_weight=args.cost_weight,
                 retrain_every=args.retrain_every,
                 promotion=args.promotion,
+                gate=gate,
             )
             runs.append((seed, sim.final_curve, sim))
             if n_run == 0 and not args.quiet:

@@ -505,14 +505,14 @@ class TestPromotionGate:
         delta = np.array([1.0] * 218 + [-1.0] * 182)
         challenger = _terms(delta, np.ones(400), 0.0)
         champion = _terms(delta, np.zeros(400), 0.0)
-        one = policy_promotion_decision(challenger, champion, n_boot=4000, seed=0)
-        two = policy_promotion_decision(challenger, champion, n_boot=4000, seed=0, one_sided=False)
+        one = policy_promotion_decision(challenger, champion, n_boot=4000, seed=0, one_sided=True)
+        two = policy_promotion_decision(challenger, champion, n_boot=4000, seed=0)
         assert one.difference == two.difference == pytest.approx(2 * 0.09)
         assert one.promote and one.low is not None and one.low > 0
         assert not two.promote and two.low is not None and two.low <= 0
         assert "one-sided 95% lower bound > 0" in one.reason
         with pytest.raises(ValueError):
-            policy_promotion_decision(challenger, champion, level=0.5)
+            policy_promotion_decision(challenger, champion, level=0.5, one_sided=True)
 
     def test_no_rows_keeps_the_champion(self) -> None:
         empty = _terms(np.zeros(0), np.zeros(0), 0.5)

