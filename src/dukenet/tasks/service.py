@@ -546,17 +546,14 @@ async def _deliver(
 ) -> None:
     """The agent reported success: record the outcome now; pay at once when there is no dispute
     window, else hold the escrow until the buyer accepts or the window ends."""
-    if task.status in FINAL_STATUSES or task.status is TaskStatus.DELIVERED:
-        raise Conflict(f"task {task.id} is already {task.status.value}")
+    _ensure_undelivered(task)
     now = utcnow()
     _close_lease(task)
     task.error = None
     task.delivered_at = now
     await _record_outcome(session, settings, task, success=True, result=result)
     if settings.dispute_window_s <= 0:
-        await _pay_agent(session, settings, task)
-        task.status = TaskStatus.COMPLETED
-        task.finished_at = now
+        await _complete(session, settings, task)
     else:
         task.status = TaskStatus.DELIVERED
         task.accept_by = now + timedelta(seconds=settings.dispute_window_s)
@@ -571,8 +568,7 @@ async def _finish_failed(
     error: str | None,
     result: TaskResult | None,
 ) -> None:
-    if task.status in FINAL_STATUSES or task.status is TaskStatus.DELIVERED:
-        raise Conflict(f"task {task.id} is already {task.status.value}")
+    _ensure_undelivered(task)
     _close_lease(task)
     task.status = TaskStatus.FAILED
     task.finished_at = utcnow()
@@ -580,6 +576,19 @@ async def _finish_failed(
     await _refund(session, task)
     await _record_outcome(session, settings, task, success=False, result=result)
     await session.flush()
+
+
+def _ensure_undelivered(task: Task) -> None:
+    """A result is recorded once: refuse a task already delivered or final."""
+    if task.status in FINAL_STATUSES or task.status is TaskStatus.DELIVERED:
+        raise Conflict(f"task {task.id} is already {task.status.value}")
+
+
+async def _complete(session: AsyncSession, settings: Settings, task: Task) -> None:
+    """Pay the agent from escrow (the rest back to the buyer) and mark the task completed."""
+    await _pay_agent(session, settings, task)
+    task.status = TaskStatus.COMPLETED
+    task.finished_at = utcnow()
 
 
 async def _pay_agent(session: AsyncSession, settings: Settings, task: Task) -> None:
@@ -659,9 +668,7 @@ async def accept(
         return task, False
     if task.status is not TaskStatus.DELIVERED:
         raise Conflict(f"task {task_id} is {task.status.value}; only a delivered task is accepted")
-    await _pay_agent(session, settings, task)
-    task.status = TaskStatus.COMPLETED
-    task.finished_at = utcnow()
+    await _complete(session, settings, task)
     await session.flush()
     return task, True
 
@@ -707,9 +714,7 @@ async def settle_due(session: AsyncSession, *, settings: Settings) -> int:
     accepted nor rejected); return how many were settled."""
     tasks = await repository.due_for_settlement(session, utcnow())
     for task in tasks:
-        await _pay_agent(session, settings, task)
-        task.status = TaskStatus.COMPLETED
-        task.finished_at = utcnow()
+        await _complete(session, settings, task)
     await session.flush()
     return len(tasks)
 
