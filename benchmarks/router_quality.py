@@ -103,7 +103,7 @@ from dukenet.learning.evaluation import (
     single_agent_results,
 )
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import THOMPSON_DRAWS, choose, choose_thompson
+from dukenet.learning.policy import COST_CAP_KINDS, THOMPSON_DRAWS, choose, choose_thompson
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 from dukenet.learning.routerbench import (
     FullInfoTable,
@@ -118,7 +118,7 @@ HISTORY = 100
 SPLIT_SEED = 0
 TARGET_SUCCESS_SHARE = 0.98
 TARGET_COST_SHARE = 0.40
-COST_WEIGHT_GRID: tuple[float, ...] = (
+PRINTED_COST_WEIGHTS: tuple[float, ...] = (
     0.0,
     0.001,
     0.002,
@@ -126,9 +126,14 @@ COST_WEIGHT_GRID: tuple[float, ...] = (
     0.01,
     0.02,
     0.03,
+    0.04,
     0.05,
+    0.06,
     0.07,
+    0.08,
+    0.09,
     0.1,
+    0.12,
     0.15,
     0.2,
     0.3,
@@ -138,8 +143,14 @@ COST_WEIGHT_GRID: tuple[float, ...] = (
     5.0,
     1e3,
 )
-"""Serving-time ``cost_weight`` values swept for Duke's AIQ (0: quality at any price; 1e3: the
-cheapest agent nearly always)."""
+"""The ``cost_weight`` settings printed in the curve tables (a subset of ``COST_WEIGHT_GRID``)."""
+
+COST_WEIGHT_GRID: tuple[float, ...] = tuple(
+    sorted({*PRINTED_COST_WEIGHTS, *(float(f"{10 ** (k / 30):.4g}") for k in range(-90, 31))})
+)
+"""Serving-time ``cost_weight`` values swept for Duke's AIQ and the 98%/40% point: the printed
+ones plus 30 per decade from 0.001 to 10 (the knob is continuous; a coarse grid would miss points
+of the curve). 0 is quality at any price; 1e3 the cheapest agent nearly always."""
 
 ORACLE_LAMBDAS: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 1e9)
 """Prices of one USD in success units swept for the oracle's curve."""
@@ -342,7 +353,8 @@ class Exploration:
         if self.method == "thompson":
             t = self.thompson
             return (
-                f"thompson(floor={t.floor}, scale={t.scale}, cost_cap={t.cost_cap}, "
+                f"thompson(floor={t.floor}, scale={t.scale}, cost_cap={t.cost_cap} "
+                f"({t.cost_cap_kind}), "
                 f"draws={t.n_draws})"
             )
         return f"epsilon(eps={self.epsilon}, top_k={self.top_k}, floor={self.eps_floor})"
@@ -441,6 +453,7 @@ def simulate(
                 floor=thompson.floor,
                 scale=thompson.scale,
                 cost_cap=thompson.cost_cap,
+                cost_cap_kind=thompson.cost_cap_kind,
                 n_draws=thompson.n_draws,
             )
             j, propensity = decision.index, decision.propensity
@@ -700,6 +713,8 @@ def _curve_line(name: str, curve: Curve, ref: Reference, cost_weight: float) -> 
 def _print_curve(curve: Curve) -> None:
     print("    cost_weight  success   $/1k  top choices")
     for knob, result in zip(curve.knobs, curve.results, strict=True):
+        if knob not in PRINTED_COST_WEIGHTS:
+            continue
         print(f"    {knob:11g} {_fmt(result)}  {_top_choices(result)}")
 
 
@@ -716,6 +731,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=default.cost_cap,
         help="explored price <= (1 + cap) x greedy price; negative: no cap",
+    )
+    parser.add_argument(
+        "--cost-cap-kind",
+        choices=list(COST_CAP_KINDS),
+        default=default.cost_cap_kind,
+        help="price: cap every explored price; expected: cap the decision's expected price",
     )
     parser.add_argument("--draws", type=int, default=THOMPSON_DRAWS)
     parser.add_argument("--epsilon", type=float, default=0.3)
@@ -753,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         floor=args.floor,
         scale=args.scale,
         cost_cap=None if args.cost_cap is None or args.cost_cap < 0 else args.cost_cap,
+        cost_cap_kind=args.cost_cap_kind,
         n_draws=args.draws,
     )
     gate = GateSettings(args.gate_test == "one-sided", args.reward_model)

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     thompson_draws: int = Field(default=256, ge=1, le=10_000)
     # explored agent's price <= (1 + cap) x the greedy agent's; unset (None) for no cap
     exploration_cost_cap: float | None = Field(default=1.0, ge=0.0)
+    # "price": the cap bounds every explored agent's price; "expected": the decision's mean price
+    exploration_cost_cap_kind: Literal["price", "expected"] = "price"
     shadow_mode: bool = True
     split_seed: int = 0
     # an outcome counts as a success for learning iff its quality (in [0, 1]) is at least this

@@ -208,6 +208,53 @@ class TestThompson:
         uncapped = self._run(2_000, seed=4, floor=0.2)[0]
         assert uncapped[cap_price < self.PRICES].sum() > 0  # without the cap they are explored
 
+    def test_expected_cost_cap_bounds_the_mean_price_and_keeps_every_agent(self) -> None:
+        prices = np.array([400.0, 300.0, 100.0, 10.0, 3_000.0])  # one agent 10x the greedy one
+        kwargs: dict[str, Any] = {"floor": 0.3, "cost_cap": 0.2, "cost_cap_kind": "expected"}
+        rng = np.random.default_rng(5)
+        greedy_price = prices[
+            choose_thompson(self.MEAN, self.SD, prices, self.VALUE, rng=rng, scale=0.0).index
+        ]
+        counts = np.zeros(prices.size)
+        mean_propensities = np.zeros(prices.size)
+        uncapped_price = 0.0
+        for _ in range(200):
+            free = choose_thompson(self.MEAN, self.SD, prices, self.VALUE, rng=rng, floor=0.3)
+            uncapped_price += float(free.propensities @ prices) / 200
+        n = 8_000
+        for _ in range(n):
+            d = choose_thompson(self.MEAN, self.SD, prices, self.VALUE, rng=rng, **kwargs)
+            assert d.propensities.sum() == pytest.approx(1.0)
+            assert d.propensities @ prices <= 1.2 * greedy_price + 1e-9
+            assert (d.propensities > 0).all()  # even the dearest agent stays explorable
+            assert d.propensity == d.propensities[d.index]
+            counts[d.index] += 1
+            mean_propensities += d.propensities / n
+        # Uncapped, this floor costs well above 1.2 x the greedy price on average; capped it
+        # does not, and choices still follow the recorded propensities.
+        assert uncapped_price > 1.3 * greedy_price
+        np.testing.assert_allclose(counts / n, mean_propensities, atol=0.015)
+        assert (counts / n) @ prices <= 1.2 * greedy_price * 1.05
+        assert counts[4] > 0
+
+    def test_expected_cost_cap_leaves_cheap_exploration_alone(self) -> None:
+        kwargs: dict[str, Any] = {"floor": 0.05, "n_draws": 64}
+        free = choose_thompson(
+            self.MEAN, self.SD, self.PRICES, self.VALUE, rng=np.random.default_rng(8), **kwargs
+        )
+        capped = choose_thompson(
+            self.MEAN,
+            self.SD,
+            self.PRICES,
+            self.VALUE,
+            rng=np.random.default_rng(8),
+            cost_cap=100.0,
+            cost_cap_kind="expected",
+            **kwargs,
+        )
+        np.testing.assert_array_equal(free.propensities, capped.propensities)
+        assert capped.details["explore_share"] == 1.0
+
     def test_without_exploration_it_is_the_argmax(self) -> None:
         rng = np.random.default_rng(0)
         p = 1.0 / (1.0 + np.exp(-self.MEAN))
@@ -241,6 +288,7 @@ class TestThompson:
             {"floor": -0.1},
             {"scale": -1.0},
             {"cost_cap": -0.5},
+            {"cost_cap": 1.0, "cost_cap_kind": "budget"},
             {"n_draws": 0},
         ],
     )

@@ -20,10 +20,20 @@ fades as evidence accumulates, with no schedule to tune. Two guards sit on top:
 
 - a uniform *floor*: with probability ``floor`` the choice is uniform over the explorable set, so
   every agent (a new one first of all) keeps some traffic and every propensity stays positive;
-- a *cost cap*: only agents whose price is at most ``(1 + cost_cap)`` times the greedy agent's
-  price may be explored, so exploration never charges a buyer more than that fraction above what
-  the greedy choice would have cost (agents above it get propensity 0 and cannot be evaluated
-  off-policy on those tasks).
+- a *cost cap* of one of two kinds (``cost_cap_kind``):
+
+  - ``"price"``: only agents whose price is at most ``(1 + cost_cap)`` times the greedy agent's
+    price may be explored, so no single decision charges a buyer more than that fraction above
+    what the greedy choice would have cost. Agents above it get propensity 0 on that task, so they
+    are never learned about there and cannot be evaluated off-policy on it: a dear agent (the best
+    model, often 10x the price of a good cheap one) is never tried where a cheap one is greedy.
+  - ``"expected"``: every agent stays explorable, but the decision's *expected* price is held to
+    at most ``(1 + cost_cap)`` times the greedy price by mixing the Thompson distribution ``pi``
+    with the greedy choice: ``pi' = alpha * pi + (1 - alpha) * [greedy]``, with ``alpha`` the
+    largest value in [0, 1] for which ``sum(pi' * price) <= (1 + cost_cap) * price_greedy``. Over
+    many tasks a buyer pays at most that fraction above greedy routing on average (the buyer's
+    ``max_price_sat`` still bounds every single task), and every propensity stays positive where
+    the floor is positive, so every agent can be learned about and evaluated off-policy anywhere.
 
 The probability that a draw picks each agent has no closed form, so each decision takes
 ``n_draws`` posterior draws, counts how often each agent wins, and routes by one of the draws
@@ -44,10 +54,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from dukenet.learning.router import P_MIN
+
+CostCapKind = Literal["price", "expected"]
+"""How ``choose_thompson`` applies its cost cap: per decision's price, or to its expected price."""
+
+COST_CAP_KINDS: tuple[str, ...] = ("price", "expected")
 
 THOMPSON_DRAWS = 256
 """Default posterior draws per Thompson decision (propensity resolution 1/256)."""
@@ -174,6 +190,7 @@ def choose_thompson(
     floor: float = 0.0,
     scale: float = 1.0,
     cost_cap: float | None = None,
+    cost_cap_kind: CostCapKind = "price",
     n_draws: int = THOMPSON_DRAWS,
 ) -> RoutingDecision:
     """Choose a candidate by Thompson sampling on the posterior of its success logit.
@@ -191,13 +208,16 @@ def choose_thompson(
         rng: the random generator (seeded by the caller).
         floor: probability of a uniform choice over the explorable candidates, in [0, 1].
         scale: multiplies ``logit_sd`` (1: the posterior as fitted; 0: no sampling).
-        cost_cap: explore only candidates priced at most ``(1 + cost_cap)`` times the greedy
-            one (None: no cap).
+        cost_cap: with ``cost_cap_kind="price"``, explore only candidates priced at most
+            ``(1 + cost_cap)`` times the greedy one; with ``"expected"``, keep the decision's
+            expected price at most that (None: no cap).
+        cost_cap_kind: ``"price"`` or ``"expected"`` (see the module docstring).
         n_draws: posterior draws per decision.
 
     Raises:
         ValueError: on empty candidates, shape mismatch, NaN, negative or non-finite ``logit_sd``,
-            ``floor`` outside [0, 1], negative ``scale`` or ``cost_cap``, or ``n_draws`` < 1.
+            ``floor`` outside [0, 1], negative ``scale`` or ``cost_cap``, an unknown
+            ``cost_cap_kind``, or ``n_draws`` < 1.
     """
     mean = np.asarray(logit_mean, dtype=np.float64)
     sd = np.asarray(logit_sd, dtype=np.float64)
@@ -211,6 +231,8 @@ def choose_thompson(
         raise ValueError("scale must be finite and non-negative")
     if cost_cap is not None and not cost_cap >= 0.0:
         raise ValueError("cost_cap must be non-negative")
+    if cost_cap_kind not in COST_CAP_KINDS:
+        raise ValueError(f"cost_cap_kind must be one of {COST_CAP_KINDS}")
     if n_draws < 1:
         raise ValueError("n_draws must be at least 1")
     p = np.clip(_sigmoid(mean), P_MIN, 1.0 - P_MIN)
@@ -218,7 +240,7 @@ def choose_thompson(
     utilities = expected_utility(p, prices, value_sat)
     k = p.size
     greedy = int(_greedy_order(p, prices, utilities, value_sat)[0])
-    if cost_cap is None:
+    if cost_cap is None or cost_cap_kind == "expected":
         explorable = np.arange(k)
     else:
         explorable = np.flatnonzero(prices <= prices[greedy] * (1.0 + cost_cap))
@@ -247,6 +269,14 @@ def choose_thompson(
     propensities = np.zeros(k)
     propensities[explorable] = within
     index = int(explorable[at])
+    explore_share = 1.0
+    if cost_cap is not None and cost_cap_kind == "expected":
+        explore_share = _expected_price_share(propensities, prices, greedy, cost_cap)
+        if explore_share < 1.0:
+            propensities *= explore_share
+            propensities[greedy] += 1.0 - explore_share
+            if rng.random() >= explore_share:
+                index = greedy
     return RoutingDecision(
         index=index,
         propensity=float(propensities[index]),
@@ -258,11 +288,26 @@ def choose_thompson(
             "floor": floor,
             "scale": scale,
             "cost_cap": cost_cap,
+            "cost_cap_kind": cost_cap_kind,
+            "explore_share": explore_share,
             "n_draws": n_draws,
             "n_explorable": m,
             "propensity": "exact given the decision's posterior draws",
         },
     )
+
+
+def _expected_price_share(
+    propensities: np.ndarray, prices: np.ndarray, greedy: int, cost_cap: float
+) -> float:
+    """Largest ``alpha`` in [0, 1] such that following ``propensities`` with probability ``alpha``
+    (and the greedy choice otherwise) has an expected price of at most ``(1 + cost_cap)`` times
+    the greedy price."""
+    expected = float(propensities @ prices)
+    limit = (1.0 + cost_cap) * float(prices[greedy])
+    if expected <= limit:
+        return 1.0
+    return max(0.0, min(1.0, (limit - float(prices[greedy])) / (expected - float(prices[greedy]))))
 
 
 def _sampled_utility(

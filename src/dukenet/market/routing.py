@@ -21,7 +21,13 @@ import numpy as np
 from dukenet.agents.models import Agent
 from dukenet.errors import BadRequest
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import THOMPSON_DRAWS, RoutingDecision, choose, choose_thompson
+from dukenet.learning.policy import (
+    THOMPSON_DRAWS,
+    CostCapKind,
+    RoutingDecision,
+    choose,
+    choose_thompson,
+)
 from dukenet.learning.router import P_MIN, DukeRouter
 from dukenet.market.pricing import task_prices_sat
 
@@ -75,14 +81,17 @@ class ThompsonExploration:
     Attributes:
         floor: probability of a uniform choice among the explorable agents, in [0, 1].
         scale: multiplies the posterior standard deviation of every logit (1: as fitted).
-        cost_cap: explore only agents priced at most ``(1 + cost_cap)`` x the greedy agent's
-            price (None: no cap).
+        cost_cap: with ``cost_cap_kind="price"``, explore only agents priced at most
+            ``(1 + cost_cap)`` x the greedy agent's price; with ``"expected"``, hold the expected
+            price of the decision to at most that (None: no cap).
+        cost_cap_kind: ``"price"`` or ``"expected"`` (``policy.choose_thompson``).
         n_draws: posterior draws per decision.
     """
 
     floor: float = 0.05
     scale: float = 1.0
     cost_cap: float | None = 1.0
+    cost_cap_kind: CostCapKind = "price"
     n_draws: int = THOMPSON_DRAWS
 
 
@@ -95,6 +104,7 @@ def exploration_from_settings(settings: Settings) -> ThompsonExploration | None:
         floor=settings.thompson_floor,
         scale=settings.thompson_scale,
         cost_cap=settings.exploration_cost_cap,
+        cost_cap_kind=settings.exploration_cost_cap_kind,
         n_draws=settings.thompson_draws,
     )
 
@@ -182,6 +192,7 @@ def route(
             floor=thompson.floor,
             scale=thompson.scale,
             cost_cap=thompson.cost_cap,
+            cost_cap_kind=thompson.cost_cap_kind,
             n_draws=thompson.n_draws,
         )
         p = np.clip(1.0 / (1.0 + np.exp(-mean[0])), P_MIN, 1.0 - P_MIN)
