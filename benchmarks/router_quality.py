@@ -103,7 +103,14 @@ from dukenet.learning.evaluation import (
     single_agent_results,
 )
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import COST_CAP_KINDS, THOMPSON_DRAWS, choose, choose_thompson
+from dukenet.learning.policy import (
+    COST_CAP_KINDS,
+    THOMPSON_DRAWS,
+    RoutingDecision,
+    canary_mix,
+    choose,
+    choose_thompson,
+)
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 from dukenet.learning.routerbench import (
     FullInfoTable,
@@ -372,6 +379,7 @@ class GateSettings:
 
     one_sided: bool = False
     reward_model: str = "own"
+    weight_clip: float | None = None
 
 
 @dataclass(frozen=True)
@@ -416,8 +424,13 @@ def simulate(
     retrain_every: int,
     promotion: str = "brier",
     gate: GateSettings | None = None,
+    canary_share: float = 0.0,
 ) -> Simulation:
-    """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order."""
+    """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order.
+
+    ``canary_share``: with Thompson exploration, that share of tasks is routed by the last
+    rejected challenger (``policy.canary_mix``) until the next promotion.
+    """
     rng = np.random.default_rng(seed)
     order = rng.permutation(train.n_prompts)
     base = np.maximum(1.0, np.rint(train.mean_cost_usd() * USD_TO_PRICE_SAT))
@@ -429,6 +442,7 @@ def simulate(
     outcomes: list[OutcomeSample] = []
     logged: list[LoggedDecision] = []
     champion: DukeRouter | None = None
+    shadow: DukeRouter | None = None
     rows: list[VersionRow] = []
     final_curve: Curve | None = None
     last_curve: Curve | None = None
@@ -443,19 +457,14 @@ def simulate(
             j = int(rng.integers(train.n_agents))
             propensity = 1.0 / train.n_agents
         elif exploration.method == "thompson":
-            mean, sd = champion.predict_logit_features(x_train[i], train.agents)
-            decision = choose_thompson(
-                mean[0],
-                sd[0],
-                prices,
-                value,
-                rng=rng,
-                floor=thompson.floor,
-                scale=thompson.scale,
-                cost_cap=thompson.cost_cap,
-                cost_cap_kind=thompson.cost_cap_kind,
-                n_draws=thompson.n_draws,
-            )
+            decision = _thompson(champion, x_train[i], train.agents, prices, value, thompson, rng)
+            if shadow is not None and canary_share > 0:
+                decision = canary_mix(
+                    decision,
+                    _thompson(shadow, x_train[i], train.agents, prices, value, thompson, rng),
+                    canary_share,
+                    rng,
+                )
             j, propensity = decision.index, decision.propensity
             explored += decision.explored
         else:
@@ -522,7 +531,9 @@ def simulate(
                 promotion, held_out, x_held_out, y, champion, challenger
             )
         if promoted:
-            champion = challenger
+            champion, shadow = challenger, None
+        elif champion is not None:
+            shadow = challenger  # the product's ``challenger`` alias: shadowed, and the canary
         multipliers = np.array([reputation_multiplier(h) for h in history])
         curve = duke_curve(challenger, x_test, test, base, multipliers, ref)
         if promoted:
@@ -552,6 +563,31 @@ def simulate(
         online_cost * 1000.0 / n,
         explored / n,
         outcomes,
+    )
+
+
+def _thompson(
+    router: DukeRouter,
+    x: sp.csr_matrix,
+    agents: Sequence[str],
+    prices: np.ndarray,
+    value: float,
+    thompson: ThompsonExploration,
+    rng: np.random.Generator,
+) -> RoutingDecision:
+    """One Thompson decision of ``router`` for the task in the single row ``x``."""
+    mean, sd = router.predict_logit_features(x, agents)
+    return choose_thompson(
+        mean[0],
+        sd[0],
+        prices,
+        value,
+        rng=rng,
+        floor=thompson.floor,
+        scale=thompson.scale,
+        cost_cap=thompson.cost_cap,
+        cost_cap_kind=thompson.cost_cap_kind,
+        n_draws=thompson.n_draws,
     )
 
 
@@ -616,8 +652,13 @@ def _policy_gate(
     p_old = champion.predict_proba_features(x_held_out, agents)
     reward = {"own": None, "challenger": p_new, "mean": (p_new + p_old) / 2.0}[gate.reward_model]
     rows_reward = None if reward is None else list(reward)
-    terms_new = greedy_policy_evaluation(decisions, list(p_new), p_reward=rows_reward)
-    terms_old = greedy_policy_evaluation(decisions, list(p_old), p_reward=rows_reward)
+    clip = gate.weight_clip
+    terms_new = greedy_policy_evaluation(
+        decisions, list(p_new), p_reward=rows_reward, weight_clip=clip
+    )
+    terms_old = greedy_policy_evaluation(
+        decisions, list(p_old), p_reward=rows_reward, weight_clip=clip
+    )
     return policy_promotion_decision(
         terms_new.utility, terms_old.utility, one_sided=gate.one_sided
     ).promote
@@ -739,6 +780,12 @@ def main(argv: list[str] | None = None) -> int:
         help="price: cap every explored price; expected: cap the decision's expected price",
     )
     parser.add_argument("--draws", type=int, default=THOMPSON_DRAWS)
+    parser.add_argument(
+        "--canary-share",
+        type=float,
+        default=0.0,
+        help="share of tasks the rejected challenger routes until the next promotion (Thompson)",
+    )
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--top-k", type=int, default=4, help="explore among the k best (0: all)")
     parser.add_argument("--eps-floor", type=float, default=0.05, help="epsilon's uniform floor")
@@ -764,6 +811,12 @@ def main(argv: list[str] | None = None) -> int:
         default="own",
         help="policy gate's doubly robust reward model: each router its own, or one common one",
     )
+    parser.add_argument(
+        "--weight-clip",
+        type=float,
+        default=None,
+        help="policy gate: cap on the doubly robust importance weights (default: none)",
+    )
     parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
     parser.add_argument("--quiet", action="store_true", help="summary lines only")
     args = parser.parse_args(argv)
@@ -777,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         cost_cap_kind=args.cost_cap_kind,
         n_draws=args.draws,
     )
-    gate = GateSettings(args.gate_test == "one-sided", args.reward_model)
+    gate = GateSettings(args.gate_test == "one-sided", args.reward_model, args.weight_clip)
     methods = ["thompson", "epsilon"] if args.exploration == "both" else [args.exploration]
     explorations = [
         Exploration(m, thompson, args.epsilon, args.top_k or None, args.eps_floor) for m in methods
@@ -843,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
                 retrain_every=args.retrain_every,
                 promotion=args.promotion,
                 gate=gate,
+                canary_share=args.canary_share,
             )
             runs.append((seed, sim.final_curve, sim))
             if n_run == 0 and not args.quiet:

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # "price": the cap bounds every explored agent's price; "expected": the decision's mean price
     exploration_cost_cap_kind: Literal["price", "expected"] = "price"
     shadow_mode: bool = True
+    # share of tasks the challenger alias routes (canary / A-B split; Thompson only); 0: shadow only
+    canary_share: float = Field(default=0.0, ge=0.0, le=0.5)
     split_seed: int = 0
     # an outcome counts as a success for learning iff its quality (in [0, 1]) is at least this
     success_threshold: float = Field(default=0.5, gt=0.0, le=1.0)

@@ -411,6 +411,35 @@ class TestOffPolicyEstimators:
         with pytest.raises(ValueError):
             dr_estimate(r, np.array([0.5, 0.0]), pi, hat_logged, hat_target)
 
+    def test_weight_clip_caps_the_correction_and_the_variance(self) -> None:
+        r, mu, pi = np.array([1.0, 0.0, 1.0]), np.array([0.01, 0.5, 0.2]), np.array([1.0, 0.0, 1.0])
+        hat_logged, hat_target = np.array([0.5, 0.3, 0.5]), np.array([0.5, 0.7, 0.5])
+        plain = PolicyTerms(r, mu, pi, hat_logged, hat_target)
+        clipped = PolicyTerms(r, mu, pi, hat_logged, hat_target, weight_clip=10.0)
+        # Row 0's weight 100 is capped at 10; row 2's weight 5 is below the cap.
+        assert plain.dr_terms().tolist() == pytest.approx([0.5 + 100 * 0.5, 0.7, 0.5 + 5 * 0.5])
+        assert clipped.dr_terms().tolist() == pytest.approx([0.5 + 10 * 0.5, 0.7, 0.5 + 5 * 0.5])
+        assert clipped.ips() == plain.ips()  # only the doubly robust terms are capped
+        with pytest.raises(ValueError):
+            PolicyTerms(r, mu, pi, hat_logged, hat_target, weight_clip=0.5)
+
+    def test_clipped_dr_has_far_less_spread_on_a_skewed_logger(self) -> None:
+        # A logger that almost never makes the target's choice (propensity 0.01): the unclipped
+        # DR estimate swings with the handful of matching rows; the clipped one does not.
+        rng = np.random.default_rng(11)
+        estimates: dict[float | None, list[float]] = {None: [], 5.0: []}
+        for _ in range(200):
+            chosen = rng.random(300) < 0.01  # rows where the logger made the target's choice
+            mu = np.where(chosen, 0.01, 0.99)
+            r = (rng.random(300) < 0.7).astype(float)
+            hat = np.full(300, 0.6)
+            for clip in estimates:
+                terms = PolicyTerms(r, mu, chosen.astype(float), hat, hat, weight_clip=clip)
+                estimates[clip].append(terms.dr())
+        assert np.std(estimates[5.0]) < np.std(estimates[None]) / 5
+        # The clipped estimate is pulled toward the reward model (0.6) from the truth (0.7).
+        assert 0.6 <= np.mean(estimates[5.0]) < 0.7
+
     def test_price_enters_the_reward_relative_to_value(self) -> None:
         decision = LoggedDecision("t", 1, ("a", "b"), (100.0, 900.0), 1, 0.5, True, 1_000.0)
         evaluation = greedy_policy_evaluation([decision], [np.array([0.9, 0.95])])

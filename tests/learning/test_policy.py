@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from dukenet.learning.features import TaskFeatures
-from dukenet.learning.policy import choose, choose_thompson, expected_utility, greedy_index
+from dukenet.learning.policy import (
+    canary_mix,
+    choose,
+    choose_thompson,
+    expected_utility,
+    greedy_index,
+)
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 
 
@@ -254,6 +260,39 @@ class TestThompson:
         )
         np.testing.assert_array_equal(free.propensities, capped.propensities)
         assert capped.details["explore_share"] == 1.0
+
+    def test_canary_mix_follows_its_mixture_propensities(self) -> None:
+        rng = np.random.default_rng(9)
+        other_mean = self.MEAN[::-1].copy()  # a challenger with other beliefs
+        counts = np.zeros(self.MEAN.size)
+        mean_propensities = np.zeros(self.MEAN.size)
+        n = 6_000
+        for _ in range(n):
+            champion = choose_thompson(
+                self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng, floor=0.05, n_draws=32
+            )
+            challenger = choose_thompson(
+                other_mean, self.SD, self.PRICES, self.VALUE, rng=rng, floor=0.05, n_draws=32
+            )
+            d = canary_mix(champion, challenger, 0.25, rng)
+            expected = 0.75 * champion.propensities + 0.25 * challenger.propensities
+            np.testing.assert_allclose(d.propensities, expected)
+            assert d.propensity == d.propensities[d.index]
+            assert d.index == (challenger.index if d.details["canary"]["acted"] else champion.index)  # type: ignore[index]
+            assert d.greedy_index == champion.greedy_index
+            counts[d.index] += 1
+            mean_propensities += d.propensities / n
+        np.testing.assert_allclose(counts / n, mean_propensities, atol=0.015)
+
+    def test_canary_mix_validates(self) -> None:
+        rng = np.random.default_rng(0)
+        d = choose_thompson(self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng)
+        short = choose_thompson(self.MEAN[:3], self.SD[:3], self.PRICES[:3], self.VALUE, rng=rng)
+        with pytest.raises(ValueError):
+            canary_mix(d, d, 1.5, rng)
+        with pytest.raises(ValueError):
+            canary_mix(d, short, 0.1, rng)
+        assert canary_mix(d, d, 0.0, rng).index == d.index
 
     def test_without_exploration_it_is_the_argmax(self) -> None:
         rng = np.random.default_rng(0)

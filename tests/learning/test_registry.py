@@ -221,6 +221,47 @@ class TestShadow:
         assert (await client.post("/model/challenger/99", headers=admin)).status_code == 404
 
 
+class TestCanary:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"canary_share": 0.5})
+
+    async def test_the_challenger_routes_its_share_of_live_tasks(
+        self, client: httpx.AsyncClient, state: AppState
+    ) -> None:
+        admin = await _market_with_outcomes(client, state, 30)
+        assert (await client.post("/model/train", headers=admin)).status_code == 201
+        assert (await client.post("/model/train", headers=admin)).status_code == 201
+        champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
+        other = 1 if champion == 2 else 2
+        assert (await client.post(f"/model/challenger/{other}", headers=admin)).status_code == 200
+
+        buyer, headers = await register(client)
+        await credit(client, admin, buyer["id"], 10**10)
+        await _run_tasks(client, state, headers, 20, start=100)
+        tasks = (await client.get("/tasks", headers=headers)).json()["items"]
+        acted = []
+        for task in tasks:
+            routing = (await client.get(f"/tasks/{task['id']}", headers=headers)).json()["routing"]
+            canary = routing["exploration"]["canary"]
+            assert canary["model_version"] == other and canary["share"] == 0.5
+            acted.append(canary["acted"])
+            assert sum(c["propensity"] for c in routing["candidates"]) == pytest.approx(
+                1.0, abs=1e-5
+            )
+            chosen = next(c for c in routing["candidates"] if c["agent_id"] == task["agent_id"])
+            assert chosen["propensity"] == pytest.approx(routing["propensity"], abs=1e-6)
+        assert any(acted) and not all(acted)
+
+        # Without a challenger alias the champion routes alone.
+        assert (await client.delete("/model/challenger", headers=admin)).status_code == 204
+        await _run_tasks(client, state, headers, 3, start=200)
+        latest = (await client.get("/tasks?limit=3", headers=headers)).json()["items"]
+        for task in latest:
+            routing = (await client.get(f"/tasks/{task['id']}", headers=headers)).json()["routing"]
+            assert "canary" not in routing["exploration"]
+
+
 class TestServing:
     async def test_new_tasks_are_routed_by_the_champion(
         self, client: httpx.AsyncClient, state: AppState

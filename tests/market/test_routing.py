@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import numpy as np
 import pytest
@@ -126,6 +127,62 @@ class TestThompsonRouting:
         assert greedy.agent.name == "mid"
         assert max(r.price_sat for r in receipts) <= 1.5 * greedy.price_sat
         assert {r.agent.name for r in receipts} == {"cheap", "mid"}
+
+    def test_canary_share_routes_by_the_challenger_with_mixture_propensities(
+        self, router: DukeRouter
+    ) -> None:
+        # A challenger that believes "dear" is far better: it sends its share of tasks there.
+        rng = np.random.default_rng(4)
+        samples = [
+            OutcomeSample(
+                f"c{i}",
+                f"Translate sentence {i}.",
+                2,
+                str(a.id),
+                rng.random() < {"cheap": 0.1, "mid": 0.2, "dear": 0.99}[a.name],
+            )
+            for i in range(150)
+            for a in AGENTS
+        ]
+        challenger = DukeRouter.fit(samples, RouterConfig())
+        thompson = ThompsonExploration(floor=0.02, n_draws=64)
+
+        def receipt(share: float, seed: int) -> dict[str, Any]:
+            return route(
+                _request(),
+                AGENTS,
+                router=router,
+                model_version=1,
+                reference_price_sat=REFERENCE,
+                epsilon=0.0,
+                rng=np.random.default_rng(seed),
+                thompson=thompson,
+                challenger=challenger,
+                challenger_version=2,
+                canary_share=share,
+            ).as_json()
+
+        alone = [receipt(0.0, seed) for seed in range(300)]
+        mixed = [receipt(0.3, seed) for seed in range(300)]
+        assert all("canary" not in r["exploration"] for r in alone)
+        canaries = [r["exploration"]["canary"] for r in mixed]
+        assert all(c["model_version"] == 2 and c["share"] == 0.3 for c in canaries)
+        acted = np.array([c["acted"] for c in canaries])
+        assert 0.2 < acted.mean() < 0.4
+        dear = np.array([r["agent_name"] == "dear" for r in mixed])
+        assert dear[acted].mean() > 0.8 and dear[~acted].mean() < 0.2
+        for r in mixed:
+            candidates = r["candidates"]
+            assert sum(c["propensity"] for c in candidates) == pytest.approx(1.0, abs=1e-5)
+            by_id = {c["agent_id"]: c for c in candidates}
+            assert by_id[r["agent_id"]]["propensity"] == pytest.approx(r["propensity"])
+        # The recorded propensities are the mixture's: the challenger's favourite gets at
+        # least the share times its own probability.
+        p_dear = [
+            next(c["propensity"] for c in r["candidates"] if c["agent_name"] == "dear")
+            for r in mixed
+        ]
+        assert min(p_dear) >= 0.3 * 0.5
 
     def test_before_the_first_model_routing_is_uniform(self) -> None:
         receipt = route(

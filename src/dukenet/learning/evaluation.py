@@ -407,6 +407,13 @@ class PolicyTerms:
         reward_hat_logged: the reward model's prediction for the logged choice.
         reward_hat_target: the reward model's expected reward under the target policy,
             ``sum_a pi(a | x) r_hat(x, a)``.
+        weight_clip: cap ``M`` on the importance weight ``pi / mu`` in the doubly robust terms
+            (None: uncapped, the unbiased estimator). Capping is the clipped doubly robust
+            estimator (Su, Dimakopoulou, Krishnamurthy & Dudik 2020, "Doubly robust off-policy
+            evaluation with shrinkage", ICML): on rows whose logged choice was unlikely (weight
+            above ``M``) the correction ``w * (r - r_hat)`` is shrunk to ``M * (r - r_hat)``,
+            trading a bias bounded by the reward model's error there for a variance bounded by
+            ``M``. IPS and SNIPS are never capped.
     """
 
     rewards: np.ndarray
@@ -414,6 +421,7 @@ class PolicyTerms:
     target_probabilities: np.ndarray
     reward_hat_logged: np.ndarray
     reward_hat_target: np.ndarray
+    weight_clip: float | None = None
 
     def __post_init__(self) -> None:
         names = (
@@ -428,6 +436,8 @@ class PolicyTerms:
             raise ValueError("PolicyTerms needs 1-D arrays of one shape")
         if (arrays[1] <= 0).any():
             raise ValueError("logging propensities must be positive")
+        if self.weight_clip is not None and not self.weight_clip >= 1.0:
+            raise ValueError("weight_clip must be at least 1")
         for name, array in zip(names, arrays, strict=True):
             object.__setattr__(self, name, array)
 
@@ -447,8 +457,11 @@ class PolicyTerms:
         return snips_estimate(self.rewards, self.propensities, self.target_probabilities)
 
     def dr_terms(self) -> np.ndarray:
-        """Per-decision doubly robust terms (their mean is ``dr()``), shape (n,)."""
+        """Per-decision doubly robust terms (their mean is ``dr()``), shape (n,); importance
+        weights capped at ``weight_clip`` when it is set."""
         weights = self.target_probabilities / self.propensities
+        if self.weight_clip is not None:
+            weights = np.minimum(weights, self.weight_clip)
         terms: np.ndarray = self.reward_hat_target + weights * (
             self.rewards - self.reward_hat_logged
         )
@@ -553,6 +566,7 @@ def greedy_policy_evaluation(
     p_success: Sequence[np.ndarray],
     *,
     p_reward: Sequence[np.ndarray] | None = None,
+    weight_clip: float | None = None,
 ) -> GreedyPolicyEvaluation:
     """Evaluate the greedy policy of a router from its predictions on logged decisions.
 
@@ -573,6 +587,7 @@ def greedy_policy_evaluation(
         p_success: n arrays, the router's P(success) of each decision's candidates, shape (K_i,).
         p_reward: n arrays of the reward model's P(success), shapes as ``p_success``; None: use
             ``p_success``. It must not have been fitted on these decisions' outcomes.
+        weight_clip: cap on the doubly robust importance weights (``PolicyTerms.weight_clip``).
 
     Raises:
         ValueError: when the lengths differ or a prediction array does not match its candidates.
@@ -623,6 +638,7 @@ def greedy_policy_evaluation(
             target_probabilities=match,
             reward_hat_logged=utility_hat_logged,
             reward_hat_target=utility_hat_target,
+            weight_clip=weight_clip,
         ),
         success=PolicyTerms(
             rewards=success,
@@ -630,6 +646,7 @@ def greedy_policy_evaluation(
             target_probabilities=match,
             reward_hat_logged=success_hat_logged,
             reward_hat_target=success_hat_target,
+            weight_clip=weight_clip,
         ),
         target_index=target,
         target_price_sat=price,

@@ -297,6 +297,49 @@ def choose_thompson(
     )
 
 
+def canary_mix(
+    champion: RoutingDecision,
+    challenger: RoutingDecision,
+    share: float,
+    rng: np.random.Generator,
+) -> RoutingDecision:
+    """Route a ``share`` of tasks by the challenger (a canary, or A/B, split) with exact
+    propensities.
+
+    Both decisions are made on the same candidates, each by its own policy and draws. With
+    probability ``share`` the challenger's choice acts, otherwise the champion's, so every
+    candidate's probability is ``(1 - share) * champion.propensities + share *
+    challenger.propensities``, which is what the returned decision records. Logged this way, the
+    champion's and the challenger's choices both get traffic, so the promotion gate's off-policy
+    estimates of *both* policies have support where they disagree (without a canary, the
+    challenger's choices are seen only when exploration happens to make them). Utilities and the
+    greedy choice are the champion's; ``details["canary"]`` says who acted. One draw of ``rng``
+    is consumed.
+
+    Raises:
+        ValueError: ``share`` outside [0, 1] or the decisions have different candidate counts.
+    """
+    if not 0.0 <= share <= 1.0 or math.isnan(share):
+        raise ValueError("share must be in [0, 1]")
+    if champion.propensities.shape != challenger.propensities.shape:
+        raise ValueError("the two decisions must be over the same candidates")
+    acted = rng.random() < share
+    index = challenger.index if acted else champion.index
+    propensities = (1.0 - share) * champion.propensities + share * challenger.propensities
+    return RoutingDecision(
+        index=index,
+        propensity=float(propensities[index]),
+        utilities=champion.utilities,
+        greedy_index=champion.greedy_index,
+        propensities=propensities,
+        method=champion.method,
+        details={
+            **champion.details,
+            "canary": {"share": share, "acted": acted},
+        },
+    )
+
+
 def _expected_price_share(
     propensities: np.ndarray, prices: np.ndarray, greedy: int, cost_cap: float
 ) -> float:

@@ -25,6 +25,7 @@ from dukenet.learning.policy import (
     THOMPSON_DRAWS,
     CostCapKind,
     RoutingDecision,
+    canary_mix,
     choose,
     choose_thompson,
 )
@@ -140,12 +141,20 @@ def route(
     top_k: int | None = None,
     floor: float = 0.0,
     thompson: ThompsonExploration | None = None,
+    challenger: DukeRouter | None = None,
+    challenger_version: int | None = None,
+    canary_share: float = 0.0,
 ) -> RoutingReceipt:
     """Pick one of ``agents`` for the task (pure; the caller loads agents and the champion).
 
     With ``thompson`` set, exploration is Thompson sampling on the router's posterior
     (``policy.choose_thompson``); otherwise ``policy.choose``: ``epsilon`` among the ``top_k``
     best candidates plus a uniform ``floor``. Before the first model every choice is uniform.
+
+    Canary: with ``thompson`` set, a ``challenger`` router and ``canary_share`` > 0, the
+    challenger's own Thompson decision acts on that share of tasks (``policy.canary_mix``); the
+    recorded propensities are the mixture's, and ``exploration["canary"]`` names the
+    challenger's version, the share and whether it acted.
 
     The receipt lists the best ``RECEIPT_CANDIDATES`` candidates by expected utility (and the
     chosen one, if exploration picked another) and how many were eligible.
@@ -195,8 +204,29 @@ def route(
             cost_cap_kind=thompson.cost_cap_kind,
             n_draws=thompson.n_draws,
         )
+        if challenger is not None and canary_share > 0.0:
+            c_mean, c_sd = challenger.predict_logit_features(challenger.featurize(task), ids)
+            decision = canary_mix(
+                decision,
+                choose_thompson(
+                    c_mean[0],
+                    c_sd[0],
+                    prices.astype(float),
+                    value,
+                    rng=rng,
+                    floor=thompson.floor,
+                    scale=thompson.scale,
+                    cost_cap=thompson.cost_cap,
+                    cost_cap_kind=thompson.cost_cap_kind,
+                    n_draws=thompson.n_draws,
+                ),
+                canary_share,
+                rng,
+            )
         p = np.clip(1.0 / (1.0 + np.exp(-mean[0])), P_MIN, 1.0 - P_MIN)
         exploration = {"method": decision.method, **decision.details}
+        if "canary" in exploration:
+            exploration["canary"] = {**exploration["canary"], "model_version": challenger_version}
     else:
         p = router.predict_proba(task, ids)[0]
         decision = choose(

@@ -55,6 +55,11 @@ async def create(
             return existing, False
     agents = await _candidates(session, data)
     version, router = await champion.current(session)
+    challenger_version, challenger = (
+        await champion.challenger.current(session)
+        if settings.shadow_mode or settings.canary_share > 0
+        else (None, None)
+    )
     request = _routing_request(settings, data)
     cost_weight = request.cost_weight
     seed_material = f"{data.complexity}\x00{data.description}\x00{data.idempotency_key or ''}"
@@ -69,22 +74,23 @@ async def create(
         top_k=settings.exploration_top_k,
         floor=settings.exploration_floor,
         thompson=routing.exploration_from_settings(settings),
+        challenger=challenger,
+        challenger_version=challenger_version,
+        canary_share=settings.canary_share,
     )
     routing_json = receipt.as_json()
     routing_json["constraints"] = {
         "pinned": data.agent_id is not None,
         "exclude_agent_ids": sorted({str(a) for a in data.exclude_agent_ids}),
     }
-    if settings.shadow_mode:
-        shadow_version, shadow_router = await champion.challenger.current(session)
-        if shadow_router is not None and shadow_version is not None:
-            routing_json["shadow"] = routing.shadow_decision(
-                request,
-                agents,
-                router=shadow_router,
-                model_version=shadow_version,
-                reference_price_sat=settings.reference_price_sat,
-            )
+    if settings.shadow_mode and challenger is not None and challenger_version is not None:
+        routing_json["shadow"] = routing.shadow_decision(
+            request,
+            agents,
+            router=challenger,
+            model_version=challenger_version,
+            reference_price_sat=settings.reference_price_sat,
+        )
     task = Task(
         id=uuid.uuid4(),
         buyer_id=buyer.id,
