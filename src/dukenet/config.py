@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # explored agent's price <= (1 + cap) x the greedy agent's; unset (None) for no cap
     exploration_cost_cap: float | None = Field(default=1.0, ge=0.0)
     # "price": the cap bounds every explored agent's price; "expected": the decision's mean price
-    exploration_cost_cap_kind: Literal["price", "expected"] = "price"
+    exploration_cost_cap_kind: Literal["price", "expected"] = "expected"
     shadow_mode: bool = True
     # share of tasks the challenger alias routes (canary / A-B split; Thompson only); 0: shadow only
     canary_share: float = Field(default=0.0, ge=0.0, le=0.5)
@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     success_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     # promotion gate: paired bootstrap of the held-out doubly robust policy value difference
     promotion_bootstrap: int = Field(default=1_000, ge=100)
+    # cap on the gate's doubly robust importance weights (clipped DR); unset (None): uncapped
+    promotion_weight_clip: float | None = Field(default=5.0, ge=1.0)
     routing_seed: int | None = None
 
     # files

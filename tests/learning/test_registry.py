@@ -135,6 +135,7 @@ class TestRegistry:
         policy = second["metrics"]["policy"]
         assert policy["challenger"]["dr"] == policy["champion"]["dr"]
         assert policy["n_rows"] == second_gate["n_rows"] == policy["logging"]["n"]
+        assert policy["weight_clip"] == state.settings.promotion_weight_clip == 5.0
         status = (await client.get("/model/status", headers=admin)).json()
         assert status["champion_version"] == 1
         assert status["last_promotion"]["rule"] == "policy-bootstrap"

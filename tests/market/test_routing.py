@@ -110,7 +110,7 @@ class TestThompsonRouting:
                 reference_price_sat=REFERENCE,
                 epsilon=0.0,
                 rng=rng,
-                thompson=ThompsonExploration(floor=0.3, cost_cap=0.5),
+                thompson=ThompsonExploration(floor=0.3, cost_cap=0.5, cost_cap_kind="price"),
             )
             for _ in range(300)
         ]
@@ -175,7 +175,7 @@ class TestThompsonRouting:
             candidates = r["candidates"]
             assert sum(c["propensity"] for c in candidates) == pytest.approx(1.0, abs=1e-5)
             by_id = {c["agent_id"]: c for c in candidates}
-            assert by_id[r["agent_id"]]["propensity"] == pytest.approx(r["propensity"])
+            assert by_id[r["agent_id"]]["propensity"] == pytest.approx(r["propensity"], abs=1e-6)
         # The recorded propensities are the mixture's: the challenger's favourite gets at
         # least the share times its own probability.
         p_dear = [

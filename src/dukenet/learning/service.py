@@ -306,6 +306,7 @@ async def train(
     success_threshold: float = 0.5,
     reference_price_sat: int = 100_000,
     n_boot: int = 1000,
+    weight_clip: float | None = None,
 ) -> TrainResult | None:
     """Run one training: claim the trigger, fit a challenger on the train side of the stratified
     held-out split (in a worker thread), evaluate it and the champion on the held-out side, save it
@@ -313,7 +314,9 @@ async def train(
 
     The gate compares the two greedy policies off-policy (doubly robust, reward
     ``evaluation.normalized_utility``) on the held-out logged decisions, with a paired bootstrap of
-    ``n_boot`` resamples seeded with ``split_seed``; the first version is judged against the
+    ``n_boot`` resamples seeded with ``split_seed`` and importance weights capped at
+    ``weight_clip`` (clipped doubly robust, ``PolicyTerms.weight_clip``; None: uncapped); the
+    first version is judged against the
     base-rate prior's held-out Brier score. Every figure (classifier metrics, calibration, both
     policies' estimates, the interval) goes to the run's and the version's ``metrics``.
 
@@ -357,6 +360,7 @@ async def train(
             split_seed,
             champion_row.artifact_path if champion_row else None,
             n_boot,
+            weight_clip,
         )
     except Exception as exc:
         async with sessionmaker() as session:
@@ -417,6 +421,7 @@ def _fit_and_compare(
     split_seed: int,
     champion_path: str | None,
     n_boot: int,
+    weight_clip: float | None = None,
 ) -> tuple[DukeRouter, dict[str, Any], PromotionDecision]:
     """Fit on the train side; score the challenger (and the champion) on the held-out side.
 
@@ -442,9 +447,12 @@ def _fit_and_compare(
         "prior_brier": float(np.mean((p_prior - y) ** 2)) if y.size else None,
     }
     metrics["confusion_matrix"] = [[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]]
-    evaluation = greedy_policy_evaluation(live, candidate_probabilities(router, live))
+    evaluation = greedy_policy_evaluation(
+        live, candidate_probabilities(router, live), weight_clip=weight_clip
+    )
     policy: dict[str, Any] = {
         "estimator": "dr",
+        "weight_clip": weight_clip,
         "reward": "success - price_sat / value_sat (normalised utility)",
         "n_rows": len(live),
         "challenger": evaluation.summary(),
@@ -459,7 +467,9 @@ def _fit_and_compare(
         metrics["champion_brier"] = champion_metrics["brier"]
         metrics["champion_roc_auc"] = champion_metrics["roc_auc"]
         metrics["champion_ece"] = _calibration_metrics(y, p_champion)["ece"]
-        champion_eval = greedy_policy_evaluation(live, candidate_probabilities(champion, live))
+        champion_eval = greedy_policy_evaluation(
+            live, candidate_probabilities(champion, live), weight_clip=weight_clip
+        )
         policy["champion"] = champion_eval.summary()
         champion_terms = champion_eval.utility
     decision = policy_promotion_decision(

@@ -45,6 +45,7 @@ class Trainer:
             success_threshold=self._settings.success_threshold,
             reference_price_sat=self._settings.reference_price_sat,
             n_boot=self._settings.promotion_bootstrap,
+            weight_clip=self._settings.promotion_weight_clip,
         )
         if result is not None and result.version is not None:
             log.info(

@@ -92,7 +92,7 @@ class ThompsonExploration:
     floor: float = 0.05
     scale: float = 1.0
     cost_cap: float | None = 1.0
-    cost_cap_kind: CostCapKind = "price"
+    cost_cap_kind: CostCapKind = "expected"
     n_draws: int = THOMPSON_DRAWS
 
 
