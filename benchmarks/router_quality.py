@@ -109,7 +109,6 @@ from dukenet.learning.policy import (
     RoutingDecision,
     canary_mix,
     choose,
-    choose_thompson,
 )
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 from dukenet.learning.routerbench import (
@@ -578,18 +577,7 @@ def _thompson(
 ) -> RoutingDecision:
     """One Thompson decision of ``router`` for the task in the single row ``x``."""
     mean, sd = router.predict_logit_features(x, agents)
-    return choose_thompson(
-        mean[0],
-        sd[0],
-        prices,
-        value,
-        rng=rng,
-        floor=thompson.floor,
-        scale=thompson.scale,
-        cost_cap=thompson.cost_cap,
-        cost_cap_kind=thompson.cost_cap_kind,
-        n_draws=thompson.n_draws,
-    )
+    return thompson.choose(mean[0], sd[0], prices, value, rng)
 
 
 def _promote(

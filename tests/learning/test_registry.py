@@ -57,6 +57,17 @@ async def _run_tasks(
         pass
 
 
+async def _two_versions(
+    client: httpx.AsyncClient, state: AppState
+) -> tuple[dict[str, str], int, int]:
+    """Train versions 1 and 2 on 30 outcomes; return the admin, the champion and the other one."""
+    admin = await _market_with_outcomes(client, state, 30)
+    assert (await client.post("/model/train", headers=admin)).status_code == 201
+    assert (await client.post("/model/train", headers=admin)).status_code == 201
+    champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
+    return admin, champion, 1 if champion == 2 else 2
+
+
 async def _outcome_count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     async with sessionmaker() as session:
         return len((await session.execute(select(Outcome.id))).all())
@@ -188,11 +199,7 @@ class TestShadow:
     async def test_a_challenger_scores_live_tasks_without_acting(
         self, client: httpx.AsyncClient, state: AppState
     ) -> None:
-        admin = await _market_with_outcomes(client, state, 30)
-        assert (await client.post("/model/train", headers=admin)).status_code == 201
-        assert (await client.post("/model/train", headers=admin)).status_code == 201
-        champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
-        other = 1 if champion == 2 else 2
+        admin, champion, other = await _two_versions(client, state)
         empty = (await client.get("/model/shadow", headers=admin)).json()
         set_response = await client.post(f"/model/challenger/{other}", headers=admin)
         assert set_response.status_code == 200, set_response.text
@@ -230,11 +237,7 @@ class TestCanary:
     async def test_the_challenger_routes_its_share_of_live_tasks(
         self, client: httpx.AsyncClient, state: AppState
     ) -> None:
-        admin = await _market_with_outcomes(client, state, 30)
-        assert (await client.post("/model/train", headers=admin)).status_code == 201
-        assert (await client.post("/model/train", headers=admin)).status_code == 201
-        champion = (await client.get("/model/status", headers=admin)).json()["champion_version"]
-        other = 1 if champion == 2 else 2
+        admin, _, other = await _two_versions(client, state)
         assert (await client.post(f"/model/challenger/{other}", headers=admin)).status_code == 200
 
         buyer, headers = await register(client)

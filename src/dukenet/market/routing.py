@@ -95,6 +95,33 @@ class ThompsonExploration:
     cost_cap_kind: CostCapKind = "expected"
     n_draws: int = THOMPSON_DRAWS
 
+    def choose(
+        self,
+        logit_mean: np.ndarray,
+        logit_sd: np.ndarray,
+        prices_sat: np.ndarray,
+        value_sat: float,
+        rng: np.random.Generator,
+    ) -> RoutingDecision:
+        """One Thompson decision with these settings (``policy.choose_thompson``): ``(K,)``
+        logit posterior means and standard deviations, prices in satoshis, value in satoshis.
+
+        Raises:
+            ValueError: as ``policy.choose_thompson``.
+        """
+        return choose_thompson(
+            logit_mean,
+            logit_sd,
+            prices_sat,
+            value_sat,
+            rng=rng,
+            floor=self.floor,
+            scale=self.scale,
+            cost_cap=self.cost_cap,
+            cost_cap_kind=self.cost_cap_kind,
+            n_draws=self.n_draws,
+        )
+
 
 def exploration_from_settings(settings: Settings) -> ThompsonExploration | None:
     """Return the Thompson settings of ``settings``, or None when ε-greedy is configured
@@ -192,34 +219,13 @@ def route(
     elif thompson is not None:
         mean, spread = router.predict_logit_features(router.featurize(task), ids)
         sd = spread[0]
-        decision = choose_thompson(
-            mean[0],
-            sd,
-            prices.astype(float),
-            value,
-            rng=rng,
-            floor=thompson.floor,
-            scale=thompson.scale,
-            cost_cap=thompson.cost_cap,
-            cost_cap_kind=thompson.cost_cap_kind,
-            n_draws=thompson.n_draws,
-        )
+        offered = prices.astype(float)
+        decision = thompson.choose(mean[0], sd, offered, value, rng)
         if challenger is not None and canary_share > 0.0:
             c_mean, c_sd = challenger.predict_logit_features(challenger.featurize(task), ids)
             decision = canary_mix(
                 decision,
-                choose_thompson(
-                    c_mean[0],
-                    c_sd[0],
-                    prices.astype(float),
-                    value,
-                    rng=rng,
-                    floor=thompson.floor,
-                    scale=thompson.scale,
-                    cost_cap=thompson.cost_cap,
-                    cost_cap_kind=thompson.cost_cap_kind,
-                    n_draws=thompson.n_draws,
-                ),
+                thompson.choose(c_mean[0], c_sd[0], offered, value, rng),
                 canary_share,
                 rng,
             )
