@@ -4,12 +4,13 @@ plot, and a second run with the same seed reproduces the report exactly."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dukenet.demo import DemoConfig, format_report, run_demo
+from dukenet.demo import DemoConfig, _served, format_report, run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +49,15 @@ def test_a_different_seed_changes_the_run(tmp_path: Path) -> None:
     a = run_demo(DemoConfig(out=tmp_path / "a", seed=1, limit=100, test_limit=50, quiet=True))
     b = run_demo(DemoConfig(out=tmp_path / "b", seed=2, limit=100, test_limit=50, quiet=True))
     assert a["versions"] != b["versions"]
+
+
+def test_the_served_line_follows_the_last_promoted_version() -> None:
+    versions = [
+        {"promoted": False, "success_rate": 0.5},
+        {"promoted": True, "success_rate": 0.7},
+        {"promoted": False, "success_rate": 0.9},
+        {"promoted": True, "success_rate": 0.8},
+    ]
+    served = _served(versions, "success_rate")
+    assert math.isnan(served[0])
+    assert served[1:] == [0.7, 0.7, 0.8]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import shutil
@@ -421,17 +422,21 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     best = report["target"]["best_single_agent"]
     x = [v["outcomes_seen"] for v in versions]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax1.plot(
-        x, [v["success_rate"] for v in versions], marker="o", label="Duke (greedy, test prompts)"
-    )
+    for ax, key, color, label in (
+        (ax1, "success_rate", "tab:blue", "every version (greedy, test prompts)"),
+        (ax2, "cost_per_1k_usd", "tab:orange", "every version"),
+    ):
+        y = [v[key] for v in versions]
+        ax.plot(x, y, color=color, alpha=0.5, marker="o", markerfacecolor="none", label=label)
+        ax.step(x, _served(versions, key), where="post", color=color, label="served (champion)")
+        promoted = [(xi, yi) for xi, yi, v in zip(x, y, versions, strict=True) if v["promoted"]]
+        if promoted:
+            ax.scatter(*zip(*promoted, strict=True), color=color, zorder=3, label="promoted")
     for name, style in ((best, "--"), ("oracle", ":"), ("random", "-.")):
         ax1.axhline(refs[name]["success_rate"], linestyle=style, color="grey", label=name)
     ax1.set_xlabel("outcomes seen")
     ax1.set_ylabel("success rate on RouterBench test")
     ax1.legend(fontsize=8)
-    ax2.plot(
-        x, [v["cost_per_1k_usd"] for v in versions], marker="o", color="tab:orange", label="Duke"
-    )
     ax2.axhline(refs[best]["cost_per_1k_usd"], linestyle="--", color="grey", label=best)
     ax2.axhline(refs["random"]["cost_per_1k_usd"], linestyle="-.", color="grey", label="random")
     ax2.set_xlabel("outcomes seen")
@@ -441,3 +446,16 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _served(versions: list[dict[str, Any]], key: str) -> list[float]:
+    """``key`` of the version serving after each retraining: the last promoted one so far
+    (nan before the first promotion), so the plot shows what buyers got, not just what was
+    trained."""
+    served: list[float] = []
+    current = math.nan
+    for v in versions:
+        if v["promoted"]:
+            current = float(v[key])
+        served.append(current)
+    return served
