@@ -4,9 +4,10 @@ quality; only the buyer (or an admin) sees it."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from sqlalchemy import select
 
-from dukenet.agents.models import AgentKind
+from dukenet.agents.models import Agent, AgentKind
 from dukenet.kit.state import AppState
 from dukenet.learning.models import Outcome
 from dukenet.runners.llm import LLMExecutor
@@ -57,6 +58,27 @@ async def test_a_rating_sets_the_outcome_quality_and_can_be_replaced(
     assert second.json()["rating"] is None and await _quality(state, task_id) == 0.0
     shown = (await client.get(f"/tasks/{task_id}/feedback", headers=buyer)).json()
     assert shown["thumbs_up"] is False and shown["outcome_quality"] == 0.0
+
+
+async def test_a_low_rating_counts_against_the_agents_reputation(
+    client: httpx.AsyncClient, state: AppState, double: LLMDouble
+) -> None:
+    task_id, buyer = await _finished_task(client, state, double)
+    before = await _agent(state)
+    assert before.success_rate == pytest.approx(0.6)  # Beta(2, 2) after one success
+    low = await client.put(f"/tasks/{task_id}/feedback", headers=buyer, json={"rating": 2})
+    assert low.status_code == 200, low.text
+    after = await _agent(state)
+    # quality 0.25 < success_threshold 0.5: a failure now; still one finished task
+    assert after.success_rate == pytest.approx(0.4)
+    assert after.finished_tasks == before.finished_tasks == 1
+    await client.put(f"/tasks/{task_id}/feedback", headers=buyer, json={"rating": 5})
+    assert (await _agent(state)).success_rate == pytest.approx(0.6)
+
+
+async def _agent(state: AppState) -> Agent:
+    async with state.sessionmaker() as session:
+        return (await session.execute(select(Agent))).scalars().one()
 
 
 async def test_bad_feedback_is_refused(

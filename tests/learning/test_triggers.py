@@ -17,7 +17,7 @@ from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service, triggers
-from dukenet.learning.models import TrainingRun, TrainingRunStatus
+from dukenet.learning.models import Outcome, TrainingRun, TrainingRunStatus
 from dukenet.learning.router import RouterConfig
 from dukenet.tasks.models import Task, TaskStatus
 
@@ -136,6 +136,20 @@ class TestSuccessDrop:
         await _train(db_session, database_url, tmp_path)
         await _seed(db_session, [False] * 30)
         assert await triggers.due_trigger(db_session, settings, now=utcnow()) is None
+
+
+async def test_the_rolling_rate_counts_a_graded_result_by_the_success_threshold(
+    db_session: AsyncSession,
+) -> None:
+    await _seed(db_session, [True] * 4 + [False] * 4)
+    outcomes = (await db_session.execute(select(Outcome))).scalars().all()
+    for outcome in outcomes[:2]:
+        outcome.quality = 0.3  # the agent said success; the buyer rated it 0.3
+    await db_session.flush()
+    strict = await triggers.rolling_success_rate(db_session, window=8, success_threshold=0.5)
+    lenient = await triggers.rolling_success_rate(db_session, window=8, success_threshold=0.25)
+    assert strict == pytest.approx(2 / 8)
+    assert lenient == pytest.approx(4 / 8)
 
 
 class TestDrift:

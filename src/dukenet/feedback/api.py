@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from dukenet.deps import CurrentUser, Session
+from dukenet.deps import CurrentUser, Session, State
 from dukenet.feedback import service
 from dukenet.feedback.schemas import FeedbackRead, FeedbackWrite
 
@@ -15,10 +15,13 @@ router = APIRouter(tags=["feedback"])
 
 @router.put("/tasks/{task_id}/feedback", response_model=FeedbackRead)
 async def put_feedback(
-    task_id: uuid.UUID, data: FeedbackWrite, user: CurrentUser, session: Session
+    task_id: uuid.UUID, data: FeedbackWrite, user: CurrentUser, session: Session, state: State
 ) -> FeedbackRead:
-    """Give (or replace) feedback on your task's result; a rating or thumbs sets its quality."""
-    feedback, quality = await service.put(session, buyer=user, task_id=task_id, data=data)
+    """Give (or replace) feedback on your task's result; a rating or thumbs sets its quality (and
+    so the agent's reputation)."""
+    feedback, quality = await service.put(
+        session, settings=state.settings, buyer=user, task_id=task_id, data=data
+    )
     await session.commit()
     return FeedbackRead.model_validate(feedback).model_copy(update={"outcome_quality": quality})
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User
+from dukenet.config import Settings
 from dukenet.errors import Conflict, Forbidden, NotFound
 from dukenet.feedback.models import Feedback
 from dukenet.feedback.schemas import FeedbackWrite
@@ -27,10 +28,16 @@ def quality_from(feedback: FeedbackWrite) -> float | None:
 
 
 async def put(
-    session: AsyncSession, *, buyer: User, task_id: uuid.UUID, data: FeedbackWrite
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    buyer: User,
+    task_id: uuid.UUID,
+    data: FeedbackWrite,
 ) -> tuple[Feedback, float | None]:
     """Create or replace the buyer's feedback on the task's result; set the outcome's
-    ``quality`` from it (``quality_from``). Returns (feedback, quality).
+    ``quality`` from it (``quality_from``) and recompute the agent's reputation, which counts a
+    success as ``quality >= settings.success_threshold``. Returns (feedback, quality).
 
     Raises:
         NotFound: no such task visible to the buyer.
@@ -58,8 +65,12 @@ async def put(
         outcome = (
             await session.execute(select(Outcome).where(Outcome.task_id == task.id))
         ).scalar_one_or_none()
-        if outcome is not None:
+        if outcome is not None and outcome.quality != quality:
             outcome.quality = quality
+            await session.flush()
+            await tasks_service.update_agent_reputation(
+                session, settings, outcome.agent_id, count_finished=False
+            )
     await session.flush()
     return feedback, quality
 

@@ -55,7 +55,9 @@ async def model_status(admin: AdminUser, session: Session, state: State) -> Mode
 async def model_metrics(admin: AdminUser, session: Session, state: State) -> ModelMetricsRead:
     """Return every version's held-out metrics by outcomes seen, and the rolling success rate."""
     window = state.settings.success_drop_window
-    rate = await triggers.rolling_success_rate(session, window=window)
+    rate = await triggers.rolling_success_rate(
+        session, window=window, success_threshold=state.settings.success_threshold
+    )
     return ModelMetricsRead(
         champion_version=await service.champion_version(session),
         learning_curve=[

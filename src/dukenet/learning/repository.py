@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Integer, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning.models import (
@@ -22,17 +22,23 @@ from dukenet.tasks.models import Task
 
 
 async def recent_success_counts(
-    session: AsyncSession, agent_id: uuid.UUID | None, *, window: int
+    session: AsyncSession, agent_id: uuid.UUID | None, *, window: int, success_threshold: float
 ) -> tuple[int, int]:
     """Return (successes, total) over the last ``window`` outcomes of one agent, or of every
-    agent when ``agent_id`` is None."""
-    recent_stmt = select(Outcome.success)
+    agent when ``agent_id`` is None.
+
+    An outcome counts as a success iff ``quality >= success_threshold``, the label the learning
+    loop trains and evaluates on (``service.to_samples``), so reputation, the success-drop trigger
+    and the dashboards agree with it about a graded result.
+    """
+    success = case((Outcome.quality >= success_threshold, 1), else_=0)
+    recent_stmt = select(success.label("success"))
     if agent_id is not None:
         recent_stmt = recent_stmt.where(Outcome.agent_id == agent_id)
     recent = (
         recent_stmt.order_by(Outcome.created_at.desc(), Outcome.id.desc()).limit(window).subquery()
     )
-    stmt = select(func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0))
+    stmt = select(func.count(), func.coalesce(func.sum(recent.c.success), 0))
     total, successes = (await session.execute(stmt.select_from(recent))).one()
     return int(successes), int(total)
 

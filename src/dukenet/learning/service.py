@@ -338,7 +338,9 @@ async def train(
             return None
         outcomes = await repository.all_outcomes(session)
         cost_weights = await repository.outcome_cost_weights(session)
-        rolling = await triggers.rolling_success_rate(session, window=success_window)
+        rolling = await triggers.rolling_success_rate(
+            session, window=success_window, success_threshold=success_threshold
+        )
         champion = await champion_version(session)
         champion_row = await repository.get_version(session, champion) if champion else None
     try:

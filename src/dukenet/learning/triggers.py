@@ -107,7 +107,11 @@ async def due_trigger(
         candidates.append(("outcomes", f"{new} new outcomes ≥ {settings.retrain_every_n}"))
     enough_new = new >= settings.trigger_min_new_outcomes
     if "success-drop" in enabled and enough_new and last is not None:
-        rate = await rolling_success_rate(session, window=settings.success_drop_window)
+        rate = await rolling_success_rate(
+            session,
+            window=settings.success_drop_window,
+            success_threshold=settings.success_threshold,
+        )
         before = last.metrics.get("rolling_success_rate")
         if isinstance(before, float) and before >= settings.success_drop_threshold > rate:
             candidates.append(
@@ -142,7 +146,12 @@ async def due_trigger(
     return None
 
 
-async def rolling_success_rate(session: AsyncSession, *, window: int) -> float:
-    """Return the success rate of the last ``window`` outcomes (nan when there are none)."""
-    successes, total = await repository.recent_success_counts(session, None, window=window)
+async def rolling_success_rate(
+    session: AsyncSession, *, window: int, success_threshold: float
+) -> float:
+    """Return the success rate (``quality >= success_threshold``) of the last ``window`` outcomes
+    (nan when there are none)."""
+    successes, total = await repository.recent_success_counts(
+        session, None, window=window, success_threshold=success_threshold
+    )
     return successes / total if total else float("nan")

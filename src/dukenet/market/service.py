@@ -115,13 +115,15 @@ async def update_reputation(
     window: int,
     prior_successes: float,
     prior_failures: float,
+    success_threshold: float,
     count_finished: bool = True,
 ) -> None:
-    """Recompute the agent's smoothed success rate over its last ``window`` outcomes and its
-    price multiplier (``market.reputation``); ``count_finished`` adds one finished task (False
-    when an outcome already counted changed, e.g. a buyer rejected a delivery)."""
+    """Recompute the agent's smoothed success rate over its last ``window`` outcomes (a success:
+    ``quality >= success_threshold``) and its price multiplier (``market.reputation``);
+    ``count_finished`` adds one finished task (False when an outcome already counted changed,
+    e.g. a buyer rejected a delivery)."""
     successes, total = await learning_repository.recent_success_counts(
-        session, agent.id, window=window
+        session, agent.id, window=window, success_threshold=success_threshold
     )
     rate = reputation.smoothed_success_rate(
         successes, total, prior_successes=prior_successes, prior_failures=prior_failures

@@ -639,12 +639,15 @@ async def _record_outcome(
         cost_usd=result.cost_usd if result is not None else None,
         latency_ms=result.latency_ms if result is not None else None,
     )
-    await _update_reputation(session, settings, task.agent_id, count_finished=True)
+    await update_agent_reputation(session, settings, task.agent_id, count_finished=True)
 
 
-async def _update_reputation(
+async def update_agent_reputation(
     session: AsyncSession, settings: Settings, agent_id: uuid.UUID, *, count_finished: bool
 ) -> None:
+    """Recompute one agent's reputation from its recent outcomes (``market.service``), locking
+    its row; ``count_finished`` adds one finished task (False when a counted outcome changed: a
+    rejected delivery, a buyer's rating)."""
     agent = await agents_repository.get(session, agent_id, for_update=True)
     assert agent is not None
     await market_service.update_reputation(
@@ -653,6 +656,7 @@ async def _update_reputation(
         window=settings.reputation_window,
         prior_successes=settings.reputation_prior_successes,
         prior_failures=settings.reputation_prior_failures,
+        success_threshold=settings.success_threshold,
         count_finished=count_finished,
     )
 
@@ -710,7 +714,7 @@ async def reject(
     task.rejection_reason = reason
     task.finished_at = now
     await repository.mark_outcome_failed(session, task.id)
-    await _update_reputation(session, settings, task.agent_id, count_finished=False)
+    await update_agent_reputation(session, settings, task.agent_id, count_finished=False)
     await session.flush()
     return task, True
 
