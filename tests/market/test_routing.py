@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from dukenet.config import Settings
 from dukenet.errors import BadRequest
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 from dukenet.market.routing import (
+    RoutingReceipt,
     RoutingRequest,
     ThompsonExploration,
     exploration_from_settings,
@@ -56,16 +58,36 @@ def _request(cost_weight: float = 1.0, max_price_sat: int | None = None) -> Rout
     return RoutingRequest("Translate sentence 7777.", 2, cost_weight, max_price_sat)
 
 
+def _route(
+    router: DukeRouter | None,
+    rng: np.random.Generator,
+    *,
+    request: RoutingRequest | None = None,
+    agents: Sequence[Agent] = AGENTS,
+    model_version: int | None = 1,
+    epsilon: float = 0.0,
+    **options: Any,
+) -> RoutingReceipt:
+    """``route`` for this module's request and agents; ``options`` go to ``route`` as they are."""
+    return route(
+        request or _request(),
+        agents,
+        router=router,
+        model_version=model_version,
+        reference_price_sat=REFERENCE,
+        epsilon=epsilon,
+        rng=rng,
+        **options,
+    )
+
+
 class TestThompsonRouting:
     def test_receipt_records_how_the_propensity_was_computed(self, router: DukeRouter) -> None:
-        receipt = route(
-            _request(),
-            [*AGENTS, NEWCOMER],
-            router=router,
+        receipt = _route(
+            router,
+            np.random.default_rng(0),
+            agents=[*AGENTS, NEWCOMER],
             model_version=3,
-            reference_price_sat=REFERENCE,
-            epsilon=0.0,
-            rng=np.random.default_rng(0),
             thompson=ThompsonExploration(floor=0.05, cost_cap=None, n_draws=128),
         )
         body = receipt.as_json()
@@ -84,14 +106,10 @@ class TestThompsonRouting:
     def test_newcomer_gets_traffic(self, router: DukeRouter) -> None:
         rng = np.random.default_rng(1)
         names = [
-            route(
-                _request(),
-                [*AGENTS, NEWCOMER],
-                router=router,
-                model_version=1,
-                reference_price_sat=REFERENCE,
-                epsilon=0.0,
-                rng=rng,
+            _route(
+                router,
+                rng,
+                agents=[*AGENTS, NEWCOMER],
                 thompson=ThompsonExploration(floor=0.02, n_draws=64),
             ).agent.name
             for _ in range(400)
@@ -102,26 +120,16 @@ class TestThompsonRouting:
     def test_cost_cap_keeps_exploration_near_the_greedy_price(self, router: DukeRouter) -> None:
         rng = np.random.default_rng(2)
         receipts = [
-            route(
-                _request(),
-                AGENTS,
-                router=router,
-                model_version=1,
-                reference_price_sat=REFERENCE,
-                epsilon=0.0,
-                rng=rng,
+            _route(
+                router,
+                rng,
                 thompson=ThompsonExploration(floor=0.3, cost_cap=0.5, cost_cap_kind="price"),
             )
             for _ in range(300)
         ]
-        greedy = route(
-            _request(),
-            AGENTS,
-            router=router,
-            model_version=1,
-            reference_price_sat=REFERENCE,
-            epsilon=0.0,
-            rng=rng,
+        greedy = _route(
+            router,
+            rng,
             thompson=ThompsonExploration(floor=0.0, scale=0.0),
         )
         assert greedy.agent.name == "mid"
@@ -148,14 +156,9 @@ class TestThompsonRouting:
         thompson = ThompsonExploration(floor=0.02, n_draws=64)
 
         def receipt(share: float, seed: int) -> dict[str, Any]:
-            return route(
-                _request(),
-                AGENTS,
-                router=router,
-                model_version=1,
-                reference_price_sat=REFERENCE,
-                epsilon=0.0,
-                rng=np.random.default_rng(seed),
+            return _route(
+                router,
+                np.random.default_rng(seed),
                 thompson=thompson,
                 challenger=challenger,
                 challenger_version=2,
@@ -185,14 +188,10 @@ class TestThompsonRouting:
         assert min(p_dear) >= 0.3 * 0.5
 
     def test_before_the_first_model_routing_is_uniform(self) -> None:
-        receipt = route(
-            _request(),
-            AGENTS,
-            router=None,
+        receipt = _route(
+            None,
+            np.random.default_rng(0),
             model_version=None,
-            reference_price_sat=REFERENCE,
-            epsilon=0.0,
-            rng=np.random.default_rng(0),
             thompson=ThompsonExploration(),
         )
         assert receipt.propensity == pytest.approx(1 / 3)
@@ -200,14 +199,10 @@ class TestThompsonRouting:
 
     def test_budget_still_filters_first(self, router: DukeRouter) -> None:
         with pytest.raises(BadRequest):
-            route(
-                _request(max_price_sat=100),
-                AGENTS,
-                router=router,
-                model_version=1,
-                reference_price_sat=REFERENCE,
-                epsilon=0.0,
-                rng=np.random.default_rng(0),
+            _route(
+                router,
+                np.random.default_rng(0),
+                request=_request(max_price_sat=100),
                 thompson=ThompsonExploration(),
             )
 
@@ -225,14 +220,10 @@ class TestSettings:
     def test_epsilon_remains_available(self, router: DukeRouter) -> None:
         settings = Settings(exploration="epsilon", exploration_epsilon=0.2)
         assert exploration_from_settings(settings) is None
-        receipt = route(
-            _request(),
-            AGENTS,
-            router=router,
-            model_version=1,
-            reference_price_sat=REFERENCE,
+        receipt = _route(
+            router,
+            np.random.default_rng(0),
             epsilon=settings.exploration_epsilon,
-            rng=np.random.default_rng(0),
             thompson=exploration_from_settings(settings),
         )
         body = receipt.as_json()
