@@ -724,7 +724,6 @@ def _policy_gate(
         return champion is None, None
     agents = list(decisions[0].candidates)
     p_new = challenger.predict_proba_features(x_held_out, agents)
-    terms_new = greedy_policy_evaluation(decisions, list(p_new))
     if champion is None:
         y = np.array([d.success for d in decisions], dtype=np.float64)
         own = np.array([d.chosen for d in decisions], dtype=np.int64)
@@ -732,7 +731,7 @@ def _policy_gate(
             len(decisions), np.mean([float(s.success) for s in fit_rows]) if fit_rows else 0.5
         )
         decision = policy_promotion_decision(
-            terms_new.utility,
+            greedy_policy_evaluation(decisions, list(p_new)).utility,
             None,
             y_true=y,
             p_challenger=p_new[np.arange(len(decisions)), own],
