@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dukenet.config import Settings
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.policy import (
     canary_mix,
@@ -205,7 +206,14 @@ class TestThompson:
         seen = set()
         for _ in range(2_000):
             d = choose_thompson(
-                self.MEAN, self.SD, self.PRICES, self.VALUE, rng=rng, floor=0.2, cost_cap=0.5
+                self.MEAN,
+                self.SD,
+                self.PRICES,
+                self.VALUE,
+                rng=rng,
+                floor=0.2,
+                cost_cap=0.5,
+                cost_cap_kind="price",
             )
             assert self.PRICES[d.index] <= cap_price
             assert (d.propensities[cap_price < self.PRICES] == 0).all()
@@ -242,6 +250,12 @@ class TestThompson:
         np.testing.assert_allclose(counts / n, mean_propensities, atol=0.015)
         assert (counts / n) @ prices <= 1.2 * greedy_price * 1.05
         assert counts[4] > 0
+
+    def test_default_cost_cap_kind_is_the_products(self) -> None:
+        d = choose_thompson(
+            self.MEAN, self.SD, self.PRICES, self.VALUE, rng=np.random.default_rng(1), cost_cap=0.2
+        )
+        assert d.details["cost_cap_kind"] == Settings().exploration_cost_cap_kind == "expected"
 
     def test_expected_cost_cap_leaves_cheap_exploration_alone(self) -> None:
         kwargs: dict[str, Any] = {"floor": 0.05, "n_draws": 64}

@@ -190,7 +190,7 @@ def choose_thompson(
     floor: float = 0.0,
     scale: float = 1.0,
     cost_cap: float | None = None,
-    cost_cap_kind: CostCapKind = "price",
+    cost_cap_kind: CostCapKind = "expected",
     n_draws: int = THOMPSON_DRAWS,
 ) -> RoutingDecision:
     """Choose a candidate by Thompson sampling on the posterior of its success logit.
@@ -211,7 +211,8 @@ def choose_thompson(
         cost_cap: with ``cost_cap_kind="price"``, explore only candidates priced at most
             ``(1 + cost_cap)`` times the greedy one; with ``"expected"``, keep the decision's
             expected price at most that (None: no cap).
-        cost_cap_kind: ``"price"`` or ``"expected"`` (see the module docstring).
+        cost_cap_kind: ``"expected"`` (the default, as the product's ``Settings``) or ``"price"``
+            (see the module docstring).
         n_draws: posterior draws per decision.
 
     Raises:
