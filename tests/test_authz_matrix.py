@@ -295,9 +295,9 @@ BUYERS_THING = (401, 200, 404, 404, 404, 404, 200)
 """The buyer's own object: others get 404 (existence not revealed), admins see it."""
 OPERATORS_AGENT = (401, 403, 403, 200, 200, 403, 200)
 """Changing the operator's agent: its operator (token or key) and admins."""
-RUNNER = (401, 403, 403, 200, 200, 403, 200)
-"""The runner protocol on a task leased by the operator's agent: another operator's runner is
-told it is not theirs (403), buyers are not runners (403)."""
+RUNNER = (401, 403, 403, 200, 200, 404, 200)
+"""The runner protocol on a task leased by the operator's agent: to another operator's runner the
+task does not exist (404, as an unknown id), buyers are not runners (403)."""
 
 # fmt: off
 MATRIX: tuple[Row, ...] = (
@@ -354,7 +354,7 @@ MATRIX: tuple[Row, ...] = (
     Row("POST", "/api/v2/runner/claim", (401, 403, 403, 200, 200, 403, 200), claim,
         "another operator naming an agent not theirs is 403"),
     Row("POST", "/api/v2/runner/tasks/{task_id}/heartbeat", RUNNER, heartbeat),
-    Row("POST", "/api/v2/runner/tasks/{task_id}/result", (401, 403, 403, 201, 201, 403, 201),
+    Row("POST", "/api/v2/runner/tasks/{task_id}/result", (401, 403, 403, 201, 201, 404, 201),
         submit_result),
     Row("POST", "/api/v2/runner/tasks/{task_id}/release", RUNNER, release),
     # ledger, model registry, monitoring

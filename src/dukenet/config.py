@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # a task nobody claims for this long (an offline runner, an absent human) is offered to the
     # best other agent within budget; 0 waits forever
     claim_timeout_s: float = Field(default=3_600.0, ge=0.0)
+    # a task still unclaimed this long after it became claimable (created, or back from its
+    # last attempt) fails with a full refund and no outcome; 0 waits forever
+    claim_deadline_s: float = Field(default=604_800.0, ge=0.0)
     runner_poll_s: float = Field(default=0.2, gt=0)
     llm_timeout_s: float = Field(default=60.0, gt=0)
     file_context_chars: int = Field(default=8_000, ge=0)

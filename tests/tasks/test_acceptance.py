@@ -4,6 +4,7 @@ agent within the buyer's budget; human agents working from their inbox."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -199,8 +200,8 @@ class TestAcceptance:
         )
         assert late.status_code == 409 and "dispute window" in late.json()["detail"]
 
-        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 1, 0)
-        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 1, 0, 0)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0, 0)
         settled = (await client.get(f"/tasks/{due['id']}", headers=market.buyer)).json()
         waiting = (await client.get(f"/tasks/{not_due['id']}", headers=market.buyer)).json()
         assert settled["status"] == "completed" and waiting["status"] == "delivered"
@@ -340,7 +341,7 @@ class TestClaimTimeout:
             )
             await session.commit()
 
-        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 1)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 1, 0)
 
         def shown(task: dict[str, Any]) -> Any:
             return client.get(f"/tasks/{task['id']}", headers=market.buyer)
@@ -351,7 +352,144 @@ class TestClaimTimeout:
         assert (await shown(pinned)).json()["agent_id"] == market.agent["id"]  # keeps waiting
         assert (await shown(fresh)).json()["agent_id"] == market.agent["id"]
         # The pinned task's clock restarted: the next sweep leaves it alone.
-        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0)
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0, 0)
+
+
+DEADLINE_S = 600.0
+
+
+async def _backdate(state: AppState, task: dict[str, Any], *, seconds: float, **more: Any) -> None:
+    """Make a task look created (and assigned) ``seconds`` ago; ``more`` sets other columns."""
+    then = utcnow() - timedelta(seconds=seconds)
+    async with state.sessionmaker() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == uuid.UUID(task["id"]))
+            .values(created_at=then, assigned_at=then, **more)
+        )
+        await session.commit()
+
+
+async def _sweep(state: AppState) -> int:
+    """Sweep once; return how many unclaimed tasks it refunded at their claim deadline."""
+    return (await Sweeper(state.sessionmaker, state.settings).sweep()).refunded_unclaimed
+
+
+class TestClaimDeadline:
+    @pytest.fixture(autouse=True)
+    def _deadline(self, state: AppState) -> None:
+        state.settings = state.settings.model_copy(update={"claim_deadline_s": DEADLINE_S})
+
+    async def test_a_pinned_task_past_the_deadline_fails_with_one_full_refund_and_no_outcome(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        agent_before = (
+            await client.get(f"/agents/{market.agent['id']}", headers=market.buyer)
+        ).json()
+        late = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        early = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        await _backdate(state, late, seconds=DEADLINE_S + 1)
+        await _backdate(state, early, seconds=DEADLINE_S / 2)
+
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0, 1)
+        assert await _sweep(state) == 0
+
+        failed = (await client.get(f"/tasks/{late['id']}", headers=market.buyer)).json()
+        assert failed["status"] == "failed" and failed["finished_at"] is not None
+        assert failed["error"] == "not claimed within the claim deadline (600 s); refunded"
+        assert failed["attempts"] == 0
+        assert [t["kind"] for t in failed["transactions"]] == ["escrow_hold", "escrow_refund"]
+        waiting = (await client.get(f"/tasks/{early['id']}", headers=market.buyer)).json()
+        assert waiting["status"] == "assigned" and waiting["error"] is None
+        assert await wallet_balance(client, market.buyer) == DEPOSIT - early["escrow_sat"]
+        assert await account_balance(state.sessionmaker, escrow_name(uuid.UUID(late["id"]))) == 0
+        async with state.sessionmaker() as session:
+            assert (await session.execute(select(Outcome))).scalars().all() == []
+        agent_after = (
+            await client.get(f"/agents/{market.agent['id']}", headers=market.buyer)
+        ).json()
+        assert agent_after["finished_tasks"] == agent_before["finished_tasks"]
+        assert agent_after["success_rate"] == agent_before["success_rate"]
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+    async def test_a_claimed_task_is_never_expired(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        executing = (await submit_task(client, market.buyer)).json()
+        await _claim(client, market.operator, task_id=executing["id"])
+        delivered = await _deliver(client, market)
+        for task in (executing, delivered):
+            await _backdate(state, task, seconds=10 * DEADLINE_S)
+
+        assert await _sweep(state) == 0
+        for task, status in ((executing, "executing"), (delivered, "delivered")):
+            shown = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+            assert shown["status"] == status
+
+    async def test_a_retried_task_counts_from_the_end_of_its_last_attempt(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        task = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        claim = await _claim(client, market.operator, task_id=task["id"])
+        released = await client.post(
+            f"/runner/tasks/{task['id']}/release",
+            headers=market.operator,
+            params={"lease_token": claim["lease_token"], "error": "endpoint down"},
+        )
+        assert released.json()["status"] == "assigned"
+        await _backdate(state, task, seconds=10 * DEADLINE_S)
+        assert await _sweep(state) == 0  # back in the queue just now
+
+        await _backdate(
+            state,
+            task,
+            seconds=DEADLINE_S + 1,
+            available_at=utcnow() - timedelta(seconds=DEADLINE_S + 1),
+        )
+        assert await _sweep(state) == 1
+        assert await wallet_balance(client, market.buyer) == DEPOSIT
+        async with state.sessionmaker() as session:
+            assert (await session.execute(select(Outcome))).scalars().all() == []
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+    async def test_a_task_another_agent_could_take_is_refunded_not_offered_again(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        task = (await submit_task(client, market.buyer)).json()
+        await llm_agent(client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=900)
+        await _backdate(state, task, seconds=DEADLINE_S + 1)
+
+        assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0, 1)
+        shown = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+        assert shown["status"] == "failed" and shown["agent_id"] == market.agent["id"]
+        assert await wallet_balance(client, market.buyer) == DEPOSIT
+
+    async def test_racing_sweepers_refund_once(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        tasks = [(await submit_task(client, market.buyer)).json() for _ in range(3)]
+        for task in tasks:
+            await _backdate(state, task, seconds=DEADLINE_S + 1)
+
+        counts = await asyncio.gather(*(_sweep(state) for _ in range(4)))
+        assert sum(counts) == len(tasks)
+        assert await _sweep(state) == 0
+        for task in tasks:
+            shown = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+            assert [t["kind"] for t in shown["transactions"]] == ["escrow_hold", "escrow_refund"]
+        assert await wallet_balance(client, market.buyer) == DEPOSIT
+        await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+    async def test_a_deadline_of_zero_waits_forever(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        state.settings = state.settings.model_copy(update={"claim_deadline_s": 0.0})
+        task = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
+        await _backdate(state, task, seconds=365 * 86_400)
+
+        assert await _sweep(state) == 0
+        shown = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+        assert shown["status"] == "assigned"
 
 
 class TestRetryBackoff:

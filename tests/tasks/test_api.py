@@ -304,15 +304,18 @@ class TestRunnerProtocol:
         claim = await _claim(client, market.operator, agent_id=market.agent["id"])
         base = f"/runner/tasks/{task['id']}"
         token = {"lease_token": claim["lease_token"]}
-        stolen = await client.post(f"{base}/result", headers=rival, json=_result(claim))
-        assert stolen.status_code == 403
-        assert stolen.json()["detail"] == "this task is not assigned to your agent"
-        assert (
-            await client.post(f"{base}/heartbeat", headers=rival, params=token)
-        ).status_code == 403
-        assert (
-            await client.post(f"{base}/release", headers=rival, params=token)
-        ).status_code == 403
+        # Another operator's task answers as an unknown one would: its existence is not revealed.
+        unknown = uuid.uuid4()
+        for action, kwargs in (
+            ("result", {"json": _result(claim)}),
+            ("heartbeat", {"params": token}),
+            ("release", {"params": token}),
+        ):
+            stolen = await client.post(f"{base}/{action}", headers=rival, **kwargs)
+            absent = await client.post(f"/runner/tasks/{unknown}/{action}", headers=rival, **kwargs)
+            assert stolen.status_code == absent.status_code == 404, action
+            assert stolen.json()["detail"] == f"task {task['id']} not found"
+            assert absent.json()["detail"] == f"task {unknown} not found"
 
         # The owner, too, must present the lease token it was given.
         forged = {**_result(claim), "lease_token": str(uuid.uuid4())}
@@ -333,7 +336,8 @@ class TestRunnerProtocol:
         assert done.status_code == 201
         # Replaying the owner's idempotency key does not hand the result to someone else.
         replayed = await client.post(f"{base}/result", headers=rival, json=_result(claim))
-        assert replayed.status_code == 403, replayed.text
+        assert replayed.status_code == 404, replayed.text
+        assert replayed.json()["detail"] == f"task {task['id']} not found"
 
 
 async def test_prometheus_metrics_count_requests_transitions_and_settlements(

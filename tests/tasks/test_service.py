@@ -16,7 +16,7 @@ from dukenet.accounts.models import User, UserRole
 from dukenet.agents import service as agents_service
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import AgentCreate
-from dukenet.errors import Conflict, Forbidden
+from dukenet.errors import Conflict, NotFound
 from dukenet.kit.orm import utcnow
 from dukenet.kit.state import AppState
 from dukenet.ledger import service as ledger_service
@@ -172,7 +172,8 @@ class TestResults:
                     agent_ids=[agent_id],
                 )
             await session.rollback()
-            with pytest.raises(Forbidden):  # a replayed key does not reveal the result to others
+            # A replayed key reveals neither the result nor the task to others.
+            with pytest.raises(NotFound, match=f"task {one_id} not found"):
                 await tasks_service.submit_result(
                     session,
                     settings=state.settings,

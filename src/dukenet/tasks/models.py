@@ -57,8 +57,9 @@ class Task(IdMixin, TimestampMixin, Base):
     ``routing`` is the router's receipt (model version, candidates with predicted success and
     price, the choice and its propensity, failovers). The lease fields belong to the runner
     executing it; a retried task is not claimed before ``available_at`` (its backoff).
-    ``assigned_at`` is when the task became claimable by its current agent: one left unclaimed
-    for ``claim_timeout_s`` is offered to another agent.
+    ``assigned_at`` is when the task was last offered to its current agent (reset each time one
+    left unclaimed for ``claim_timeout_s`` is offered again, to another agent or the same); one
+    still unclaimed ``claim_deadline_s`` after ``available_at`` (or ``created_at``) is refunded.
     ``accept_by`` is the end of the dispute window of a delivered task.
     """
 

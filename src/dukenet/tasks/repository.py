@@ -128,6 +128,28 @@ async def unclaimed_since(
     return (await session.execute(stmt)).scalars().all()
 
 
+def _claimable_since() -> ColumnElement[datetime]:
+    """When an assigned task last became claimable by anyone: the end of the backoff after its
+    last attempt, else its creation. Unlike ``assigned_at`` it does not move when the task is
+    offered to another agent or left waiting for another claim timeout."""
+    return func.coalesce(Task.available_at, Task.created_at)
+
+
+async def unclaimed_before(
+    session: AsyncSession, before: datetime, *, limit: int = 100
+) -> Sequence[Task]:
+    """Lock and return assigned tasks claimable since before ``before`` (``_claimable_since``)
+    and still not claimed (SKIP LOCKED), oldest first."""
+    stmt = (
+        select(Task)
+        .where(Task.status == TaskStatus.ASSIGNED, _claimable_since() < before)
+        .order_by(_claimable_since(), Task.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
 async def queued_for_agent(
     session: AsyncSession, agent_id: uuid.UUID, *, limit: int = 10_000
 ) -> Sequence[Task]:

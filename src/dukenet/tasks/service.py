@@ -299,10 +299,9 @@ async def _leased_task(
     agent_ids: Sequence[uuid.UUID],
 ) -> Task:
     task = await repository.get(session, task_id, for_update=True)
-    if task is None:
+    if task is None or task.agent_id not in agent_ids:
+        # Another operator's task answers as an unknown one: its existence is not revealed.
         raise NotFound(f"task {task_id} not found")
-    if task.agent_id not in agent_ids:
-        raise Forbidden("this task is not assigned to your agent")
     if task.status is not TaskStatus.EXECUTING or task.lease_token != lease_token:
         raise Conflict(f"task {task_id} is not leased to you (status {task.status.value})")
     return task
@@ -319,7 +318,8 @@ async def heartbeat(
     """Extend a held lease by ``lease_s`` seconds from now.
 
     Raises:
-        NotFound / Forbidden / Conflict: unknown task, not your agent's, or lease lost.
+        NotFound: no such task, or it is not assigned to one of ``agent_ids`` (not revealed).
+        Conflict: the lease was lost.
     """
     task = await _leased_task(session, task_id, lease_token, agent_ids)
     task.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
@@ -342,7 +342,8 @@ async def submit_result(
     ``idempotency_key`` returns the first result.
 
     Raises:
-        NotFound / Forbidden / Conflict: unknown task, not your agent's, lease lost or task final.
+        NotFound: no such task, or it is not assigned to one of ``agent_ids`` (not revealed).
+        Conflict: the lease was lost or the task is final, or the key was used for another task.
     """
     previous = await _previous_result(session, task_id, data.idempotency_key, agent_ids)
     if previous is not None:
@@ -385,8 +386,9 @@ async def _previous_result(
     if previous.task_id != task_id:
         raise Conflict("idempotency key already used for another task")
     if previous.agent_id not in agent_ids:
-        # A replayed key must not hand the result to an operator who does not own the agent.
-        raise Forbidden("this task is not assigned to your agent")
+        # A replayed key must not hand the result to an operator who does not own the agent,
+        # nor tell them the task exists.
+        raise NotFound(f"task {task_id} not found")
     return previous
 
 
@@ -400,7 +402,12 @@ async def release(
     error: str,
 ) -> Task:
     """Give a leased task back after an execution error: it is retried, or fails with a refund
-    once ``max_attempts`` is reached."""
+    once ``max_attempts`` is reached.
+
+    Raises:
+        NotFound: no such task, or it is not assigned to one of ``agent_ids`` (not revealed).
+        Conflict: the lease was lost.
+    """
     task = await _leased_task(session, task_id, lease_token, agent_ids)
     await _requeue_or_fail(session, settings, task, error=error)
     return task
@@ -522,8 +529,9 @@ async def reassign_queued(
 async def reassign_unclaimed(session: AsyncSession, *, settings: Settings) -> int:
     """Offer tasks nobody claimed within ``claim_timeout_s`` of becoming claimable (an offline
     runner, an absent human) to the best other agent within budget (``market.failover``); a task
-    pinned to its agent, or with nobody else within budget, keeps waiting for another timeout.
-    Returns how many moved. No attempt and no outcome is counted: the agent never started.
+    pinned to its agent, or with nobody else within budget, keeps waiting for another timeout
+    until its claim deadline (``expire_unclaimed``). Returns how many moved. No attempt and no
+    outcome is counted: the agent never started.
     """
     if settings.claim_timeout_s <= 0:
         return 0
@@ -539,6 +547,33 @@ async def reassign_unclaimed(session: AsyncSession, *, settings: Settings) -> in
         task.assigned_at = now
     await session.flush()
     return moved
+
+
+async def expire_unclaimed(session: AsyncSession, *, settings: Settings) -> int:
+    """Fail the tasks still unclaimed ``claim_deadline_s`` after they became claimable (created,
+    or back from the backoff of their last attempt), refunding the whole escrow: a task pinned
+    to an absent agent, or offered in turn to agents none of whom claimed it, stops holding the
+    buyer's money. Returns how many were refunded.
+
+    No outcome is recorded and no reputation changes: nobody is working on the task (an earlier
+    attempt that expired or was released recorded none either). Rows are locked with SKIP LOCKED
+    and the refund carries the task's settlement key, so sweepers racing each other (or a claim,
+    or a cancellation) refund a task at most once.
+    """
+    if settings.claim_deadline_s <= 0:
+        return 0
+    now = utcnow()
+    error = f"not claimed within the claim deadline ({settings.claim_deadline_s:.15g} s); refunded"
+    tasks = await repository.unclaimed_before(
+        session, now - timedelta(seconds=settings.claim_deadline_s)
+    )
+    for task in tasks:
+        task.status = TaskStatus.FAILED
+        task.error = error
+        task.finished_at = now
+        await _refund(session, task)
+    await session.flush()
+    return len(tasks)
 
 
 def _close_lease(task: Task) -> None:

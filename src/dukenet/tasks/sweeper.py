@@ -1,8 +1,9 @@
 """The sweeper: returns expired leases to the queue, settles delivered tasks whose dispute
-window has passed, and offers tasks nobody claimed in time to another agent. Every database
-runner sweeps before it claims, and the API server sweeps on its own so settlement happens even
-where only remote (HTTP) runners work. Sweeps are safe to run in any number of processes at once:
-each locks its rows with SKIP LOCKED and every settlement has one idempotency key."""
+window has passed, refunds tasks nobody claimed before the claim deadline, and offers tasks
+nobody claimed in time to another agent. Every database runner sweeps before it claims, and the
+API server sweeps on its own so settlement happens even where only remote (HTTP) runners work.
+Sweeps are safe to run in any number of processes at once: each locks its rows with SKIP LOCKED
+and every settlement has one idempotency key."""
 
 from __future__ import annotations
 
@@ -22,15 +23,17 @@ log = structlog.get_logger(__name__)
 
 
 class SweepReport(NamedTuple):
-    """What one sweep did: leases expired, delivered tasks settled, unclaimed tasks moved."""
+    """What one sweep did: leases expired, delivered tasks settled, unclaimed tasks moved, and
+    tasks refunded because nobody claimed them before the claim deadline."""
 
     expired_leases: int
     settled: int
     reassigned: int
+    refunded_unclaimed: int
 
 
 class Sweeper:
-    """Runs ``expire_leases``, ``settle_due`` and ``reassign_unclaimed``."""
+    """Runs ``expire_leases``, ``settle_due``, ``expire_unclaimed`` and ``reassign_unclaimed``."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessionmaker = sessionmaker
@@ -47,11 +50,16 @@ class Sweeper:
             self._sessionmaker,
             lambda session: tasks_service.settle_due(session, settings=self._settings),
         )
+        # Before reassignment: a task past its deadline is refunded, not offered once more.
+        refunded = await in_transaction(
+            self._sessionmaker,
+            lambda session: tasks_service.expire_unclaimed(session, settings=self._settings),
+        )
         reassigned = await in_transaction(
             self._sessionmaker,
             lambda session: tasks_service.reassign_unclaimed(session, settings=self._settings),
         )
-        report = SweepReport(expired, settled, reassigned)
+        report = SweepReport(expired, settled, reassigned, refunded)
         if any(report):
             log.info("swept", **report._asdict())
         return report
