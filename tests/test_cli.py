@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,15 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from typer.testing import CliRunner
 
 from dukenet.accounts import repository as accounts_repository
+from dukenet.accounts.models import User, UserRole
+from dukenet.agents import repository as agents_repository
+from dukenet.agents import service as agents_service
 from dukenet.agents.models import AgentKind
+from dukenet.agents.schemas import AgentCreate, LLMAgentCreate
 from dukenet.cli import app
 from dukenet.config import Settings
+from dukenet.db import create_engine, create_sessionmaker
+from dukenet.kit.secrets import SecretBox, SecretError, generate_key
 from dukenet.kit.state import AppState
 from dukenet.learning.routerbench import complexity_of, load_routerbench
 from dukenet.main import create_app
@@ -230,3 +237,88 @@ def test_export_errors_name_the_field(env: Path, args: list[str], message: str) 
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+# Rotating the secret key that encrypts agents' stored API keys.
+
+API_KEY = "sk-live-0123456789abcdefWXYZ"
+
+
+async def _keyed_agents(settings: Settings, keys: dict[str, str]) -> None:
+    """Register one ``llm`` agent per name, its API key encrypted under that name's secret key."""
+    engine = create_engine(settings.resolved_database_url)
+    async with create_sessionmaker(engine)() as session:
+        owner = User(
+            email=f"{uuid.uuid4().hex}@example.com", password_hash="x", role=UserRole.AGENT
+        )
+        session.add(owner)
+        await session.flush()
+        for name, secret_key in keys.items():
+            llm = LLMAgentCreate.model_validate(
+                {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": API_KEY}
+            )
+            await agents_service.register(
+                session,
+                settings=settings,
+                owner=owner,
+                data=AgentCreate(name=name, kind="llm", llm=llm),
+                secrets=SecretBox([secret_key]),
+            )
+        await session.commit()
+    await engine.dispose()
+
+
+async def _stored_token(settings: Settings, name: str) -> str:
+    engine = create_engine(settings.resolved_database_url)
+    async with create_sessionmaker(engine)() as session:
+        agent = await agents_repository.get_by_name(session, name)
+        assert agent is not None
+        token: str = agent.config["api_key_encrypted"]
+    await engine.dispose()
+    return token
+
+
+def test_agents_rotate_keys(
+    database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new, lost = generate_key(), generate_key(), generate_key()
+    monkeypatch.setenv("DUKENET_VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("DUKENET_DATABASE_URL", database_url)
+    monkeypatch.setenv("DUKENET_SECRET_KEY", f"{new},{old}")
+    asyncio.run(_keyed_agents(settings, {"keyed-a": old, "keyed-b": old}))
+
+    rotated = runner.invoke(app, ["agents", "rotate-keys"])
+    assert rotated.exit_code == 0, rotated.output
+    assert "2 of 2 stored API keys re-encrypted under the newest key" in rotated.output
+    for name in ("keyed-a", "keyed-b"):
+        assert SecretBox([new]).decrypt(asyncio.run(_stored_token(settings, name))) == API_KEY
+
+    # A key made under a key no longer configured: reported, exit 1; the others still rotate.
+    asyncio.run(_keyed_agents(settings, {"keyed-c": old, "keyed-lost": lost}))
+    newest = generate_key()
+    monkeypatch.setenv("DUKENET_SECRET_KEY", f"{newest},{new},{old}")
+    partial = runner.invoke(app, ["agents", "rotate-keys"])
+    assert partial.exit_code == 1
+    assert "3 of 4 stored API keys re-encrypted" in partial.output
+    assert "DUKENET_SECRET_KEY (left as they were): keyed-lost" in partial.output
+    for name in ("keyed-a", "keyed-c"):  # committed despite the failure
+        token = asyncio.run(_stored_token(settings, name))
+        assert SecretBox([newest]).decrypt(token) == API_KEY
+        with pytest.raises(SecretError):
+            SecretBox([new, old]).decrypt(token)
+    assert SecretBox([lost]).decrypt(asyncio.run(_stored_token(settings, "keyed-lost"))) == API_KEY
+
+
+def test_agents_rotate_keys_needs_a_configured_key(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DUKENET_SECRET_KEY", raising=False)
+    runner.invoke(app, ["db", "upgrade"])
+    unset = runner.invoke(app, ["agents", "rotate-keys"])
+    assert unset.exit_code == 2
+    assert "DUKENET_SECRET_KEY: not set" in unset.output
+    assert not (env / "var" / "secret_key").exists()  # no key generated on the way
+    monkeypatch.setenv("DUKENET_SECRET_KEY", f"{generate_key()},not-a-key")
+    invalid = runner.invoke(app, ["agents", "rotate-keys"])
+    assert invalid.exit_code == 2
+    assert "DUKENET_SECRET_KEY: key 2 is not a Fernet key" in invalid.output

@@ -25,7 +25,7 @@ from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
 from dukenet.files.storage import storage_from_settings
-from dukenet.kit.secrets import SecretBox
+from dukenet.kit.secrets import SECRET_KEY_FILE, SecretBox
 from dukenet.learning import service as learning_service
 from dukenet.learning.trainer import Trainer
 from dukenet.ledger import service as ledger_service
@@ -343,6 +343,44 @@ def agents_enable(name: Annotated[str, typer.Argument(help="The agent's name.")]
 def agents_disable(name: Annotated[str, typer.Argument(help="The agent's name.")]) -> None:
     """Take an agent off the market; its queued tasks move to other agents or are refunded."""
     _set_agent_enabled(name, False)
+
+
+@agents_app.command("rotate-keys")
+def agents_rotate_keys() -> None:
+    """Re-encrypt every stored agent API key under the first key of DUKENET_SECRET_KEY.
+
+    Keys that no configured key opens are listed and left as they were, and the command exits
+    1; the others are re-encrypted and committed all the same (they stay readable with the
+    keys configured), so it can simply run again once those agents are fixed.
+    """
+    settings = Settings()
+    if not settings.secret_key.strip():
+        _bad_option(
+            "DUKENET_SECRET_KEY",
+            "not set; give the new key first and the current ones after it, comma-separated "
+            f"(a generated key is in {settings.var_dir / SECRET_KEY_FILE})",
+        )
+    try:
+        secrets = SecretBox.from_settings(settings)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def work(session: AsyncSession) -> agents_service.KeyRotationReport:
+        return await agents_service.rotate_api_keys(session, secrets=secrets)
+
+    report = _with_session(settings, work)
+    typer.echo(
+        f"{report.rotated} of {report.keyed} stored API keys re-encrypted under the newest key "
+        f"({report.scanned} llm agents scanned)"
+    )
+    if report.undecryptable:
+        typer.echo(
+            f"error: {len(report.undecryptable)} stored API keys cannot be decrypted with any "
+            f"key in DUKENET_SECRET_KEY (left as they were): {', '.join(report.undecryptable)}",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @admin_app.command("metrics")

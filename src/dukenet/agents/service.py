@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from dukenet.agents.models import Agent, AgentKind
 from dukenet.agents.schemas import AgentCreate, AgentStatsRead, AgentUpdate, LLMAgentConfig
 from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
-from dukenet.kit.secrets import SecretBox
+from dukenet.kit.secrets import SecretBox, SecretError
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind
 from dukenet.market import reputation
@@ -190,6 +191,55 @@ def _with_api_key(
             }
         )
     return config.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class KeyRotationReport:
+    """What :func:`rotate_api_keys` did: ``scanned`` ``llm`` agents, of which ``keyed`` hold a
+    stored API key; ``rotated`` keys re-encrypted under the newest key; ``undecryptable`` names
+    (sorted) of agents whose key no configured key opens, left as they were."""
+
+    scanned: int
+    keyed: int
+    rotated: int
+    undecryptable: tuple[str, ...]
+
+
+async def rotate_api_keys(session: AsyncSession, *, secrets: SecretBox) -> KeyRotationReport:
+    """Re-encrypt every ``llm`` agent's stored API key under the newest key of ``secrets``.
+
+    For retiring a key: with ``DUKENET_SECRET_KEY=NEW,OLD`` everywhere, once this has run (and
+    committed) with nothing undecryptable, no stored key needs ``OLD`` any more. Each re-encrypted
+    agent's row is locked (PostgreSQL) and its ``config`` replaced by a new dict with only
+    ``api_key_encrypted`` changed. Only flushes: the caller's commit makes it one transaction.
+    Idempotent: a second run re-encrypts again (new tokens, same plaintexts). A key that no
+    configured key opens (made under a lost key, altered) raises nothing: its agent is left
+    untouched and named in ``undecryptable``.
+    """
+    agents = await repository.list_all(session, kinds=[AgentKind.LLM])
+    keyed = rotated = 0
+    undecryptable: list[str] = []
+    for listed in agents:
+        if listed.config.get("api_key_encrypted") is None:
+            continue
+        agent = await repository.get(session, listed.id, for_update=True)
+        token = None if agent is None else agent.config.get("api_key_encrypted")
+        if agent is None or token is None:
+            continue  # deleted or its key removed since it was listed
+        keyed += 1
+        try:
+            new_token = secrets.rotate(token) if isinstance(token, str) else None
+        except SecretError:
+            new_token = None
+        if new_token is None:
+            undecryptable.append(agent.name)
+            continue
+        agent.config = {**agent.config, "api_key_encrypted": new_token}  # a new dict: persisted
+        rotated += 1
+    await session.flush()
+    return KeyRotationReport(
+        scanned=len(agents), keyed=keyed, rotated=rotated, undecryptable=tuple(undecryptable)
+    )
 
 
 async def stats(session: AsyncSession, agents: Sequence[Agent]) -> list[AgentStatsRead]:
