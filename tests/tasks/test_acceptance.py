@@ -354,6 +354,31 @@ class TestClaimTimeout:
         # The pinned task's clock restarted: the next sweep leaves it alone.
         assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 0, 0)
 
+    async def test_a_task_is_never_offered_back_to_an_agent_that_let_it_wait(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        state.settings = state.settings.model_copy(update={"claim_timeout_s": 600.0})
+        task = (await submit_task(client, market.buyer)).json()
+        other = await llm_agent(
+            client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=900
+        )
+
+        async def time_out() -> tuple[int, ...]:
+            async with state.sessionmaker() as session:
+                await session.execute(
+                    update(Task)
+                    .where(Task.id == uuid.UUID(task["id"]))
+                    .values(assigned_at=utcnow() - timedelta(seconds=601))
+                )
+                await session.commit()
+            return tuple(await Sweeper(state.sessionmaker, state.settings).sweep())
+
+        assert await time_out() == (0, 0, 1, 0)  # to the other agent
+        assert await time_out() == (0, 0, 0, 0)  # not back to the first: it waits where it is
+        shown = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
+        assert shown["agent_id"] == other["id"]
+        assert [f["to_agent_id"] for f in shown["routing"]["failovers"]] == [other["id"]]
+
 
 DEADLINE_S = 600.0
 

@@ -462,11 +462,17 @@ async def _fail_over(
     reason: str = "execution failed",
 ) -> None:
     """Move a task whose agent could not execute it to the best untried agent within the
-    buyer's budget (``market.failover``); keep it where it is if none qualifies."""
+    buyer's budget (``market.failover``); keep it where it is if none qualifies. An agent the
+    task failed with, or was moved away from for any reason, is never offered it again, so a
+    task no agent claims does not bounce between them until its claim deadline."""
     constraints = task.routing.get("constraints", {})
     if constraints.get("pinned", False):
         return
-    tried = set(tried or ()) | {uuid.UUID(f["agent_id"]) for f in task.routing.get("failures", [])}
+    tried = (
+        set(tried or ())
+        | {uuid.UUID(f["agent_id"]) for f in task.routing.get("failures", [])}
+        | {uuid.UUID(f["from_agent_id"]) for f in task.routing.get("failovers", [])}
+    )
     excluded = {uuid.UUID(a) for a in constraints.get("exclude_agent_ids", [])}
     budget = task.escrow_sat
     if task.max_price_sat is not None:
