@@ -296,7 +296,7 @@ class TestAgentLeavesTheMarket:
         queued = (await submit_task(client, market.buyer)).json()
         pinned = (await submit_task(client, market.buyer, agent_id=market.agent["id"])).json()
         running = (await submit_task(client, market.buyer)).json()
-        await _claim(client, market.operator, task_id=running["id"])
+        lease = await _claim(client, market.operator, task_id=running["id"])
         other = await llm_agent(
             client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=900
         )
@@ -320,6 +320,26 @@ class TestAgentLeavesTheMarket:
             outcomes = (await session.execute(select(Outcome))).scalars().all()
         assert outcomes == []  # leaving the market is not a failure of the agent's
         await assert_ledger_balanced(client, market.admin, state.sessionmaker)
+
+        # The disabled agent's runner still heartbeats and delivers the task it holds.
+        beat = await client.post(
+            f"/runner/tasks/{running['id']}/heartbeat",
+            headers=market.operator,
+            params={"lease_token": lease["lease_token"]},
+        )
+        assert beat.status_code == 200, beat.text
+        submitted = await client.post(
+            f"/runner/tasks/{running['id']}/result",
+            headers=market.operator,
+            json={
+                "lease_token": lease["lease_token"],
+                "idempotency_key": f"result-{running['id']}",
+                "text": "42",
+                "success": True,
+            },
+        )
+        assert submitted.status_code == 201, submitted.text
+        assert (await shown(running)).json()["status"] in ("delivered", "completed")
 
 
 class TestClaimTimeout:

@@ -187,10 +187,13 @@ async def get_task(task_id: uuid.UUID, user: CurrentUser, session: Session) -> T
 
 
 async def _agent_ids(
-    session: AsyncSession, user: User, agent_id: uuid.UUID | None
+    session: AsyncSession, user: User, agent_id: uuid.UUID | None, *, enabled_only: bool = True
 ) -> Sequence[uuid.UUID]:
+    """The agents the caller acts for (an admin: all). New work (claim, inbox) goes to enabled
+    agents only; a task already leased is finished (``enabled_only=False``) even if its agent
+    was disabled meanwhile."""
     owner = None if user.role is UserRole.ADMIN else user.id
-    agents = await agents_repository.list_all(session, enabled_only=True, owner_id=owner)
+    agents = await agents_repository.list_all(session, enabled_only=enabled_only, owner_id=owner)
     ids = [a.id for a in agents]
     if agent_id is not None:
         if agent_id not in ids:
@@ -261,7 +264,7 @@ async def heartbeat(
     task_id: uuid.UUID, lease_token: uuid.UUID, user: OperatorUser, session: Session, state: State
 ) -> TaskRead:
     """Extend the lease on a task you hold."""
-    ids = await _agent_ids(session, user, None)
+    ids = await _agent_ids(session, user, None, enabled_only=False)
     task = await service.heartbeat(
         session,
         task_id=task_id,
@@ -285,7 +288,7 @@ async def submit_result(
     """Submit the result of a task you hold: a failure refunds the buyer, a success is delivered
     for the buyer to accept (paid at once without a dispute window). Retries with the same key
     are safe."""
-    ids = await _agent_ids(session, user, None)
+    ids = await _agent_ids(session, user, None, enabled_only=False)
     result, created = await service.submit_result(
         session, settings=state.settings, task_id=task_id, data=data, agent_ids=ids
     )
@@ -312,7 +315,7 @@ async def release(
     error: str = Query(default="released by runner", max_length=2000),
 ) -> TaskRead:
     """Give a task back after an execution error; it is retried or fails with a refund."""
-    ids = await _agent_ids(session, user, None)
+    ids = await _agent_ids(session, user, None, enabled_only=False)
     task = await service.release(
         session,
         settings=state.settings,
