@@ -65,6 +65,28 @@ async def _claim(client: httpx.AsyncClient, operator: dict[str, str], **body: An
     return response.json()
 
 
+async def _submit(
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    claim: dict[str, Any],
+    *,
+    success: bool = True,
+    text: str = "42",
+) -> None:
+    """Submit the result of the task ``claim`` leased (one idempotency key per task)."""
+    submitted = await client.post(
+        f"/runner/tasks/{claim['task_id']}/result",
+        headers=operator,
+        json={
+            "lease_token": claim["lease_token"],
+            "idempotency_key": f"result-{claim['task_id']}",
+            "text": text,
+            "success": success,
+        },
+    )
+    assert submitted.status_code == 201, submitted.text
+
+
 async def _deliver(
     client: httpx.AsyncClient, market: Market, *, success: bool = True
 ) -> dict[str, Any]:
@@ -72,17 +94,7 @@ async def _deliver(
     task = (await submit_task(client, market.buyer)).json()
     claim = await _claim(client, market.operator, task_id=task["id"])
     assert claim["task_id"] == task["id"]
-    submitted = await client.post(
-        f"/runner/tasks/{task['id']}/result",
-        headers=market.operator,
-        json={
-            "lease_token": claim["lease_token"],
-            "idempotency_key": f"result-{task['id']}",
-            "text": "42",
-            "success": success,
-        },
-    )
-    assert submitted.status_code == 201, submitted.text
+    await _submit(client, market.operator, claim, success=success)
     result: dict[str, Any] = (await client.get(f"/tasks/{task['id']}", headers=market.buyer)).json()
     return result
 
@@ -247,12 +259,7 @@ class TestFailover:
 
         claim = await _claim(client, market.operator, agent_id=second["id"])
         assert claim["task_id"] == task["id"] and claim["attempt"] == 2
-        await client.post(
-            f"/runner/tasks/{task['id']}/result",
-            headers=market.operator,
-            json={"lease_token": claim["lease_token"], "idempotency_key": "r", "text": "ok"}
-            | {"success": True},
-        )
+        await _submit(client, market.operator, claim)
         accepted = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
         assert accepted.status_code == 200, accepted.text
         paid = released["price_sat"]
@@ -328,17 +335,7 @@ class TestAgentLeavesTheMarket:
             params={"lease_token": lease["lease_token"]},
         )
         assert beat.status_code == 200, beat.text
-        submitted = await client.post(
-            f"/runner/tasks/{running['id']}/result",
-            headers=market.operator,
-            json={
-                "lease_token": lease["lease_token"],
-                "idempotency_key": f"result-{running['id']}",
-                "text": "42",
-                "success": True,
-            },
-        )
-        assert submitted.status_code == 201, submitted.text
+        await _submit(client, market.operator, lease)
         assert (await shown(running)).json()["status"] in ("delivered", "completed")
 
 
@@ -598,17 +595,7 @@ class TestHumanAgents:
             "/runner/inbox", headers=market.operator, params={"status": "executing"}
         )
         assert [t["id"] for t in held.json()["items"]] == [task["id"]]
-        answer = await client.post(
-            f"/runner/tasks/{task['id']}/result",
-            headers=market.operator,
-            json={
-                "lease_token": claim["lease_token"],
-                "idempotency_key": "human-1",
-                "text": "Here is my answer.",
-                "success": True,
-            },
-        )
-        assert answer.status_code == 201, answer.text
+        await _submit(client, market.operator, claim, text="Here is my answer.")
         accepted = await client.post(f"/tasks/{task['id']}/accept", headers=market.buyer)
         assert accepted.json()["status"] == "completed"
         earned = await account_balance(state.sessionmaker, agent_name(uuid.UUID(human["id"])))
