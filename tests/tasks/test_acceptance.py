@@ -65,6 +65,15 @@ async def _claim(client: httpx.AsyncClient, operator: dict[str, str], **body: An
     return response.json()
 
 
+async def _set_columns(state: AppState, *tasks: dict[str, Any], **values: Any) -> None:
+    """Write ``values`` into the rows of ``tasks`` directly (to move their clocks), committed."""
+    async with state.sessionmaker() as session:
+        await session.execute(
+            update(Task).where(Task.id.in_([uuid.UUID(t["id"]) for t in tasks])).values(**values)
+        )
+        await session.commit()
+
+
 async def _submit(
     client: httpx.AsyncClient,
     operator: dict[str, str],
@@ -200,13 +209,7 @@ class TestAcceptance:
     ) -> None:
         due = await _deliver(client, market)
         not_due = await _deliver(client, market)
-        async with state.sessionmaker() as session:
-            await session.execute(
-                update(Task)
-                .where(Task.id == uuid.UUID(due["id"]))
-                .values(accept_by=utcnow() - timedelta(seconds=1))
-            )
-            await session.commit()
+        await _set_columns(state, due, accept_by=utcnow() - timedelta(seconds=1))
         late = await client.post(
             f"/tasks/{due['id']}/reject", headers=market.buyer, json={"reason": "too late"}
         )
@@ -350,13 +353,7 @@ class TestClaimTimeout:
         other = await llm_agent(
             client, market.operator, base_url=UNUSED_ENDPOINT, base_price_sat=900
         )
-        async with state.sessionmaker() as session:
-            await session.execute(
-                update(Task)
-                .where(Task.id.in_([uuid.UUID(stale["id"]), uuid.UUID(pinned["id"])]))
-                .values(assigned_at=utcnow() - timedelta(seconds=601))
-            )
-            await session.commit()
+        await _set_columns(state, stale, pinned, assigned_at=utcnow() - timedelta(seconds=601))
 
         assert await Sweeper(state.sessionmaker, state.settings).sweep() == (0, 0, 1, 0)
 
@@ -381,13 +378,7 @@ class TestClaimTimeout:
         )
 
         async def time_out() -> tuple[int, ...]:
-            async with state.sessionmaker() as session:
-                await session.execute(
-                    update(Task)
-                    .where(Task.id == uuid.UUID(task["id"]))
-                    .values(assigned_at=utcnow() - timedelta(seconds=601))
-                )
-                await session.commit()
+            await _set_columns(state, task, assigned_at=utcnow() - timedelta(seconds=601))
             return tuple(await Sweeper(state.sessionmaker, state.settings).sweep())
 
         assert await time_out() == (0, 0, 1, 0)  # to the other agent
@@ -403,13 +394,7 @@ DEADLINE_S = 600.0
 async def _backdate(state: AppState, task: dict[str, Any], *, seconds: float, **more: Any) -> None:
     """Make a task look created (and assigned) ``seconds`` ago; ``more`` sets other columns."""
     then = utcnow() - timedelta(seconds=seconds)
-    async with state.sessionmaker() as session:
-        await session.execute(
-            update(Task)
-            .where(Task.id == uuid.UUID(task["id"]))
-            .values(created_at=then, assigned_at=then, **more)
-        )
-        await session.commit()
+    await _set_columns(state, task, created_at=then, assigned_at=then, **more)
 
 
 async def _sweep(state: AppState) -> int:
@@ -553,11 +538,7 @@ class TestRetryBackoff:
         )
         assert await _claim(client, market.operator) is None
         assert await _claim(client, market.operator, task_id=task["id"]) is None
-        async with state.sessionmaker() as session:
-            await session.execute(
-                update(Task).where(Task.id == uuid.UUID(task["id"])).values(available_at=utcnow())
-            )
-            await session.commit()
+        await _set_columns(state, task, available_at=utcnow())
         retry = await _claim(client, market.operator)
         assert retry["task_id"] == task["id"] and retry["attempt"] == 2
 
