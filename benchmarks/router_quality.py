@@ -524,6 +524,8 @@ def simulate(
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(train.n_prompts)
+    gate = gate or GateSettings()
+    shadow_evidence = promotion == "policy" and gate.shadow_evidence
     base = np.maximum(1.0, np.rint(train.mean_cost_usd() * USD_TO_PRICE_SAT))
     complexity_train = train.complexities()
     x_train = config.featurizer().transform(train.tasks())
@@ -617,7 +619,7 @@ def simulate(
                 fit_rows,
                 champion,
                 challenger,
-                gate or GateSettings(),
+                gate,
             )
             if champion is not None and decision is not None and decision.low is not None:
                 gain = _test_utility(challenger, x_test, test, base, history, cost_weight)
@@ -636,7 +638,7 @@ def simulate(
             promoted = champion is None or _promote(
                 promotion, held_out, x_held_out, y, champion, challenger
             )
-        shadow_evidence = promotion == "policy" and (gate or GateSettings()).shadow_evidence
+        multipliers = np.array([reputation_multiplier(h) for h in history])
         if promoted:
             champion, shadow, served_version = challenger, None, len(rows) + 1
         elif champion is not None and shadow_evidence and shadow is not None:
@@ -655,23 +657,15 @@ def simulate(
                     fit_rows,
                     champion,
                     shadow,
-                    gate or GateSettings(),
+                    gate,
                 )
                 if shadow_promoted:
                     champion, served_version = shadow, shadow_version
-                    final_curve = duke_curve(
-                        champion,
-                        x_test,
-                        test,
-                        base,
-                        np.array([reputation_multiplier(h) for h in history]),
-                        ref,
-                    )
+                    final_curve = duke_curve(champion, x_test, test, base, multipliers, ref)
                 shadow, shadow_fit_at, shadow_version = challenger, len(outcomes), len(rows) + 1
         elif champion is not None:
             shadow = challenger  # the product's ``challenger`` alias: shadowed, and the canary
             shadow_fit_at, shadow_version = len(outcomes), len(rows) + 1
-        multipliers = np.array([reputation_multiplier(h) for h in history])
         curve = duke_curve(challenger, x_test, test, base, multipliers, ref)
         if promoted:
             final_curve = curve
