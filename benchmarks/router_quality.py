@@ -611,7 +611,7 @@ def simulate(
         brier_challenger = _brier(challenger, held_out, x_held_out, y)
         brier_champion = math.nan if champion is None else _brier(champion, held_out, x_held_out, y)
         if promotion == "policy":
-            promoted, decision = _policy_gate(
+            promoted, verdict = _policy_gate(
                 outcomes,
                 logged,
                 held_out,
@@ -621,15 +621,15 @@ def simulate(
                 challenger,
                 gate,
             )
-            if champion is not None and decision is not None and decision.low is not None:
+            if champion is not None and verdict is not None and verdict.low is not None:
                 gain = _test_utility(challenger, x_test, test, base, history, cost_weight)
                 gain -= _test_utility(champion, x_test, test, base, history, cost_weight)
                 gate_records.append(
                     GateRecord(
                         len(outcomes),
-                        float(decision.difference or 0.0),
-                        decision.low,
-                        float(decision.high or 0.0),
+                        float(verdict.difference or 0.0),
+                        verdict.low,
+                        float(verdict.high or 0.0),
                         promoted,
                         gain,
                     )
