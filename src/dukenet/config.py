@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -157,3 +157,23 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = "dukenet"
     login_rate_limit_per_email: str = "10/minute"
     login_rate_limit_per_ip: str = "30/minute"
+
+    # payments (payments/providers.py): "ledger" books deposits (admin credits) and payouts in
+    # the ledger only; "lightning" speaks an LNbits-style REST API at lightning_url (invoices for
+    # deposits, pay-invoice for payouts) with the wallet's admin key lightning_api_key
+    payment_provider: Literal["ledger", "lightning"] = "ledger"
+    lightning_url: str = ""
+    lightning_api_key: SecretStr = SecretStr("")
+    lightning_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lightning_configured(self) -> Settings:
+        if self.payment_provider == "lightning" and not (
+            self.lightning_url.startswith(("http://", "https://"))
+            and self.lightning_api_key.get_secret_value()
+        ):
+            raise ValueError(
+                "DUKENET_PAYMENT_PROVIDER=lightning needs DUKENET_LIGHTNING_URL (http:// or "
+                "https://) and DUKENET_LIGHTNING_API_KEY"
+            )
+        return self
