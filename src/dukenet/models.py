@@ -9,6 +9,7 @@ from dukenet.files.models import File, TaskFile
 from dukenet.kit.orm import Base
 from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
 from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from dukenet.payments.models import Deposit, Payout
 from dukenet.tasks.models import Task, TaskResult
 
 metadata = Base.metadata
@@ -16,6 +17,7 @@ metadata = Base.metadata
 __all__ = [
     "Agent",
     "ApiKey",
+    "Deposit",
     "Feedback",
     "File",
     "LedgerAccount",
@@ -25,6 +27,7 @@ __all__ = [
     "ModelAliasEvent",
     "ModelVersion",
     "Outcome",
+    "Payout",
     "RefreshToken",
     "Task",
     "TaskFile",

@@ -16,14 +16,16 @@ class LedgerAccountKind(StrEnum):
     """Kinds of ledger account.
 
     ``wallet``: a user's spendable balance; ``escrow``: money held for one task; ``agent``: an
-    agent's earnings; ``revenue``: platform fees; ``external``: the outside world (deposits), the
-    only account allowed below zero.
+    agent's earnings; ``revenue``: platform fees; ``payout``: money held for one payout between
+    its request and its payment; ``external``: the outside world (deposits, payouts), the only
+    account allowed below zero.
     """
 
     WALLET = "wallet"
     ESCROW = "escrow"
     AGENT = "agent"
     REVENUE = "revenue"
+    PAYOUT = "payout"
     EXTERNAL = "external"
 
 
@@ -48,6 +50,9 @@ class LedgerTransactionKind(StrEnum):
     ESCROW_HOLD = "escrow_hold"
     ESCROW_RELEASE = "escrow_release"
     ESCROW_REFUND = "escrow_refund"
+    PAYOUT_HOLD = "payout_hold"
+    PAYOUT_SETTLE = "payout_settle"
+    PAYOUT_RETURN = "payout_return"
 
 
 class LedgerTransaction(IdMixin, Base):
