@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dukenet.accounts.models import ApiKey, RefreshToken, User
 from dukenet.agents.models import Agent
-from dukenet.feedback.models import Feedback
+from dukenet.feedback.models import Evaluation, Feedback, OutcomeLabel
 from dukenet.files.models import File, TaskFile
 from dukenet.kit.orm import Base
 from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
@@ -18,6 +18,7 @@ __all__ = [
     "Agent",
     "ApiKey",
     "Deposit",
+    "Evaluation",
     "Feedback",
     "File",
     "LedgerAccount",
@@ -27,6 +28,7 @@ __all__ = [
     "ModelAliasEvent",
     "ModelVersion",
     "Outcome",
+    "OutcomeLabel",
     "Payout",
     "RefreshToken",
     "Task",

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from dukenet.deps import CurrentUser, Session, State
 from dukenet.feedback import service
-from dukenet.feedback.schemas import FeedbackRead, FeedbackWrite
+from dukenet.feedback.schemas import FeedbackRead, FeedbackWrite, OutcomeLabelsRead
 
 router = APIRouter(tags=["feedback"])
 
@@ -33,3 +33,10 @@ async def get_feedback(task_id: uuid.UUID, user: CurrentUser, session: Session) 
     return FeedbackRead.model_validate(feedback).model_copy(
         update={"outcome_quality": service.quality_from(FeedbackWrite.model_validate(feedback))}
     )
+
+
+@router.get("/tasks/{task_id}/labels", response_model=OutcomeLabelsRead)
+async def get_labels(task_id: uuid.UUID, user: CurrentUser, session: Session) -> OutcomeLabelsRead:
+    """Show the label your task's outcome carries, where it came from, every label it was given
+    and the evaluator's verdict."""
+    return await service.outcome_labels(session, user=user, task_id=task_id)

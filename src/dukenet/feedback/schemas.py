@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, model_validator
 
+from dukenet.feedback.models import EvaluationStatus
 from dukenet.kit.schema import Schema
+from dukenet.learning.models import LabelSource
 
 
 class FeedbackWrite(Schema):
@@ -39,3 +42,44 @@ class FeedbackRead(FeedbackWrite):
     outcome_quality: float | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class LabelRead(Schema):
+    """One label given to a task's outcome: its source and kind, quality and confidence in
+    [0, 1], whether it became the outcome's label, its evidence and who gave it."""
+
+    id: uuid.UUID
+    source: LabelSource
+    kind: str
+    quality: float
+    confidence: float
+    applied: bool
+    detail: dict[str, Any]
+    actor_id: uuid.UUID | None
+    created_at: datetime
+
+
+class EvaluationRead(Schema):
+    """The task's evaluator and its verdict (``status`` pending, done or failed with
+    ``error``); ``fee_sat`` is the judge's fee held from the buyer."""
+
+    kind: str
+    spec: dict[str, Any]
+    status: EvaluationStatus
+    quality: float | None
+    detail: dict[str, Any]
+    error: str | None
+    fee_sat: int
+    attempts: int
+
+
+class OutcomeLabelsRead(Schema):
+    """The label a task's outcome carries (quality, source, confidence), every label it was
+    given (oldest first) and its evaluation, if the buyer asked for one."""
+
+    task_id: uuid.UUID
+    quality: float
+    label_source: LabelSource
+    label_confidence: float | None
+    labels: list[LabelRead]
+    evaluation: EvaluationRead | None

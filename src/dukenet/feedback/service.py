@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.accounts.models import User
 from dukenet.config import Settings
 from dukenet.errors import Conflict, Forbidden, NotFound
+from dukenet.feedback import evaluation as evaluation_service
+from dukenet.feedback import labels
 from dukenet.feedback.models import Feedback
-from dukenet.feedback.schemas import FeedbackWrite
-from dukenet.learning.models import Outcome
+from dukenet.feedback.schemas import EvaluationRead, FeedbackWrite, LabelRead, OutcomeLabelsRead
+from dukenet.learning.models import LabelSource, Outcome
 from dukenet.tasks import repository as tasks_repository
 from dukenet.tasks import service as tasks_service
 
@@ -35,9 +37,10 @@ async def put(
     task_id: uuid.UUID,
     data: FeedbackWrite,
 ) -> tuple[Feedback, float | None]:
-    """Create or replace the buyer's feedback on the task's result; set the outcome's
-    ``quality`` from it (``quality_from``) and recompute the agent's reputation, which counts a
-    success as ``quality >= settings.success_threshold``. Returns (feedback, quality).
+    """Create or replace the buyer's feedback on the task's result; a rating or thumbs labels
+    the outcome as the buyer's (``quality_from``, ``feedback.labels``: a curator's label still
+    wins) and recomputes the agent's reputation, which counts a success as ``quality >=
+    settings.success_threshold``. Returns (feedback, quality).
 
     Raises:
         NotFound: no such task visible to the buyer.
@@ -61,15 +64,24 @@ async def put(
     feedback.comment = data.comment
     feedback.correction = data.correction
     quality = quality_from(data)
-    if quality is not None:
-        outcome = (
-            await session.execute(select(Outcome).where(Outcome.task_id == task.id))
-        ).scalar_one_or_none()
-        if outcome is not None and outcome.quality != quality:
-            outcome.quality = quality
-            await session.flush()
+    outcome = (
+        await session.execute(select(Outcome.agent_id).where(Outcome.task_id == task.id))
+    ).scalar_one_or_none()
+    if quality is not None and outcome is not None:
+        change = await labels.apply(
+            session,
+            task_id=task.id,
+            source=LabelSource.BUYER,
+            kind="rating" if data.rating is not None else "thumbs",
+            quality=quality,
+            confidence=labels.BUYER_CONFIDENCE,
+            success_threshold=settings.success_threshold,
+            detail={"rating": data.rating, "thumbs_up": data.thumbs_up},
+            actor_id=buyer.id,
+        )
+        if change.quality_changed:
             await tasks_service.update_agent_reputation(
-                session, settings, outcome.agent_id, count_finished=False
+                session, settings, outcome, count_finished=False
             )
     await session.flush()
     return feedback, quality
@@ -88,3 +100,28 @@ async def get(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Feedb
     if feedback is None:
         raise NotFound(f"no feedback on task {task_id}")
     return feedback
+
+
+async def outcome_labels(
+    session: AsyncSession, *, user: User, task_id: uuid.UUID
+) -> OutcomeLabelsRead:
+    """Return the label a task's outcome carries, every label it was given and its evaluation.
+
+    Raises:
+        NotFound: no such task visible to the caller, or it has no outcome yet.
+    """
+    task = await tasks_service.get_visible(session, user=user, task_id=task_id)
+    outcome = (
+        await session.execute(select(Outcome).where(Outcome.task_id == task.id))
+    ).scalar_one_or_none()
+    if outcome is None:
+        raise NotFound(f"task {task_id} has no outcome yet")
+    evaluation = await evaluation_service.get(session, task.id)
+    return OutcomeLabelsRead(
+        task_id=task.id,
+        quality=outcome.quality,
+        label_source=outcome.label_source,
+        label_confidence=outcome.label_confidence,
+        labels=[LabelRead.model_validate(x) for x in await labels.history(session, task.id)],
+        evaluation=None if evaluation is None else EvaluationRead.model_validate(evaluation),
+    )

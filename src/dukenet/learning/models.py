@@ -13,11 +13,35 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dukenet.kit.orm import Base, IdMixin, str_enum, utcnow
 
 
+class LabelSource(StrEnum):
+    """Who said how good a result was, weakest first: the ``agent``'s own report, an
+    ``evaluator`` (a reference check or an LLM judge), the ``buyer`` (accept, reject, rating,
+    thumbs), a ``curator``. The outcome carries the label of the strongest source it has
+    (the newest of that source); ``feedback.labels`` keeps every label given."""
+
+    AGENT = "agent"
+    EVALUATOR = "evaluator"
+    BUYER = "buyer"
+    CURATOR = "curator"
+
+
+LABEL_RANK: dict[LabelSource, int] = {
+    LabelSource.AGENT: 0,
+    LabelSource.EVALUATOR: 1,
+    LabelSource.BUYER: 2,
+    LabelSource.CURATOR: 3,
+}
+"""Strength of each label source: a label replaces the outcome's if its rank is at least the
+current one's."""
+
+
 class Outcome(IdMixin, Base):
     """What happened when a task was routed to an agent: the router's training example.
 
     ``propensity`` is the probability the routing policy had of choosing this agent (for
     inverse-propensity off-policy evaluation); ``quality`` generalises ``success`` to [0, 1].
+    ``label_source`` and ``label_confidence`` (in [0, 1]) say where ``quality`` comes from
+    (``LabelSource``); a relabel updates this row, so an outcome is never counted twice.
     """
 
     __tablename__ = "outcome"
@@ -35,6 +59,10 @@ class Outcome(IdMixin, Base):
     propensity: Mapped[float] = mapped_column(Float)
     model_version: Mapped[int | None] = mapped_column(Integer)
     routing: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    label_source: Mapped[LabelSource] = mapped_column(
+        str_enum(LabelSource, "label_source"), default=LabelSource.AGENT
+    )
+    label_confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 

@@ -34,6 +34,7 @@ from dukenet.learning.evaluation import (
 )
 from dukenet.learning.features import TaskFeatures
 from dukenet.learning.models import (
+    LabelSource,
     ModelAlias,
     ModelAliasEvent,
     ModelVersion,
@@ -69,8 +70,11 @@ async def record_outcome(
     cost_usd: float | None = None,
     latency_ms: float | None = None,
     quality: float | None = None,
+    label_source: LabelSource = LabelSource.AGENT,
+    label_confidence: float | None = None,
 ) -> Outcome:
-    """Write the outcome of a finished task (one per task).
+    """Write the outcome of a finished task (one per task), labelled by ``label_source`` with
+    ``label_confidence`` in [0, 1] (``feedback.labels`` relabels it later).
 
     ``quality`` in [0, 1] grades the result (e.g. a judged 1-10 score mapped by
     ``evaluation.score_to_quality``); it defaults to 1.0 on success and 0.0 on failure. ``success``
@@ -97,6 +101,8 @@ async def record_outcome(
         propensity=propensity,
         model_version=model_version,
         routing=routing,
+        label_source=label_source,
+        label_confidence=label_confidence,
     )
     session.add(outcome)
     await session.flush()

@@ -6,10 +6,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dukenet.learning.models import Outcome
 from dukenet.tasks.models import Task, TaskResult, TaskStatus
 
 
@@ -193,13 +192,6 @@ async def due_for_settlement(
         .with_for_update(skip_locked=True, key_share=True)
     )
     return (await session.execute(stmt)).scalars().all()
-
-
-async def mark_outcome_failed(session: AsyncSession, task_id: uuid.UUID) -> None:
-    """Turn the task's recorded outcome into a failure (quality 0): the buyer rejected it."""
-    await session.execute(
-        update(Outcome).where(Outcome.task_id == task_id).values(success=False, quality=0.0)
-    )
 
 
 async def expired_leases(

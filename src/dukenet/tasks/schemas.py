@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from dukenet.feedback.evaluators import EvaluatorSpec
 from dukenet.kit.schema import Schema
 from dukenet.ledger.schemas import TransactionRead
 from dukenet.tasks.models import TaskStatus
@@ -42,6 +43,8 @@ class TaskCreate(TaskQuoteRequest):
 
     file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    # how the result is checked (feedback.evaluators): a reference answer or an LLM judge
+    evaluator: EvaluatorSpec | None = None
 
 
 class QuoteRead(Schema):

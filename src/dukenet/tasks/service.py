@@ -16,9 +16,13 @@ from dukenet.agents import repository as agents_repository
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
+from dukenet.feedback import evaluation as evaluation_service
+from dukenet.feedback import labels
+from dukenet.feedback.evaluators import Verdict
 from dukenet.files import service as files_service
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
+from dukenet.learning.models import LabelSource
 from dukenet.learning.serving import ChampionCache
 from dukenet.market import failover, routing
 from dukenet.market import service as market_service
@@ -118,6 +122,14 @@ async def create(
     await market_service.hold_escrow(
         session, task_id=task.id, buyer_id=buyer.id, amount_sat=task.escrow_sat
     )
+    if data.evaluator is not None:
+        await evaluation_service.attach(
+            session,
+            task_id=task.id,
+            buyer_id=buyer.id,
+            complexity=task.complexity,
+            spec=data.evaluator,
+        )
     return task, True
 
 
@@ -598,7 +610,8 @@ async def _deliver(
     _close_lease(task)
     task.error = None
     task.delivered_at = now
-    await _record_outcome(session, settings, task, success=True, result=result)
+    verdict = await evaluation_service.check_delivery(session, task.id, result.text)
+    await _record_outcome(session, settings, task, success=True, result=result, verdict=verdict)
     if settings.dispute_window_s <= 0:
         await _complete(session, settings, task)
     else:
@@ -664,9 +677,15 @@ async def _record_outcome(
     *,
     success: bool,
     result: TaskResult | None,
+    verdict: Verdict | None = None,
 ) -> None:
+    """Write the task's outcome labelled by the agent's report (``feedback.labels``), then by
+    the reference check's ``verdict`` when there is one, and recompute the agent's reputation."""
     assert task.agent_id is not None
-    await learning_service.record_outcome(
+    quality, confidence = labels.agent_label(
+        success, result.confidence if result is not None else None
+    )
+    outcome = await learning_service.record_outcome(
         session,
         task_id=task.id,
         agent_id=task.agent_id,
@@ -679,7 +698,24 @@ async def _record_outcome(
         routing=task.routing,
         cost_usd=result.cost_usd if result is not None else None,
         latency_ms=result.latency_ms if result is not None else None,
+        quality=quality,
+        label_source=LabelSource.AGENT,
+        label_confidence=confidence,
     )
+    labels.record_initial(
+        session, outcome, kind="report", detail={"error": task.error} if task.error else None
+    )
+    if verdict is not None:
+        await labels.apply(
+            session,
+            task_id=task.id,
+            source=LabelSource.EVALUATOR,
+            kind=verdict.kind,
+            quality=verdict.quality,
+            confidence=labels.REFERENCE_CONFIDENCE,
+            success_threshold=settings.success_threshold,
+            detail=verdict.detail,
+        )
     await update_agent_reputation(session, settings, task.agent_id, count_finished=True)
 
 
@@ -705,7 +741,8 @@ async def update_agent_reputation(
 async def accept(
     session: AsyncSession, *, settings: Settings, user: User, task_id: uuid.UUID
 ) -> tuple[Task, bool]:
-    """The buyer accepts a delivered result: the escrow pays the agent. Returns (task, changed);
+    """The buyer accepts a delivered result: the escrow pays the agent and the outcome gets the
+    buyer's label (quality 1). Returns (task, changed);
     accepting a task already completed changes nothing (a double accept pays once).
 
     Raises:
@@ -720,8 +757,37 @@ async def accept(
     if task.status is not TaskStatus.DELIVERED:
         raise Conflict(f"task {task_id} is {task.status.value}; only a delivered task is accepted")
     await _complete(session, settings, task)
+    await _buyer_label(session, settings, task, user=user, kind="accept", quality=1.0)
     await session.flush()
     return task, True
+
+
+async def _buyer_label(
+    session: AsyncSession,
+    settings: Settings,
+    task: Task,
+    *,
+    user: User,
+    kind: str,
+    quality: float,
+    detail: dict[str, str] | None = None,
+) -> None:
+    """Label the task's outcome with the buyer's verdict and recompute the agent's reputation
+    if its quality moved (the outcome is counted once, whatever its label)."""
+    assert task.agent_id is not None
+    change = await labels.apply(
+        session,
+        task_id=task.id,
+        source=LabelSource.BUYER,
+        kind=kind,
+        quality=quality,
+        confidence=labels.BUYER_CONFIDENCE,
+        success_threshold=settings.success_threshold,
+        detail=detail,
+        actor_id=user.id,
+    )
+    if change.quality_changed:
+        await update_agent_reputation(session, settings, task.agent_id, count_finished=False)
 
 
 async def reject(
@@ -754,8 +820,9 @@ async def reject(
     task.status = TaskStatus.REJECTED
     task.rejection_reason = reason
     task.finished_at = now
-    await repository.mark_outcome_failed(session, task.id)
-    await update_agent_reputation(session, settings, task.agent_id, count_finished=False)
+    await _buyer_label(
+        session, settings, task, user=user, kind="reject", quality=0.0, detail={"reason": reason}
+    )
     await session.flush()
     return task, True
 
