@@ -6,6 +6,7 @@ from dukenet.accounts.models import ApiKey, RefreshToken, User
 from dukenet.agents.models import Agent
 from dukenet.feedback.models import Evaluation, Feedback, OutcomeLabel
 from dukenet.files.models import File, TaskFile
+from dukenet.gateway.models import ApiKeyLimit, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dukenet.kit.orm import Base
 from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
 from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -17,6 +18,7 @@ metadata = Base.metadata
 __all__ = [
     "Agent",
     "ApiKey",
+    "ApiKeyLimit",
     "Deposit",
     "Evaluation",
     "Feedback",
@@ -36,5 +38,8 @@ __all__ = [
     "TaskResult",
     "TrainingRun",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

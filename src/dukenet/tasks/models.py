@@ -72,6 +72,7 @@ class Task(IdMixin, TimestampMixin, Base):
         Index("ix_task_buyer_created", "buyer_id", "created_at"),
         Index("ix_task_status_accept_by", "status", "accept_by"),
         CheckConstraint("escrow_sat >= price_sat", name="escrow_covers_price"),
+        Index("ix_task_api_key_created", "api_key_id", "created_at"),
     )
 
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"))
@@ -99,6 +100,13 @@ class Task(IdMixin, TimestampMixin, Base):
     accept_by: Mapped[datetime | None]
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
+    # a chat request's conversation and sampling parameters ({"messages": [...], "params": {...}},
+    # tasks.schemas.ChatPayload) passed to ``llm`` agents; None for a plain description
+    payload: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # the buyer's API key the task was paid through (spend limits, usage), None for a session
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_key.id", ondelete="SET NULL"), default=None
+    )
 
 
 class TaskResult(IdMixin, Base):
