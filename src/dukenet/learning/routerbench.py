@@ -225,30 +225,37 @@ def routerbench_outcomes(
         ValueError, FileNotFoundError: as ``load_routerbench``.
     """
     splits: tuple[Literal["train", "test"], ...] = ("train", "test") if split == "all" else (split,)
-    parts = []
-    for name in splits:
-        table = load_routerbench(name, data_dir)
-        tasks = tuple(
-            RecordedTask(task_id, prompt, category, complexity_of(prompt))
-            for task_id, prompt, category in zip(
-                table.task_ids, table.prompts, table.categories, strict=True
-            )
-        )
-        outcomes = tuple(
-            RecordedOutcome(
-                task_id=table.task_ids[i],
-                agent=agent,
-                quality=float(table.success[i, j]),
-                success=bool(table.success[i, j]),
-                cost_usd=float(table.cost_usd[i, j]),
-                response=str(table.responses[i, j]),
-            )
-            for i in range(table.n_prompts)
-            for j, agent in enumerate(table.agents)
-            if not table.missing[i, j]
-        )
-        parts.append(RecordedOutcomes("routerbench", tasks, table.agents, outcomes))
+    parts = [outcomes_from_table(load_routerbench(s, data_dir), "routerbench") for s in splits]
     return parts[0] if len(parts) == 1 else RecordedOutcomes.concat("routerbench", parts)
+
+
+def outcomes_from_table(table: FullInfoTable, name: str) -> RecordedOutcomes:
+    """Return a full-information table in the long recorded-outcomes format, named ``name``.
+
+    One outcome per cell that is not ``missing``: quality = success (0/1), the recorded cost in
+    USD and the answer text; each task carries its category (``None`` where it is ``""``) and
+    ``complexity_of`` its prompt.
+    """
+    tasks = tuple(
+        RecordedTask(task_id, prompt, category or None, complexity_of(prompt))
+        for task_id, prompt, category in zip(
+            table.task_ids, table.prompts, table.categories, strict=True
+        )
+    )
+    outcomes = tuple(
+        RecordedOutcome(
+            task_id=table.task_ids[i],
+            agent=agent,
+            quality=float(table.success[i, j]),
+            success=bool(table.success[i, j]),
+            cost_usd=float(table.cost_usd[i, j]),
+            response=str(table.responses[i, j]),
+        )
+        for i in range(table.n_prompts)
+        for j, agent in enumerate(table.agents)
+        if not table.missing[i, j]
+    )
+    return RecordedOutcomes(name, tasks, table.agents, outcomes)
 
 
 def table_from_outcomes(outcomes: RecordedOutcomes) -> FullInfoTable:
