@@ -11,6 +11,7 @@ from dukenet.files.api import router as files_router
 from dukenet.learning.api import router as learning_router
 from dukenet.ledger.api import router as ledger_router
 from dukenet.monitoring.api import router as monitoring_router
+from dukenet.payments.api import router as payments_router
 from dukenet.tasks.api import router as tasks_router
 from dukenet.tasks.api import runner_router
 
@@ -26,6 +27,7 @@ def api_router() -> APIRouter:
         feedback_router,
         runner_router,
         ledger_router,
+        payments_router,
         learning_router,
         monitoring_router,
     ):
