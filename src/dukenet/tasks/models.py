@@ -103,6 +103,9 @@ class Task(IdMixin, TimestampMixin, Base):
     # a chat request's conversation and sampling parameters ({"messages": [...], "params": {...}},
     # tasks.schemas.ChatPayload) passed to ``llm`` agents; None for a plain description
     payload: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # the buyer's own reference for the task (e.g. a replayed dataset's task id), handed to the
+    # runner with the task; None when the buyer gave none
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
     # the buyer's API key the task was paid through (spend limits, usage), None for a session
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_key.id", ondelete="SET NULL"), default=None
