@@ -348,6 +348,7 @@ MATRIX: tuple[Row, ...] = (
         body({"rating": 4}), "only the buyer rates: an admin sees it but may not speak for them"),
     Row("GET", "/api/v2/tasks/{task_id}/feedback", BUYERS_THING),
     Row("GET", "/api/v2/tasks/{task_id}/labels", BUYERS_THING),
+    Row("GET", "/api/v2/admin/judges/agreement", ADMIN),
     Row("POST", "/api/v2/tasks/{task_id}/accept", BUYERS_THING, delivered),
     Row("POST", "/api/v2/tasks/{task_id}/reject", BUYERS_THING, body({"reason": "no"}, delivered)),
     # runner protocol

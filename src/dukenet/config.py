@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     dispute_window_s: float = Field(default=86_400.0, ge=0.0)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     embedded_sweeper: bool = True
+    # LLM judges (feedback.judge): the server grades delivered answers of tasks that asked for
+    # a judge every judge_poll_s seconds; a judge call taking longer than judge_timeout_s fails
+    embedded_judge: bool = True
+    judge_poll_s: float = Field(default=2.0, gt=0)
+    judge_timeout_s: float = Field(default=60.0, gt=0)
 
     # learning
     embedded_trainer: bool = True

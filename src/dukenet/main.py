@@ -21,6 +21,7 @@ from dukenet.api import api_router
 from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker, is_transient
 from dukenet.errors import DukenetError
+from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
 from dukenet.kit.secrets import SecretBox
 from dukenet.kit.state import AppState
@@ -94,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.embedded_sweeper:
                 sweeper = Sweeper(sessionmaker, settings)
                 workers.append(asyncio.create_task(sweeper.run_forever(stop)))
+            if settings.embedded_judge:
+                judge = Judge(sessionmaker, settings, executors[AgentKind.LLM])
+                workers.append(asyncio.create_task(judge.run_forever(stop)))
             if settings.embedded_trainer:
                 workers.append(
                     asyncio.create_task(Trainer(sessionmaker, settings).run_forever(stop))

@@ -76,8 +76,9 @@ async def deliver(
     return task_id
 
 
-async def shown(client: httpx.AsyncClient, market: Market, task_id: str) -> dict[str, Any]:
-    response = await client.get(f"/tasks/{task_id}/labels", headers=market.buyer)
+async def shown(client: httpx.AsyncClient, buyer: dict[str, str], task_id: str) -> dict[str, Any]:
+    """Return ``GET /tasks/{task_id}/labels`` as the buyer."""
+    response = await client.get(f"/tasks/{task_id}/labels", headers=buyer)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -95,7 +96,7 @@ class TestAgentReport:
         self, client: httpx.AsyncClient, market: Market
     ) -> None:
         task_id = await deliver(client, market)
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert body["label_source"] == "agent" and body["quality"] == 1.0
         assert body["label_confidence"] == labels.AGENT_CONFIDENCE
         assert [(x["source"], x["kind"]) for x in body["labels"]] == [("agent", "report")]
@@ -120,7 +121,7 @@ class TestAgentReport:
             await session.commit()
         task = (await client.get(f"/tasks/{task_id}", headers=market.buyer)).json()
         assert task["status"] == "completed"  # the agent was paid: it delivered an answer
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert body["label_source"] == "evaluator" and body["quality"] == 0.0
 
 
@@ -158,7 +159,7 @@ class TestReferenceEvaluators:
         quality: float,
     ) -> None:
         task_id = await deliver(client, market, text=text, evaluator=evaluator)
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert body["label_source"] == "evaluator" and body["quality"] == quality
         assert body["evaluation"]["status"] == "done"
         assert body["evaluation"]["detail"]["passed"] is (quality == 1.0)
@@ -171,7 +172,7 @@ class TestReferenceEvaluators:
         task_id = await deliver(
             client, market, success=False, evaluator={"kind": "exact_match", "reference": "42"}
         )
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert body["label_source"] == "agent" and body["quality"] == 0.0
         assert body["evaluation"]["status"] == "pending"
 
@@ -202,19 +203,19 @@ class TestRelabelling:
         task_id = await deliver(
             client, market, text="4", evaluator={"kind": "number", "reference": 4}
         )
-        assert (await shown(client, market, task_id))["label_source"] == "evaluator"
+        assert (await shown(client, market.buyer, task_id))["label_source"] == "evaluator"
         rejected = await client.post(
             f"/tasks/{task_id}/reject", headers=market.buyer, json={"reason": "wrong units"}
         )
         assert rejected.status_code == 200, rejected.text
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert (body["label_source"], body["quality"]) == ("buyer", 0.0)
         assert body["labels"][-1]["detail"] == {"reason": "wrong units"}
         rated = await client.put(
             f"/tasks/{task_id}/feedback", headers=market.buyer, json={"rating": 4}
         )
         assert rated.status_code == 200, rated.text
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert (body["label_source"], body["quality"]) == ("buyer", 0.75)  # newest buyer label
         async with state.sessionmaker() as session:
             await labels.apply(
@@ -238,7 +239,7 @@ class TestRelabelling:
             )
             await session.commit()
         assert not change.applied and not change.quality_changed
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert (body["label_source"], body["quality"]) == ("curator", 0.0)
         assert [x["applied"] for x in body["labels"]] == [True, True, True, True, True, False]
         assert await finished_tasks(state, market.agent["id"]) == 1
@@ -249,11 +250,11 @@ class TestRelabelling:
         task_id = await deliver(
             client, market, text="Answer: A", evaluator={"kind": "choice", "reference": "C"}
         )
-        assert (await shown(client, market, task_id))["quality"] == 0.0
+        assert (await shown(client, market.buyer, task_id))["quality"] == 0.0
         for _ in range(2):  # a double accept labels once
             accepted = await client.post(f"/tasks/{task_id}/accept", headers=market.buyer)
             assert accepted.status_code == 200, accepted.text
-        body = await shown(client, market, task_id)
+        body = await shown(client, market.buyer, task_id)
         assert (body["label_source"], body["quality"]) == ("buyer", 1.0)
         assert [x["kind"] for x in body["labels"]] == ["report", "choice", "accept"]
 

@@ -6,9 +6,14 @@ import uuid
 
 from fastapi import APIRouter
 
-from dukenet.deps import CurrentUser, Session, State
+from dukenet.deps import AdminUser, CurrentUser, Session, State
 from dukenet.feedback import service
-from dukenet.feedback.schemas import FeedbackRead, FeedbackWrite, OutcomeLabelsRead
+from dukenet.feedback.schemas import (
+    FeedbackRead,
+    FeedbackWrite,
+    JudgeAgreementRead,
+    OutcomeLabelsRead,
+)
 
 router = APIRouter(tags=["feedback"])
 
@@ -40,3 +45,14 @@ async def get_labels(task_id: uuid.UUID, user: CurrentUser, session: Session) ->
     """Show the label your task's outcome carries, where it came from, every label it was given
     and the evaluator's verdict."""
     return await service.outcome_labels(session, user=user, task_id=task_id)
+
+
+@router.get("/admin/judges/agreement", response_model=list[JudgeAgreementRead])
+async def judges_agreement(
+    admin: AdminUser, session: Session, state: State
+) -> list[JudgeAgreementRead]:
+    """Show each LLM judge's verdicts, failures and agreement (share and Cohen's kappa) with
+    buyers' and curators' labels on the outcomes it judged."""
+    return await service.judge_agreement(
+        session, success_threshold=state.settings.success_threshold
+    )

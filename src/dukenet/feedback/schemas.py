@@ -83,3 +83,26 @@ class OutcomeLabelsRead(Schema):
     label_confidence: float | None
     labels: list[LabelRead]
     evaluation: EvaluationRead | None
+
+
+class AgreementRead(Schema):
+    """How often a judge's pass/fail (quality >= the success threshold) matched one kind of
+    reference label on the same outcomes: ``n`` outcomes, ``agreement`` the share that matched
+    (null when n = 0) and Cohen's ``kappa`` (agreement beyond chance; null when undefined)."""
+
+    n: int
+    agreement: float | None
+    kappa: float | None
+
+
+class JudgeAgreementRead(Schema):
+    """One judge agent's record: verdicts given, evaluations that failed (with the last
+    reasons), and its agreement with buyers' and curators' labels on the same outcomes."""
+
+    agent_id: uuid.UUID
+    agent_name: str
+    verdicts: int
+    failures: int
+    failure_reasons: list[str]
+    buyer: AgreementRead
+    curator: AgreementRead

@@ -8,12 +8,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User
+from dukenet.agents import service as agents_service
 from dukenet.config import Settings
 from dukenet.errors import Conflict, Forbidden, NotFound
 from dukenet.feedback import evaluation as evaluation_service
 from dukenet.feedback import labels
-from dukenet.feedback.models import Feedback
-from dukenet.feedback.schemas import EvaluationRead, FeedbackWrite, LabelRead, OutcomeLabelsRead
+from dukenet.feedback.models import Evaluation, EvaluationStatus, Feedback, OutcomeLabel
+from dukenet.feedback.schemas import (
+    AgreementRead,
+    EvaluationRead,
+    FeedbackWrite,
+    JudgeAgreementRead,
+    LabelRead,
+    OutcomeLabelsRead,
+)
 from dukenet.learning.models import LabelSource, Outcome
 from dukenet.tasks import repository as tasks_repository
 from dukenet.tasks import service as tasks_service
@@ -125,3 +133,75 @@ async def outcome_labels(
         labels=[LabelRead.model_validate(x) for x in await labels.history(session, task.id)],
         evaluation=None if evaluation is None else EvaluationRead.model_validate(evaluation),
     )
+
+
+def agreement(pairs: list[tuple[bool, bool]]) -> AgreementRead:
+    """Return the agreement and Cohen's kappa of (judge, reference) pass/fail pairs."""
+    n = len(pairs)
+    if n == 0:
+        return AgreementRead(n=0, agreement=None, kappa=None)
+    observed = sum(a == b for a, b in pairs) / n
+    p_judge = sum(a for a, _ in pairs) / n
+    p_reference = sum(b for _, b in pairs) / n
+    chance = p_judge * p_reference + (1 - p_judge) * (1 - p_reference)
+    kappa = None if chance >= 1.0 else (observed - chance) / (1 - chance)
+    return AgreementRead(n=n, agreement=observed, kappa=kappa)
+
+
+async def judge_agreement(
+    session: AsyncSession, *, success_threshold: float
+) -> list[JudgeAgreementRead]:
+    """Return, per judge agent, its verdicts, failures and agreement with the newest buyer and
+    curator label of each outcome it judged (pass: quality >= ``success_threshold``)."""
+    evaluations = (
+        (await session.execute(select(Evaluation).where(Evaluation.judge_agent_id.is_not(None))))
+        .scalars()
+        .all()
+    )
+    task_ids = [e.task_id for e in evaluations if e.status is EvaluationStatus.DONE]
+    newest: dict[tuple[uuid.UUID, LabelSource], float] = {}
+    if task_ids:
+        stmt = (
+            select(OutcomeLabel)
+            .where(
+                OutcomeLabel.task_id.in_(task_ids),
+                OutcomeLabel.source.in_([LabelSource.BUYER, LabelSource.CURATOR]),
+            )
+            .order_by(OutcomeLabel.created_at, OutcomeLabel.id)
+        )
+        for label in (await session.execute(stmt)).scalars():
+            newest[(label.task_id, label.source)] = label.quality
+    rows: list[JudgeAgreementRead] = []
+    by_agent: dict[uuid.UUID, list[Evaluation]] = {}
+    for e in evaluations:
+        assert e.judge_agent_id is not None
+        by_agent.setdefault(e.judge_agent_id, []).append(e)
+    for agent_id, group in by_agent.items():
+        agent = await agents_service.get(session, agent_id)
+        done = [e for e in group if e.status is EvaluationStatus.DONE and e.quality is not None]
+        failed = sorted(
+            (e for e in group if e.status is EvaluationStatus.FAILED),
+            key=lambda e: e.updated_at,
+        )
+        pairs: dict[LabelSource, list[tuple[bool, bool]]] = {
+            LabelSource.BUYER: [],
+            LabelSource.CURATOR: [],
+        }
+        for e in done:
+            assert e.quality is not None
+            for source, found in pairs.items():
+                reference = newest.get((e.task_id, source))
+                if reference is not None:
+                    found.append((e.quality >= success_threshold, reference >= success_threshold))
+        rows.append(
+            JudgeAgreementRead(
+                agent_id=agent_id,
+                agent_name=agent.name,
+                verdicts=len(done),
+                failures=len(failed),
+                failure_reasons=[e.error or "" for e in failed[-5:]],
+                buyer=agreement(pairs[LabelSource.BUYER]),
+                curator=agreement(pairs[LabelSource.CURATOR]),
+            )
+        )
+    return sorted(rows, key=lambda r: r.agent_name)
