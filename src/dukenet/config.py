@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     exploration_cost_cap: float | None = Field(default=1.0, ge=0.0)
     # "price": the cap bounds every explored agent's price; "expected": the decision's mean price
     exploration_cost_cap_kind: Literal["price", "expected"] = "expected"
+    # most probability a Thompson decision puts on non-greedy agents (share of explored tasks,
+    # whatever the number of agents); unset (None): unbounded
+    exploration_budget: float | None = Field(default=None, ge=0.0, le=1.0)
+    # only the k agents with the best posterior-mean utility take part in the Thompson draws
+    thompson_top_k: int | None = Field(default=None, ge=1)
     shadow_mode: bool = True
     # share of tasks the challenger alias routes (canary / A-B split; Thompson only); 0: shadow only
     canary_share: float = Field(default=0.0, ge=0.0, le=0.5)
@@ -105,6 +110,11 @@ class Settings(BaseSettings):
     promotion_bootstrap: int = Field(default=1_000, ge=100)
     # cap on the gate's doubly robust importance weights (clipped DR); unset (None): uncapped
     promotion_weight_clip: float | None = Field(default=5.0, ge=1.0)
+    # "non-inferiority": promote unless worse than the champion by more than the margin beyond
+    # noise; "superiority": only when better beyond noise (learning/evaluation.py PromotionGate)
+    promotion_rule: Literal["non-inferiority", "superiority"] = "non-inferiority"
+    # non-inferiority margin in normalised utility (success - price / V) units
+    promotion_margin: float = Field(default=0.02, ge=0.0, lt=1.0)
     routing_seed: int | None = None
 
     # files

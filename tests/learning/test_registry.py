@@ -139,17 +139,19 @@ class TestRegistry:
         assert versions[0]["calibration"] and versions[0]["ece"] is not None
         assert sum(b["count"] for b in versions[0]["calibration"]) == versions[0]["metrics"]["n"]
         # v2 is fitted on the same outcomes with the same settings: the same policy, so the
-        # held-out doubly robust difference is exactly 0 on every resample and the gate refuses.
-        assert second_gate["rule"] == "policy-bootstrap" and second_gate["n_rows"] > 0
+        # held-out doubly robust difference is exactly 0 on every resample: not worse than the
+        # champion beyond the non-inferiority margin, so the gate lets it through.
+        assert second_gate["rule"] == "non-inferiority" and second_gate["n_rows"] > 0
         assert (second_gate["difference"], second_gate["low"]) == (0.0, 0.0)
-        assert not second_gate["promote"] and not second["promoted"]
+        assert second_gate["margin"] == state.settings.promotion_margin > 0
+        assert second_gate["promote"] and second["promoted"]
         policy = second["metrics"]["policy"]
         assert policy["challenger"]["dr"] == policy["champion"]["dr"]
         assert policy["n_rows"] == second_gate["n_rows"] == policy["logging"]["n"]
         assert policy["weight_clip"] == state.settings.promotion_weight_clip == 5.0
         status = (await client.get("/model/status", headers=admin)).json()
-        assert status["champion_version"] == 1
-        assert status["last_promotion"]["rule"] == "policy-bootstrap"
+        assert status["champion_version"] == 2
+        assert status["last_promotion"]["rule"] == "non-inferiority"
         assert status["success_threshold"] == 0.5
         for v in (1, 2):
             assert (state.settings.models_dir / f"v{v}.skops").exists()

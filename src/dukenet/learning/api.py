@@ -139,8 +139,7 @@ async def train(admin: AdminUser, state: State) -> TrainingRunRead:
         success_window=state.settings.success_drop_window,
         success_threshold=state.settings.success_threshold,
         reference_price_sat=state.settings.reference_price_sat,
-        n_boot=state.settings.promotion_bootstrap,
-        weight_clip=state.settings.promotion_weight_clip,
+        gate=service.promotion_gate(state.settings),
     )
     if result is None:
         raise Conflict("another trainer claimed this trigger")

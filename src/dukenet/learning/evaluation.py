@@ -733,13 +733,59 @@ def _resampled(terms: PolicyTerms, idx: np.ndarray, estimator: str) -> np.ndarra
         return np.asarray(np.where(total > 0, weighted / total, np.nan), dtype=np.float64)
 
 
+GATE_RULES: tuple[str, ...] = ("non-inferiority", "superiority")
+"""The promotion gate's tests of a challenger against the champion (``PromotionGate.rule``)."""
+
+
+@dataclass(frozen=True)
+class PromotionGate:
+    """Settings of the promotion gate (``policy_promotion_decision``).
+
+    Attributes:
+        rule: ``"non-inferiority"`` (the default): the challenger, fitted on more data, replaces
+            the champion unless its policy value is worse by more than ``margin`` beyond noise,
+            i.e. iff the one-sided ``level`` lower confidence bound of ``V(challenger) -
+            V(champion)`` is above ``-margin`` (a non-inferiority test, Schumi & Wittes 2011,
+            "Through the looking glass: understanding non-inferiority", Trials 12:106; FDA 2016
+            guidance). ``"superiority"``: the challenger must be better beyond noise (the lower
+            end of the two-sided ``level`` interval above 0); on markets other than the one its
+            defaults were tuned on it froze the first model (issue #16).
+        margin: the non-inferiority margin, in units of the normalised utility
+            ``success - price / V`` (so 0.02 is two points of success probability at equal
+            price); ignored by ``"superiority"``.
+        level: confidence level of the bootstrap bounds.
+        n_boot: paired bootstrap resamples.
+        weight_clip: cap on the doubly robust importance weights (clipped DR; None: uncapped).
+    """
+
+    rule: str = "non-inferiority"
+    margin: float = 0.02
+    level: float = 0.95
+    n_boot: int = 1000
+    weight_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in GATE_RULES:
+            raise ValueError(f"rule must be one of {GATE_RULES}, not {self.rule!r}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ValueError("margin must be in [0, 1)")
+        if not 0.5 < self.level < 1.0:
+            raise ValueError("level must be in (0.5, 1)")
+        if self.n_boot < 1:
+            raise ValueError("n_boot must be at least 1")
+        if self.weight_clip is not None and self.weight_clip < 1.0:
+            raise ValueError("weight_clip must be at least 1")
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     """Whether a challenger becomes champion, and every figure the decision used.
 
     Attributes:
         promote: the decision.
-        rule: ``"policy-bootstrap"`` (a champion exists) or ``"first-model"``.
+        rule: ``"non-inferiority"`` or ``"policy-bootstrap"`` (the superiority test; a champion
+            exists) or ``"first-model"``.
+        margin: the non-inferiority margin the bound was compared with (0 for superiority).
         reason: one human-readable line.
         estimator: off-policy estimator of the policy value (``"dr"``, ``"snips"`` or ``"ips"``).
         n_rows: held-out logged decisions the policies were compared on.
@@ -770,6 +816,7 @@ class PromotionDecision:
     level: float
     n_boot: int
     seed: int
+    margin: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         """Return the decision as a JSON object (non-finite numbers as None)."""
@@ -791,25 +838,35 @@ def policy_promotion_decision(
     level: float = 0.95,
     seed: int = 0,
     one_sided: bool = False,
+    rule: str = "superiority",
+    margin: float = 0.0,
 ) -> PromotionDecision:
     """Decide whether ``challenger`` replaces ``champion``, on held-out data only.
 
-    With a champion (rule ``policy-bootstrap``) the question is one-sided: is the challenger's
-    policy *better* (H1: ``V(challenger) - V(champion) > 0``; H0: not better)? A challenger that is
-    worse and one that is no better are both rejected, so nothing is gained by also guarding the
-    upper tail. Promote iff the one-sided ``level`` lower confidence bound of the difference, the
-    ``1 - level`` quantile of the paired bootstrap (``bootstrap_policy_difference``) of
-    ``estimate(challenger) - estimate(champion)``, is above 0: a test of H0 at size
-    ``1 - level`` (5% by default; percentile bootstrap, Efron & Tibshirani 1993, ch. 13 and
-    16). ``low`` and ``high`` then report the two-sided ``2 * level - 1`` interval (90%), whose
-    lower end is that bound. ``one_sided=False`` (the default) uses the lower end of the
-    two-sided ``level`` interval instead: a one-sided test at size ``(1 - level) / 2``, stricter
-    than the hypothesis needs; in ``benchmarks/router_quality.py`` (12 seeds) the one-sided test
-    did not raise the served version's AIQ, so the stricter default stays. Both ``PolicyTerms``
-    must describe the same held-out logged decisions (ideally built with one common reward model,
-    see ``greedy_policy_evaluation``); with none, or with an
-    undefined interval, the champion stays. A challenger identical to the champion never passes
-    (its difference is 0 on every resample).
+    With a champion and ``rule="non-inferiority"`` (the product's default, ``PromotionGate``) the
+    challenger is promoted unless it is worse than the champion by more than ``margin`` beyond
+    noise: iff the one-sided ``level`` lower bound of the paired bootstrap of
+    ``estimate(challenger) - estimate(champion)`` (the ``1 - level`` quantile) is above
+    ``-margin``. A newer model trained on more data is expected to be better, so the burden of
+    proof is on a regression; a challenger worse beyond the margin (a broken model, one trained on
+    noise, one that routes everything to the dearest agent) is refused. A challenger identical to
+    the champion passes (difference 0 on every resample, above ``-margin``) but changes nothing.
+
+    With a champion and ``rule="superiority"`` (rule ``policy-bootstrap``) the question is
+    one-sided: is the challenger's policy *better* (H1: ``V(challenger) - V(champion) > 0``; H0: not
+    better)? A challenger that is worse and one that is no better are both rejected, so nothing is
+    gained by also guarding the upper tail. Promote iff the one-sided ``level`` lower confidence
+    bound of the difference, the ``1 - level`` quantile of the paired bootstrap
+    (``bootstrap_policy_difference``) of ``estimate(challenger) - estimate(champion)``, is above 0:
+    a test of H0 at size ``1 - level`` (5% by default; percentile bootstrap, Efron & Tibshirani
+    1993, ch. 13 and 16). ``low`` and ``high`` then report the two-sided ``2 * level - 1`` interval
+    (90%), whose lower end is that bound. ``one_sided=False`` (the default) uses the lower end of
+    the two-sided ``level`` interval instead: a one-sided test at size ``(1 - level) / 2``, stricter
+    than the hypothesis needs; in ``benchmarks/router_quality.py`` (12 seeds) the one-sided test did
+    not raise the served version's AIQ, so the stricter default stays. Both ``PolicyTerms`` must
+    describe the same held-out logged decisions (ideally built with one common reward model, see
+    ``greedy_policy_evaluation``); with none, or with an undefined interval, the champion stays. A
+    challenger identical to the champion never passes (its difference is 0 on every resample).
 
     Without a champion (rule ``first-model``) the status quo is routing without a model (uniform
     random), so the burden of proof is reversed: promote unless the challenger's held-out
@@ -827,10 +884,27 @@ def policy_promotion_decision(
         n_boot, level, seed: bootstrap resamples, confidence level, generator seed.
         one_sided: the policy-bootstrap rule's test (see above); the first-model rule always uses
             the two-sided ``level`` interval.
+        rule: ``"superiority"`` (the function's historical default) or ``"non-inferiority"``.
+        margin: the non-inferiority margin (>= 0), in units of the normalised utility.
 
     Raises:
         ValueError: as ``bootstrap_policy_difference``.
     """
+    if rule not in GATE_RULES:
+        raise ValueError(f"rule must be one of {GATE_RULES}, not {rule!r}")
+    if not margin >= 0.0:
+        raise ValueError("margin must be non-negative")
+    non_inferiority = rule == "non-inferiority"
+    if champion is not None and non_inferiority:
+        return _non_inferiority_decision(
+            challenger,
+            champion,
+            estimator=estimator,
+            n_boot=n_boot,
+            level=level,
+            seed=seed,
+            margin=margin,
+        )
     base = PromotionDecision(
         promote=False,
         rule="first-model" if champion is None else "policy-bootstrap",
@@ -900,6 +974,59 @@ def policy_promotion_decision(
         difference=_finite_or_none(diff),
         low=_finite_or_none(low),
         high=_finite_or_none(high),
+    )
+
+
+def _non_inferiority_decision(
+    challenger: PolicyTerms,
+    champion: PolicyTerms,
+    *,
+    estimator: str,
+    n_boot: int,
+    level: float,
+    seed: int,
+    margin: float,
+) -> PromotionDecision:
+    """The non-inferiority test of ``policy_promotion_decision``: promote iff the one-sided
+    ``level`` lower bound of the difference is above ``-margin``; ``low``/``high`` report the
+    two-sided ``2 * level - 1`` interval, whose lower end is that bound."""
+    diff, low, high = bootstrap_policy_difference(
+        challenger, champion, estimator=estimator, n_boot=n_boot, level=2.0 * level - 1.0, seed=seed
+    )
+    promote = challenger.n > 0 and math.isfinite(low) and low > -margin
+    if challenger.n == 0:
+        reason = "no held-out logged decisions to compare the policies on: champion kept"
+    elif not math.isfinite(low):
+        reason = f"{estimator} difference undefined on {challenger.n} rows: champion kept"
+    else:
+        reason = (
+            f"{estimator} policy value difference {diff:+.4f}, one-sided {level:.0%} lower bound "
+            f"{low:+.4f} (upper {high:+.4f}) over {challenger.n} held-out decisions, margin "
+            f"{margin:.4f}: "
+            + (
+                "not worse beyond the margin, promoted"
+                if promote
+                else "worse than the champion beyond the margin, champion kept"
+            )
+        )
+    return PromotionDecision(
+        promote=promote,
+        rule="non-inferiority",
+        reason=reason,
+        estimator=estimator,
+        n_rows=challenger.n,
+        challenger_value=_finite_or_none(challenger.estimate(estimator)),
+        champion_value=_finite_or_none(champion.estimate(estimator)),
+        difference=_finite_or_none(diff),
+        low=_finite_or_none(low),
+        high=_finite_or_none(high),
+        brier_difference=None,
+        brier_low=None,
+        brier_high=None,
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        margin=margin,
     )
 
 

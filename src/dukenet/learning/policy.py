@@ -35,6 +35,19 @@ fades as evidence accumulates, with no schedule to tune. Two guards sit on top:
     ``max_price_sat`` still bounds every single task), and every propensity stays positive where
     the floor is positive, so every agent can be learned about and evaluated off-policy anywhere.
 
+Two more bounds keep exploration's cost independent of the number of agents. With many agents whose
+posteriors are wide (a new market, or one agent among 50 seen twice), the maximum of their draws
+beats the greedy agent's on most tasks, so plain Thompson sampling explores almost always (measured:
+the model's own best agent chosen on 16-26% of tasks with 55 agents, against 77-87% with two).
+``top_k`` lets only the ``k`` candidates with the best posterior-mean utility take part in the draws
+(top-k Thompson sampling, as in the combinatorial and ranking bandit literature, e.g. Komiyama,
+Honda & Nakagawa 2015; the floor still reaches every agent), and an exploration ``budget`` caps the
+probability of a non-greedy choice by the same greedy mixture as the expected cost cap: ``alpha =
+min(alpha_cost, budget / (1 - pi[greedy]))``. This is the "exploration budget" of
+budgeted/conservative bandits (Wu et al. 2016, "Conservative contextual linear bandits"): the share
+of explored tasks, and with it what exploring costs buyers, is a configured number, whatever the
+number of agents.
+
 The probability that a draw picks each agent has no closed form, so each decision takes
 ``n_draws`` posterior draws, counts how often each agent wins, and routes by one of the draws
 picked uniformly at random (or by the floor). Given the decision's draws, the probability of every
@@ -192,6 +205,8 @@ def choose_thompson(
     cost_cap: float | None = None,
     cost_cap_kind: CostCapKind = "expected",
     n_draws: int = THOMPSON_DRAWS,
+    budget: float | None = None,
+    top_k: int | None = None,
 ) -> RoutingDecision:
     """Choose a candidate by Thompson sampling on the posterior of its success logit.
 
@@ -214,11 +229,17 @@ def choose_thompson(
         cost_cap_kind: ``"expected"`` (the default, as the product's ``Settings``) or ``"price"``
             (see the module docstring).
         n_draws: posterior draws per decision.
+        budget: exploration budget, the most probability the decision may put on non-greedy
+            candidates, in [0, 1] (None: no budget). Applied like the expected cost cap, by
+            mixing with the greedy choice, so the share of explored tasks is bounded whatever the
+            number of candidates.
+        top_k: only the ``top_k`` candidates with the highest posterior-mean utility take part in
+            the draws (the floor still covers every explorable candidate); None: all of them.
 
     Raises:
         ValueError: on empty candidates, shape mismatch, NaN, negative or non-finite ``logit_sd``,
             ``floor`` outside [0, 1], negative ``scale`` or ``cost_cap``, an unknown
-            ``cost_cap_kind``, or ``n_draws`` < 1.
+            ``cost_cap_kind``, ``n_draws`` < 1, ``budget`` outside [0, 1] or ``top_k`` < 1.
     """
     mean = np.asarray(logit_mean, dtype=np.float64)
     sd = np.asarray(logit_sd, dtype=np.float64)
@@ -236,11 +257,16 @@ def choose_thompson(
         raise ValueError(f"cost_cap_kind must be one of {COST_CAP_KINDS}")
     if n_draws < 1:
         raise ValueError("n_draws must be at least 1")
+    if budget is not None and not 0.0 <= budget <= 1.0:
+        raise ValueError("budget must be in [0, 1]")
+    if top_k is not None and top_k < 1:
+        raise ValueError("top_k must be at least 1")
     p = np.clip(_sigmoid(mean), P_MIN, 1.0 - P_MIN)
     p, prices = _validate(p, prices_sat, value_sat)
     utilities = expected_utility(p, prices, value_sat)
     k = p.size
-    greedy = int(_greedy_order(p, prices, utilities, value_sat)[0])
+    order = _greedy_order(p, prices, utilities, value_sat)
+    greedy = int(order[0])
     if cost_cap is None or cost_cap_kind == "expected":
         explorable = np.arange(k)
     else:
@@ -248,7 +274,12 @@ def choose_thompson(
     m = explorable.size
     greedy_at = int(np.searchsorted(explorable, greedy))
     spread = scale * sd[explorable]
-    if m == 1 or not spread.any():
+    drawn = np.ones(m, dtype=bool)
+    if top_k is not None and top_k < m:
+        rank = np.empty(k, dtype=np.int64)
+        rank[order] = np.arange(k)
+        drawn = rank[explorable] <= np.sort(rank[explorable])[top_k - 1]
+    if m == 1 or not spread[drawn].any():
         winners = np.full(n_draws, greedy_at, dtype=np.int64)
     else:
         # Only candidates whose best draw can beat the leader's worst draw may ever win.
@@ -258,7 +289,7 @@ def choose_thompson(
         low = _sampled_utility(
             mean[explorable] - TRUNCATE_SD * spread, prices, explorable, value_sat
         )
-        contenders = np.flatnonzero(top >= low.max())
+        contenders = np.flatnonzero(drawn & (top >= low[drawn].max()))
         z = np.clip(rng.standard_normal((n_draws, contenders.size)), -TRUNCATE_SD, TRUNCATE_SD)
         logits = mean[explorable[contenders]] + spread[contenders] * z
         sampled = _sampled_utility(logits, prices, explorable[contenders], value_sat)
@@ -273,11 +304,13 @@ def choose_thompson(
     explore_share = 1.0
     if cost_cap is not None and cost_cap_kind == "expected":
         explore_share = _expected_price_share(propensities, prices, greedy, cost_cap)
-        if explore_share < 1.0:
-            propensities *= explore_share
-            propensities[greedy] += 1.0 - explore_share
-            if rng.random() >= explore_share:
-                index = greedy
+    if budget is not None and propensities[greedy] < 1.0:
+        explore_share = min(explore_share, budget / (1.0 - float(propensities[greedy])))
+    if explore_share < 1.0:
+        propensities *= explore_share
+        propensities[greedy] += 1.0 - explore_share
+        if rng.random() >= explore_share:
+            index = greedy
     return RoutingDecision(
         index=index,
         propensity=float(propensities[index]),
@@ -291,6 +324,8 @@ def choose_thompson(
             "cost_cap": cost_cap,
             "cost_cap_kind": cost_cap_kind,
             "explore_share": explore_share,
+            "budget": budget,
+            "top_k": top_k,
             "n_draws": n_draws,
             "n_explorable": m,
             "propensity": "exact given the decision's posterior draws",

@@ -26,9 +26,11 @@ class CalibrationBinRead(Schema):
 class PromotionRead(Schema):
     """The promotion gate's decision on a version and every figure it used.
 
-    ``rule``: ``policy-bootstrap`` (a champion existed: promoted iff the lower bound ``low`` of the
-    ``level`` paired-bootstrap interval of challenger - champion held-out policy value, estimated
-    with ``estimator``, is above 0) or ``first-model`` (promoted unless its held-out Brier score is
+    ``rule``: ``non-inferiority`` (a champion existed: promoted unless worse beyond the margin,
+    iff the one-sided ``level`` lower bound ``low`` of challenger - champion held-out policy value,
+    estimated with ``estimator``, is above ``-margin``), ``policy-bootstrap`` (the superiority
+    test: iff the lower bound ``low`` of the two-sided ``level`` interval is above 0) or
+    ``first-model`` (promoted unless its held-out Brier score is
     worse than the base-rate prior's beyond noise: ``brier_low > 0``). Policy values are mean
     normalised utility ``success - price / value`` over ``n_rows`` held-out logged decisions;
     ``champion_value`` is the logging policy's own value under ``first-model``.
@@ -50,6 +52,7 @@ class PromotionRead(Schema):
     level: float
     n_boot: int
     seed: int
+    margin: float = 0.0
 
 
 class ModelVersionRead(Schema):

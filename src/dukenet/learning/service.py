@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,7 @@ from dukenet.learning.evaluation import (
     LoggedDecision,
     PolicyTerms,
     PromotionDecision,
+    PromotionGate,
     calibration_curve,
     classifier_metrics,
     greedy_policy_evaluation,
@@ -44,6 +45,9 @@ from dukenet.learning.models import (
 )
 from dukenet.learning.router import DukeRouter, OutcomeSample, RouterConfig
 from dukenet.learning.schemas import ShadowReportRead
+
+if TYPE_CHECKING:
+    from dukenet.config import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -311,18 +315,17 @@ async def train(
     success_window: int = 100,
     success_threshold: float = 0.5,
     reference_price_sat: int = 100_000,
-    n_boot: int = 1000,
-    weight_clip: float | None = None,
+    gate: PromotionGate | None = None,
 ) -> TrainResult | None:
     """Run one training: claim the trigger, fit a challenger on the train side of the stratified
     held-out split (in a worker thread), evaluate it and the champion on the held-out side, save it
     as a new version and promote it iff ``evaluation.policy_promotion_decision`` says so.
 
-    The gate compares the two greedy policies off-policy (doubly robust, reward
-    ``evaluation.normalized_utility``) on the held-out logged decisions, with a paired bootstrap of
-    ``n_boot`` resamples seeded with ``split_seed`` and importance weights capped at
-    ``weight_clip`` (clipped doubly robust, ``PolicyTerms.weight_clip``; None: uncapped); the
-    first version is judged against the
+    The gate (``gate``, default ``PromotionGate()``: non-inferiority) compares the two greedy
+    policies off-policy (doubly robust, reward ``evaluation.normalized_utility``) on the held-out
+    logged decisions, with a paired bootstrap of ``gate.n_boot`` resamples seeded with
+    ``split_seed`` and importance weights capped at ``gate.weight_clip`` (clipped doubly robust,
+    ``PolicyTerms.weight_clip``; None: uncapped); the first version is judged against the
     base-rate prior's held-out Brier score. Every figure (classifier metrics, calibration, both
     policies' estimates, the interval) goes to the run's and the version's ``metrics``.
 
@@ -367,8 +370,7 @@ async def train(
             config,
             split_seed,
             champion_row.artifact_path if champion_row else None,
-            n_boot,
-            weight_clip,
+            gate or PromotionGate(),
         )
     except Exception as exc:
         async with sessionmaker() as session:
@@ -428,8 +430,7 @@ def _fit_and_compare(
     config: RouterConfig,
     split_seed: int,
     champion_path: str | None,
-    n_boot: int,
-    weight_clip: float | None = None,
+    gate: PromotionGate,
 ) -> tuple[DukeRouter, dict[str, Any], PromotionDecision]:
     """Fit on the train side; score the challenger (and the champion) on the held-out side.
 
@@ -440,13 +441,40 @@ def _fit_and_compare(
     train_rows, held_out = held_out_split(samples, seed=split_seed)
     held_keys = {s.task_id for s in held_out}
     live = [d for s, d in zip(samples, decisions, strict=True) if s.task_id in held_keys and d]
-    router = DukeRouter.fit(train_rows, config)
+    weight_clip = gate.weight_clip
     y = np.array([s.success for s in held_out], dtype=float)
     p = pair_probabilities(router, held_out)
     train_rate = float(np.mean([s.success for s in train_rows])) if train_rows else 0.5
     p_prior = np.full(y.shape, train_rate)
     metrics: dict[str, Any] = {
         **classifier_metrics(y, p),
+    train_rows, _ = held_out_split(samples, seed=split_seed)
+    router = DukeRouter.fit(train_rows, config)
+    champion = DukeRouter.load(Path(champion_path)) if champion_path is not None else None
+    metrics, decision = judge_challenger(
+        router, champion, samples, decisions, split_seed=split_seed, gate=gate
+    )
+    return router, metrics, decision
+
+
+def judge_challenger(
+    router: DukeRouter,
+    champion: DukeRouter | None,
+    samples: Sequence[OutcomeSample],
+    decisions: Sequence[LoggedDecision | None],
+    *,
+    split_seed: int,
+    gate: PromotionGate,
+) -> tuple[dict[str, Any], PromotionDecision]:
+    """Score a fitted challenger (and the champion) on the held-out side of ``samples`` and
+    decide its promotion with ``gate`` (``evaluation.policy_promotion_decision``).
+
+    ``samples`` are all outcomes (the split is recomputed with ``split_seed``, so only rows the
+    challenger never trained on are used); ``decisions[i]`` is the logged routing decision of
+    ``samples[i]`` (None when it has none). Returns the version's metrics (classifier metrics,
+    calibration, both policies' off-policy estimates, ``promotion``: the decision with its
+    evidence) and the decision. Pure and CPU-bound: call it from a worker thread.
+    """
         **_calibration_metrics(y, p),
         "n_train": len(train_rows),
         "n_held_out": len(held_out),
@@ -468,8 +496,7 @@ def _fit_and_compare(
         "logging": logging_policy_summary(live),
     }
     champion_terms: PolicyTerms | None = None
-    if champion_path is not None:
-        champion = DukeRouter.load(Path(champion_path))
+    if champion is not None:
         p_champion = pair_probabilities(champion, held_out)
         champion_metrics = classifier_metrics(y, p_champion)
         metrics["champion_brier"] = champion_metrics["brier"]
@@ -487,18 +514,31 @@ def _fit_and_compare(
         p_challenger=p,
         p_prior=p_prior,
         estimator="dr",
-        n_boot=n_boot,
+        n_boot=gate.n_boot,
+        level=gate.level,
         seed=split_seed,
     )
     metrics["policy"] = policy
     metrics["promotion"] = decision.as_json()
-    return router, metrics, decision
+    return metrics, decision
+
+
+def promotion_gate(settings: Settings) -> PromotionGate:
+    """Return the promotion gate ``settings`` configure (``DUKENET_PROMOTION_*``)."""
+    return PromotionGate(
+        rule=settings.promotion_rule,
+        margin=settings.promotion_margin,
+        n_boot=settings.promotion_bootstrap,
+        weight_clip=settings.promotion_weight_clip,
+    )
 
 
 def _calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     """Return ``ece`` and ``calibration`` (10 reliability bins) of predictions ``p``."""
     calibration = calibration_curve(y, p, n_bins=10)
     return {"ece": calibration.ece, "calibration": calibration.as_json()}
+        rule=gate.rule,
+        margin=gate.margin,
 
 
 def json_safe(value: Any) -> Any:

@@ -44,8 +44,7 @@ class Trainer:
             success_window=self._settings.success_drop_window,
             success_threshold=self._settings.success_threshold,
             reference_price_sat=self._settings.reference_price_sat,
-            n_boot=self._settings.promotion_bootstrap,
-            weight_clip=self._settings.promotion_weight_clip,
+            gate=service.promotion_gate(self._settings),
         )
         if result is not None and result.version is not None:
             log.info(

@@ -87,6 +87,10 @@ class ThompsonExploration:
             price of the decision to at most that (None: no cap).
         cost_cap_kind: ``"price"`` or ``"expected"`` (``policy.choose_thompson``).
         n_draws: posterior draws per decision.
+        budget: exploration budget, the most probability a decision puts on non-greedy agents
+            (None: unbounded): the share of explored tasks, whatever the number of agents.
+        top_k: only the ``top_k`` agents with the best posterior-mean utility take part in the
+            posterior draws (None: all; the floor still reaches every agent).
     """
 
     floor: float = 0.05
@@ -94,6 +98,8 @@ class ThompsonExploration:
     cost_cap: float | None = 1.0
     cost_cap_kind: CostCapKind = "expected"
     n_draws: int = THOMPSON_DRAWS
+    budget: float | None = None
+    top_k: int | None = None
 
     def choose(
         self,
@@ -120,6 +126,8 @@ class ThompsonExploration:
             cost_cap=self.cost_cap,
             cost_cap_kind=self.cost_cap_kind,
             n_draws=self.n_draws,
+            budget=self.budget,
+            top_k=self.top_k,
         )
 
 
@@ -134,6 +142,8 @@ def exploration_from_settings(settings: Settings) -> ThompsonExploration | None:
         cost_cap=settings.exploration_cost_cap,
         cost_cap_kind=settings.exploration_cost_cap_kind,
         n_draws=settings.thompson_draws,
+        budget=settings.exploration_budget,
+        top_k=settings.thompson_top_k,
     )
 
 
