@@ -438,16 +438,6 @@ def _fit_and_compare(
     """
     if len(samples) < 2:
         raise BadRequest("need at least 2 outcomes to train")
-    train_rows, held_out = held_out_split(samples, seed=split_seed)
-    held_keys = {s.task_id for s in held_out}
-    live = [d for s, d in zip(samples, decisions, strict=True) if s.task_id in held_keys and d]
-    weight_clip = gate.weight_clip
-    y = np.array([s.success for s in held_out], dtype=float)
-    p = pair_probabilities(router, held_out)
-    train_rate = float(np.mean([s.success for s in train_rows])) if train_rows else 0.5
-    p_prior = np.full(y.shape, train_rate)
-    metrics: dict[str, Any] = {
-        **classifier_metrics(y, p),
     train_rows, _ = held_out_split(samples, seed=split_seed)
     router = DukeRouter.fit(train_rows, config)
     champion = DukeRouter.load(Path(champion_path)) if champion_path is not None else None
@@ -475,6 +465,16 @@ def judge_challenger(
     calibration, both policies' off-policy estimates, ``promotion``: the decision with its
     evidence) and the decision. Pure and CPU-bound: call it from a worker thread.
     """
+    train_rows, held_out = held_out_split(samples, seed=split_seed)
+    held_keys = {s.task_id for s in held_out}
+    live = [d for s, d in zip(samples, decisions, strict=True) if s.task_id in held_keys and d]
+    weight_clip = gate.weight_clip
+    y = np.array([s.success for s in held_out], dtype=float)
+    p = pair_probabilities(router, held_out)
+    train_rate = float(np.mean([s.success for s in train_rows])) if train_rows else 0.5
+    p_prior = np.full(y.shape, train_rate)
+    metrics: dict[str, Any] = {
+        **classifier_metrics(y, p),
         **_calibration_metrics(y, p),
         "n_train": len(train_rows),
         "n_held_out": len(held_out),
@@ -517,6 +517,8 @@ def judge_challenger(
         n_boot=gate.n_boot,
         level=gate.level,
         seed=split_seed,
+        rule=gate.rule,
+        margin=gate.margin,
     )
     metrics["policy"] = policy
     metrics["promotion"] = decision.as_json()
@@ -537,8 +539,6 @@ def _calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     """Return ``ece`` and ``calibration`` (10 reliability bins) of predictions ``p``."""
     calibration = calibration_curve(y, p, n_bins=10)
     return {"ece": calibration.ece, "calibration": calibration.as_json()}
-        rule=gate.rule,
-        margin=gate.margin,
 
 
 def json_safe(value: Any) -> Any:
