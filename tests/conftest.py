@@ -99,6 +99,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         retry_backoff_s=0,
         lease_s=30,
         max_attempts=2,
+        # the LLM double listens on loopback (kit/netguard.py refuses it by default)
+        allowed_agent_networks="127.0.0.0/8",
     )
 
 

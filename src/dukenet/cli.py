@@ -25,6 +25,7 @@ from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
 from dukenet.files.storage import storage_from_settings
+from dukenet.kit import netguard
 from dukenet.kit.secrets import SECRET_KEY_FILE, SecretBox
 from dukenet.learning import service as learning_service
 from dukenet.learning.trainer import Trainer
@@ -121,7 +122,9 @@ def runner(
         raise typer.Exit(2)
 
     async def work(stop: asyncio.Event) -> None:
-        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as llm_client:
+        # agents' endpoints are called under the egress policy (DUKENET_ALLOWED_AGENT_NETWORKS)
+        egress = netguard.EgressPolicy.from_settings(settings)
+        async with netguard.guarded_client(egress, timeout=settings.llm_timeout_s) as llm_client:
             # A remote runner never receives stored keys: its agents name api_key_env.
             secrets = None if server is not None else SecretBox.from_settings(settings)
             executors = build_executors(llm_client, secrets)

@@ -173,6 +173,18 @@ class Settings(BaseSettings):
     login_rate_limit_per_email: str = "10/minute"
     login_rate_limit_per_ip: str = "30/minute"
 
+    # security (kit/netguard.py): CIDRs that agents' base_url may reach although they are not
+    # public (loopback, private, link-local), comma-separated, e.g. "127.0.0.0/8,::1/128"
+    allowed_agent_networks: str = ""
+
+    @field_validator("allowed_agent_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        from dukenet.kit.netguard import parse_networks
+
+        parse_networks(value)
+        return value
+
     # payments (payments/providers.py): "ledger" books deposits (admin credits) and payouts in
     # the ledger only; "lightning" speaks an LNbits-style REST API at lightning_url (invoices for
     # deposits, pay-invoice for payouts) with the wallet's admin key lightning_api_key

@@ -118,6 +118,8 @@ def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
             "DUKENET_SPLIT_SEED": str(config.seed),
             # Settle at once: no buyer acceptance window in a replay.
             "DUKENET_DISPUTE_WINDOW_S": "0",
+            # the embedded demo may call agents on this machine (kit/netguard.py)
+            "DUKENET_ALLOWED_AGENT_NETWORKS": "127.0.0.0/8,::1/128",
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }

@@ -23,6 +23,7 @@ from dukenet.db import create_engine, create_sessionmaker, is_transient
 from dukenet.errors import DukenetError
 from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
+from dukenet.kit.netguard import EgressPolicy, guarded_client
 from dukenet.kit.secrets import SecretBox
 from dukenet.kit.state import AppState
 from dukenet.learning.serving import ChampionCache
@@ -85,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dukenet = state
         stop = asyncio.Event()
         workers: list[asyncio.Task[None]] = []
-        async with httpx.AsyncClient(timeout=settings.llm_timeout_s) as client:
+        egress = EgressPolicy.from_settings(settings)
+        async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
             executors = build_executors(client, SecretBox.from_settings(settings))
             for i in range(settings.embedded_runners):
                 runner = Runner(

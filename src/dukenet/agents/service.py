@@ -16,7 +16,8 @@ from dukenet.agents import repository
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.agents.schemas import AgentCreate, AgentStatsRead, AgentUpdate, LLMAgentConfig
 from dukenet.config import Settings
-from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
+from dukenet.errors import BadRequest, Conflict, DukenetError, Forbidden, NotFound
+from dukenet.kit import netguard
 from dukenet.kit.secrets import SecretBox, SecretError
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind
@@ -40,6 +41,7 @@ async def register(
     Raises:
         Forbidden: a buyer tries to register an agent, or a non-admin a ``replay`` agent.
         BadRequest: the configuration for the agent's kind is missing.
+        DukenetError: 422, an ``llm`` ``base_url`` the egress policy refuses.
         Conflict: the name is taken.
     """
     if owner.role is UserRole.BUYER:
@@ -55,6 +57,7 @@ async def register(
     else:
         if data.llm is None:
             raise BadRequest("llm agents need an 'llm' configuration")
+        await check_base_url(str(data.llm.base_url), settings)
         llm = data.llm.model_dump(mode="json", exclude={"api_key"})
         config = _with_api_key(
             LLMAgentConfig.model_validate(llm),
@@ -85,6 +88,20 @@ async def register(
         session, ledger_service.agent_name(agent.id), LedgerAccountKind.AGENT, owner.id
     )
     return agent
+
+
+async def check_base_url(url: str, settings: Settings) -> None:
+    """Accept an ``llm`` agent's ``base_url`` under the egress policy of ``settings``
+    (``kit.netguard``: no loopback, private, link-local or metadata target unless an allowed
+    network holds it, no credentials in the URL; a resolvable name is resolved and checked).
+
+    Raises:
+        DukenetError: 422 naming ``llm.base_url`` and the reason.
+    """
+    try:
+        await netguard.check_url_resolved(url, netguard.EgressPolicy.from_settings(settings))
+    except netguard.EgressRefused as exc:
+        raise DukenetError(f"llm.base_url: {exc}", status_code=422) from None
 
 
 async def get(session: AsyncSession, agent_id: uuid.UUID) -> Agent:
@@ -138,6 +155,7 @@ async def update(
     Raises:
         NotFound: no such agent. Forbidden: the actor neither owns it nor is an admin.
         BadRequest: an ``llm`` configuration for an agent of another kind.
+        DukenetError: 422, a new ``base_url`` the egress policy refuses.
     """
     agent = await get(session, agent_id)
     if actor.role is not UserRole.ADMIN and agent.owner_id != actor.id:
@@ -149,6 +167,8 @@ async def update(
     if data.llm is not None:
         if agent.kind is not AgentKind.LLM:
             raise BadRequest(f"'llm' configuration given for a {agent.kind.value} agent")
+        if data.llm.base_url is not None:
+            await check_base_url(str(data.llm.base_url), settings)
         changes = data.llm.model_dump(
             mode="json", exclude_unset=True, exclude={"api_key", "api_key_env"}
         )

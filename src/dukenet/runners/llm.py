@@ -11,6 +11,7 @@ import httpx
 
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import LLMAgentConfig
+from dukenet.kit import netguard
 from dukenet.kit.secrets import SecretBox, SecretError
 from dukenet.runners.base import Execution, ExecutionError, WorkItem
 
@@ -92,6 +93,20 @@ class LLMExecutor:
             },
         )
 
+    def handles(self, agent: Agent) -> bool:
+        """Whether this executor can call ``agent`` here: its key is stored and this executor
+        has the secret key to open it, or its ``api_key_env`` variable is set, or it has no key.
+        A runner claims no task for an agent it cannot call (a remote runner never receives a
+        stored key)."""
+        try:
+            config = LLMAgentConfig.model_validate(agent.config)
+            if config.api_key_encrypted is not None:
+                return self._secrets is not None
+            self._api_key(config)
+        except (ValueError, ExecutionError):
+            return False
+        return True
+
     def _api_key(self, config: LLMAgentConfig) -> str | None:
         """Return the agent's API key, decrypted now (never kept), or None if it has none.
 
@@ -127,6 +142,8 @@ class LLMExecutor:
             try:
                 response = await self._client.post(url, json=payload, headers=headers)
             except httpx.HTTPError as exc:
+                if netguard.is_refusal(exc):  # the egress policy: retrying cannot help
+                    raise ExecutionError(f"{url}: {exc}") from exc
                 last_error = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code < 400:

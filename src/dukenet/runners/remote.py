@@ -1,7 +1,9 @@
 """A runner on another machine: the runner protocol over HTTP with an operator's API key.
 
-``dukenet runner --server URL --api-key KEY`` claims work for the key owner's agents, executes
-it with the same executors as the in-process runner, heartbeats while it works, submits each
+``dukenet runner --server URL --api-key KEY`` claims work for the key owner's agents that its
+executors can run (never a ``human`` agent's task, nor an ``llm`` agent's whose API key is stored
+on the server: the claim names the agents and kinds it can execute), executes it with the same
+executors as the in-process runner, heartbeats while it works, submits each
 result once (the idempotency key makes retries safe) and releases a task after an execution
 error so that it is retried or refunded.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +21,7 @@ import httpx
 import structlog
 
 from dukenet.agents.models import Agent, AgentKind
-from dukenet.runners.base import Execution, ExecutionError, Executor, WorkItem
+from dukenet.runners.base import Execution, ExecutionError, Executor, SelectiveExecutor, WorkItem
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +43,16 @@ class RemoteRunner:
         name: str | None = None,
         heartbeat_s: float = 20.0,
         poll_s: float = 1.0,
+        agents_ttl_s: float = 10.0,
     ) -> None:
         self._client = client
         self._executors = executors
         self._heartbeat_s = heartbeat_s
         self._poll_s = poll_s
+        self._agents_ttl_s = agents_ttl_s
         self._agents: dict[uuid.UUID, Agent] = {}
+        self._runnable: list[uuid.UUID] = []
+        self._listed_at: float | None = None
         self.name = name or f"remote-{uuid.uuid4().hex[:8]}"
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -67,16 +74,36 @@ class RemoteRunner:
         if agent_id not in self._agents:
             response = await self._call("GET", f"/agents/{agent_id}")
             response.raise_for_status()
-            body = response.json()
-            self._agents[agent_id] = Agent(
-                id=agent_id,
-                name=body["name"],
-                kind=AgentKind(body["kind"]),
-                owner_id=uuid.UUID(body["owner_id"]),
-                base_price_sat=body["base_price_sat"],
-                config=body["config"],
-            )
+            self._agents[agent_id] = _agent_from(response.json())
         return self._agents[agent_id]
+
+    async def runnable_agents(self) -> list[uuid.UUID]:
+        """Return the ids of the key owner's enabled agents this runner can execute (an
+        executor for the kind that ``handles`` the agent: e.g. not a ``human`` agent, nor an
+        ``llm`` agent whose API key is stored on the server), listed at most every
+        ``agents_ttl_s`` seconds (``GET /runner/agents``)."""
+        now = time.monotonic()
+        if self._listed_at is None or now - self._listed_at >= self._agents_ttl_s:
+            response = await self._call("GET", "/runner/agents")
+            response.raise_for_status()
+            agents = [_agent_from(body) for body in response.json()]
+            self._agents.update({a.id: a for a in agents})
+            runnable = [a.id for a in agents if self._can_execute(a)]
+            skipped = sorted(a.name for a in agents if not self._can_execute(a))
+            if self._listed_at is None or set(runnable) != set(self._runnable):
+                log.info(
+                    "remote runner agents",
+                    runnable=sorted(self._agents[i].name for i in runnable),
+                    skipped=skipped,  # no executor here, or (llm) a key this runner cannot use
+                )
+            self._runnable, self._listed_at = runnable, now
+        return self._runnable
+
+    def _can_execute(self, agent: Agent) -> bool:
+        executor = self._executors.get(agent.kind)
+        if executor is None:
+            return False
+        return not isinstance(executor, SelectiveExecutor) or executor.handles(agent)
 
     async def run_once(self) -> bool:
         """Claim and finish at most one task; return True if there was one.
@@ -85,7 +112,18 @@ class RemoteRunner:
             httpx.HTTPStatusError: the server refused the key or the request (4xx other than a
                 lost lease).
         """
-        response = await self._call("POST", "/runner/claim", json={"runner": self.name})
+        runnable = await self.runnable_agents()
+        if not runnable:
+            return False
+        response = await self._call(
+            "POST",
+            "/runner/claim",
+            json={
+                "runner": self.name,
+                "agent_ids": [str(i) for i in runnable],
+                "kinds": sorted(k.value for k in self._executors),
+            },
+        )
         response.raise_for_status()
         claim = response.json()
         if claim is None:
@@ -93,8 +131,8 @@ class RemoteRunner:
         task_id, token = claim["task_id"], claim["lease_token"]
         agent = await self._agent(uuid.UUID(claim["agent_id"]))
         executor = self._executors.get(agent.kind)
-        if executor is None:
-            await self._release(task_id, token, f"this runner cannot execute {agent.kind} agents")
+        if executor is None or not self._can_execute(agent):
+            await self._release(task_id, token, f"this runner cannot execute {agent.name}")
             return True
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token))
         try:
@@ -159,3 +197,15 @@ class RemoteRunner:
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._poll_s)
+
+
+def _agent_from(body: dict[str, Any]) -> Agent:
+    """Return an (unsaved) agent from the server's ``AgentDetail`` JSON."""
+    return Agent(
+        id=uuid.UUID(body["id"]),
+        name=body["name"],
+        kind=AgentKind(body["kind"]),
+        owner_id=uuid.UUID(body["owner_id"]),
+        base_price_sat=body["base_price_sat"],
+        config=body["config"],
+    )

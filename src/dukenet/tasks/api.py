@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository as agents_repository
+from dukenet.agents.models import AgentKind
+from dukenet.agents.schemas import AgentDetail
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
 from dukenet.errors import Forbidden
 from dukenet.files import service as files_service
@@ -187,19 +189,35 @@ async def get_task(task_id: uuid.UUID, user: CurrentUser, session: Session) -> T
 
 
 async def _agent_ids(
-    session: AsyncSession, user: User, agent_id: uuid.UUID | None, *, enabled_only: bool = True
+    session: AsyncSession,
+    user: User,
+    agent_id: uuid.UUID | None,
+    *,
+    enabled_only: bool = True,
+    kinds: Sequence[AgentKind] | None = None,
 ) -> Sequence[uuid.UUID]:
-    """The agents the caller acts for (an admin: all). New work (claim, inbox) goes to enabled
-    agents only; a task already leased is finished (``enabled_only=False``) even if its agent
-    was disabled meanwhile."""
+    """The agents the caller acts for (an admin: all), of ``kinds`` if given. New work (claim,
+    inbox) goes to enabled agents only; a task already leased is finished
+    (``enabled_only=False``) even if its agent was disabled meanwhile."""
     owner = None if user.role is UserRole.ADMIN else user.id
-    agents = await agents_repository.list_all(session, enabled_only=enabled_only, owner_id=owner)
+    agents = await agents_repository.list_all(
+        session, enabled_only=enabled_only, owner_id=owner, kinds=kinds
+    )
     ids = [a.id for a in agents]
     if agent_id is not None:
         if agent_id not in ids:
             raise Forbidden(f"agent {agent_id} is not yours or is disabled")
         return [agent_id]
     return ids
+
+
+@runner_router.get("/agents", response_model=list[AgentDetail])
+async def runner_agents(user: OperatorUser, session: Session) -> list[AgentDetail]:
+    """List the enabled agents you act for (an admin: all), with their configuration (stored
+    API keys redacted): what a remote runner checks it can execute before claiming."""
+    owner = None if user.role is UserRole.ADMIN else user.id
+    agents = await agents_repository.list_all(session, enabled_only=True, owner_id=owner)
+    return [AgentDetail.model_validate(a) for a in agents]
 
 
 @runner_router.get("/inbox", response_model=Page[InboxItem])
@@ -227,8 +245,12 @@ async def claim(
     data: ClaimRequest, user: OperatorUser, session: Session, state: State
 ) -> ClaimRead | None:
     """Claim the oldest task assigned to one of your agents (or ``task_id`` from your inbox),
-    with a lease; null if there is none (or the task was claimed first by someone else)."""
-    ids = await _agent_ids(session, user, data.agent_id)
+    with a lease; null if there is none (or the task was claimed first by someone else).
+    ``agent_ids`` / ``kinds`` name what the runner can execute: only those tasks are handed out."""
+    ids = await _agent_ids(session, user, data.agent_id, kinds=data.kinds)
+    if data.agent_ids is not None:
+        wanted = set(data.agent_ids)
+        ids = [i for i in ids if i in wanted]
     task = await service.claim(
         session,
         agent_ids=ids,

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from dukenet.agents.models import AgentKind
 from dukenet.feedback.evaluators import EvaluatorSpec
 from dukenet.kit.schema import Schema
 from dukenet.ledger.schemas import TransactionRead
@@ -115,6 +116,10 @@ class ClaimRequest(Schema):
     agent_id: uuid.UUID | None = None
     task_id: uuid.UUID | None = None
     runner: str = Field(default="runner", min_length=1, max_length=200)
+    # what the runner can execute: only tasks of these agents / of agents of these kinds are
+    # handed out (unset: no restriction), so a runner never claims work it would have to fail
+    agent_ids: list[uuid.UUID] | None = Field(default=None, max_length=10_000)
+    kinds: list[AgentKind] | None = Field(default=None, max_length=10)
 
 
 class ClaimRead(Schema):
