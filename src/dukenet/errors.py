@@ -49,3 +49,14 @@ class PaymentRequired(DukenetError):
     """The buyer's balance does not cover the price (402)."""
 
     status_code = 402
+
+
+class ServiceUnavailable(DukenetError):
+    """A dependency (the database) cannot be reached for now (503); retry after
+    ``retry_after_s`` seconds (sent as ``Retry-After``)."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

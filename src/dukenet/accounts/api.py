@@ -23,6 +23,7 @@ from dukenet.accounts.schemas import (
     UserRead,
 )
 from dukenet.deps import AdminUser, CurrentUser, Session, SessionUser, State
+from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
 from dukenet.kit.state import AppState
 from dukenet.ledger import service as ledger_service
@@ -78,7 +79,10 @@ async def register(data: UserCreate, session: Session, state: State) -> UserRead
 @router.post(
     "/auth/login",
     response_model=TokenRead,
-    responses={429: {"description": "Too many attempts for this email or from this address"}},
+    responses={
+        **error_responses(401),
+        429: {"description": "Too many attempts for this email or from this address"},
+    },
 )
 async def login(data: LoginRequest, request: Request, session: Session, state: State) -> TokenRead:
     """Exchange email and password for an access token and a refresh token (a new session).
@@ -96,7 +100,7 @@ async def login(data: LoginRequest, request: Request, session: Session, state: S
     return _token_read(pair)
 
 
-@router.post("/auth/refresh", response_model=TokenRead)
+@router.post("/auth/refresh", response_model=TokenRead, responses=error_responses(401))
 async def refresh(data: RefreshRequest, session: Session, state: State) -> TokenRead:
     """Exchange a refresh token for a new pair; the old refresh token is used up.
 
@@ -150,7 +154,10 @@ async def update_me(data: ProfileUpdate, user: CurrentUser, session: Session) ->
 @router.post(
     "/users/me/password",
     response_model=TokenRead,
-    responses={429: {"description": "Too many attempts for this account or from this address"}},
+    responses={
+        **error_responses(400),
+        429: {"description": "Too many attempts for this account or from this address"},
+    },
 )
 async def change_password(
     data: PasswordChange, request: Request, user: SessionUser, session: Session, state: State
@@ -177,7 +184,12 @@ async def change_password(
 # API keys
 
 
-@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+@router.post(
+    "/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=error_responses(403),
+)
 async def create_api_key(data: ApiKeyCreate, user: SessionUser, session: Session) -> ApiKeyCreated:
     """Create an API key for a runner (operators and admins); its secret is shown only here."""
     key, secret = await api_keys.create(session, owner=user, name=data.name)

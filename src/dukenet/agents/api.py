@@ -21,6 +21,7 @@ from dukenet.agents.schemas import (
     AgentUpdate,
 )
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
+from dukenet.kit.openapi import error_responses
 from dukenet.tasks import service as tasks_service
 
 REDACTED = "**********"
@@ -64,7 +65,12 @@ class RedactingRoute(APIRoute):
 router = APIRouter(tags=["agents"], route_class=RedactingRoute)
 
 
-@router.post("/agents", status_code=status.HTTP_201_CREATED, response_model=AgentDetail)
+@router.post(
+    "/agents",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AgentDetail,
+    responses=error_responses(400),
+)
 async def register(
     data: AgentCreate, user: OperatorUser, session: Session, state: State, secrets: Secrets
 ) -> AgentDetail:
@@ -113,7 +119,7 @@ async def get_agent(
     return AgentRead.model_validate(agent)
 
 
-@router.patch("/agents/{agent_id}", response_model=AgentDetail)
+@router.patch("/agents/{agent_id}", response_model=AgentDetail, responses=error_responses(400))
 async def update_agent(
     agent_id: uuid.UUID,
     data: AgentUpdate,

@@ -14,11 +14,14 @@ from dukenet.feedback.schemas import (
     JudgeAgreementRead,
     OutcomeLabelsRead,
 )
+from dukenet.kit.openapi import error_responses
 
 router = APIRouter(tags=["feedback"])
 
 
-@router.put("/tasks/{task_id}/feedback", response_model=FeedbackRead)
+@router.put(
+    "/tasks/{task_id}/feedback", response_model=FeedbackRead, responses=error_responses(403)
+)
 async def put_feedback(
     task_id: uuid.UUID, data: FeedbackWrite, user: CurrentUser, session: Session, state: State
 ) -> FeedbackRead:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 
 from dukenet.deps import AdminUser, Session, State
 from dukenet.errors import Conflict
+from dukenet.kit.openapi import error_responses
 from dukenet.learning import repository, service, triggers, tuning
 from dukenet.learning.schemas import (
     LearningCurvePoint,
@@ -123,7 +124,12 @@ async def clear_challenger(admin: AdminUser, session: Session) -> None:
     await session.commit()
 
 
-@router.post("/train", status_code=status.HTTP_201_CREATED, response_model=TrainingRunRead)
+@router.post(
+    "/train",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TrainingRunRead,
+    responses=error_responses(400, 503),
+)
 async def train(admin: AdminUser, state: State) -> TrainingRunRead:
     """Train a challenger now (an admin's trigger) with the newest tuned configuration, if any;
     it is promoted only if it beats the champion."""

@@ -17,6 +17,7 @@ from dukenet.agents.schemas import AgentDetail
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
 from dukenet.errors import Forbidden
 from dukenet.files import service as files_service
+from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
 from dukenet.ledger import repository as ledger_repository
 from dukenet.ledger.schemas import EntryRead, TransactionRead
@@ -65,7 +66,15 @@ async def _detail(session: AsyncSession, task: Task) -> TaskDetail:
     )
 
 
-@router.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskDetail)
+@router.post(
+    "/tasks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskDetail,
+    responses={
+        **error_responses(400, 402, 404),
+        200: {"model": TaskDetail, "description": "A retry: the task first created with this key"},
+    },
+)
 async def create_task(
     data: TaskCreate, user: CurrentUser, session: Session, state: State, response: Response
 ) -> TaskDetail:
@@ -86,7 +95,7 @@ async def create_task(
     return await _detail(session, task)
 
 
-@router.post("/tasks/quote", response_model=QuoteRead)
+@router.post("/tasks/quote", response_model=QuoteRead, responses=error_responses(400, 404))
 async def quote_task(
     data: TaskQuoteRequest, user: CurrentUser, session: Session, state: State
 ) -> QuoteRead:
@@ -149,7 +158,7 @@ async def reject_task(
     return TaskRead.model_validate(task)
 
 
-@router.get("/tasks", response_model=Page[TaskRead])
+@router.get("/tasks", response_model=Page[TaskRead], responses=error_responses(400))
 async def list_tasks(
     user: CurrentUser,
     session: Session,
