@@ -349,6 +349,11 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v2/tasks/{task_id}/feedback", BUYERS_THING),
     Row("GET", "/api/v2/tasks/{task_id}/labels", BUYERS_THING),
     Row("GET", "/api/v2/admin/judges/agreement", ADMIN),
+    Row("GET", "/api/v2/admin/curation/queue", ADMIN),
+    Row("GET", "/api/v2/admin/curation/tasks/{task_id}/decisions", ADMIN),
+    Row("POST", "/api/v2/admin/curation/tasks/{task_id}/decisions", (401, 403, 403, 403, 401, 403, 409),
+        body({"action": "discard", "version": "stale"}),
+        "admins only; a stale version is a conflict"),
     Row("POST", "/api/v2/tasks/{task_id}/accept", BUYERS_THING, delivered),
     Row("POST", "/api/v2/tasks/{task_id}/reject", BUYERS_THING, body({"reason": "no"}, delivered)),
     # runner protocol

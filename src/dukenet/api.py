@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from dukenet.accounts.api import router as accounts_router
 from dukenet.agents.api import router as agents_router
+from dukenet.curation.api import router as curation_router
 from dukenet.feedback.api import router as feedback_router
 from dukenet.files.api import router as files_router
 from dukenet.learning.api import router as learning_router
@@ -25,6 +26,7 @@ def api_router() -> APIRouter:
         files_router,
         tasks_router,
         feedback_router,
+        curation_router,
         runner_router,
         ledger_router,
         payments_router,
