@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         path = self.var_dir / "jwt_secret"
         if path.exists():
             return path.read_text().strip()
-        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self.var_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         secret = secrets.token_urlsafe(48)
         path.write_text(secret)
         path.chmod(0o600)
@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     # security (kit/netguard.py): CIDRs that agents' base_url may reach although they are not
     # public (loopback, private, link-local), comma-separated, e.g. "127.0.0.0/8,::1/128"
     allowed_agent_networks: str = ""
+    # kit/hardening.py: largest non-multipart request body (bytes; 413 above); browser origins
+    # allowed by CORS, comma-separated (empty: CORS off)
+    max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    cors_origins: str = ""
 
     @field_validator("allowed_agent_networks")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,16 +26,29 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def ensure_private_sqlite(url: str) -> None:
+    """Create a SQLite database's directory (0700) and empty file (0600) if missing, so that
+    only the owner can read them (WAL and shared-memory files inherit the file's mode)."""
+    database = make_url(url).database
+    if not is_sqlite(url) or not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create an async engine; on SQLite enable WAL, foreign keys and a busy timeout.
 
-    The SQLite file's parent directory is created if missing.
+    The SQLite file's parent directory is created if missing (owner-only, 0700) and the file
+    itself is owner-only (0600). SQL parameters are never rendered in errors or logs.
     """
-    kwargs: dict[str, Any] = {"echo": echo}
+    # hide_parameters: errors and logs never show bound values (password and API-key hashes)
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_sqlite(url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_size"] = 10

@@ -23,6 +23,7 @@ from dukenet.db import create_engine, create_sessionmaker, is_transient
 from dukenet.errors import DukenetError
 from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
+from dukenet.kit import hardening
 from dukenet.kit.netguard import EgressPolicy, guarded_client
 from dukenet.kit.secrets import SecretBox
 from dukenet.kit.state import AppState
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="A self-improving AI agent marketplace. Money is in satoshis.",
         lifespan=lifespan,
     )
+    hardening.install(app, settings)  # before the routers: its dependency reaches every route
 
     @app.exception_handler(DukenetError)
     async def _domain_error(request: Request, exc: DukenetError) -> JSONResponse:
@@ -126,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(DBAPIError)
     async def _transient_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if hardening.is_data_error(exc):  # out of range, NUL in text: the client's value
+            return hardening.data_error_response()
         if not is_transient(exc):
             raise exc
         return JSONResponse(
@@ -136,7 +140,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(IntegrityError)
     async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
-        log.warning("integrity error", error=str(exc.orig))
+        # the constraint only: the driver's message quotes the row's values (hashes, emails)
+        cause = getattr(exc.orig, "__cause__", None)
+        log.warning("integrity error", constraint=getattr(cause, "constraint_name", None))
         return JSONResponse({"detail": "conflicting concurrent change; retry"}, status_code=409)
 
     app.include_router(api_router())

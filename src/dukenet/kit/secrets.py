@@ -95,7 +95,7 @@ def generate_key() -> str:
 def _persisted_key(path: Path) -> str:
     """Return the key stored at ``path``, creating it (0600, exclusively) on first use."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = generate_key()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
