@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -54,6 +57,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         kwargs["pool_size"] = 10
         kwargs["max_overflow"] = 20
         kwargs["pool_pre_ping"] = True
+        # Fail a connection attempt to an unreachable server in seconds (asyncpg waits 60 s).
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _configure_sqlite(engine)
@@ -98,6 +103,49 @@ def is_transient(exc: BaseException) -> bool:
         return True
     text = str(orig).lower()
     return "deadlock detected" in text or "database is locked" in text
+
+
+# SQLSTATEs of a lost or refused connection: class 08 (connection exception), and the server
+# shutting down or starting up (admin_shutdown, crash_shutdown, cannot_connect_now).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_SQLITE_UNAVAILABLE = ("unable to open database file", "disk i/o error")
+_DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy", "psycopg")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Return True when ``exc`` means the database cannot be reached now (retry later).
+
+    That is: a connection the pool invalidated (dropped mid-request), a SQLSTATE of class 08 or
+    57P01-57P03, SQLite unable to open or read its file, the pool exhausted
+    (``sqlalchemy.exc.TimeoutError``), or a socket error (refused, reset, timed out, unknown
+    host) raised from inside the database driver or SQLAlchemy. Other ``OSError``s are not.
+    """
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+        if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+            return True
+        if isinstance(orig, OSError):
+            return True
+        text = str(orig).lower()
+        return any(marker in text for marker in _SQLITE_UNAVAILABLE)
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return _raised_in_driver(exc)
+    return False
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] in _DRIVER_MODULES:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 async def in_transaction(

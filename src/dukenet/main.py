@@ -11,6 +11,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dukenet import __version__
@@ -19,12 +20,13 @@ from dukenet.accounts.service import TokenCodec, password_hasher
 from dukenet.agents.models import AgentKind
 from dukenet.api import api_router
 from dukenet.config import Settings
-from dukenet.db import create_engine, create_sessionmaker, is_transient
-from dukenet.errors import DukenetError
+from dukenet.db import create_engine, create_sessionmaker, is_transient, is_unavailable
+from dukenet.errors import DukenetError, ServiceUnavailable
 from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
 from dukenet.kit import hardening
 from dukenet.kit.netguard import EgressPolicy, guarded_client
+from dukenet.kit.openapi import declare_implied_errors
 from dukenet.kit.secrets import SecretBox
 from dukenet.kit.state import AppState
 from dukenet.learning.serving import ChampionCache
@@ -124,18 +126,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(DukenetError)
     async def _domain_error(request: Request, exc: DukenetError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+        headers = None
+        if isinstance(exc, ServiceUnavailable):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _transient_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_unavailable(exc):
+            return await _unavailable(request, exc)
         if hardening.is_data_error(exc):  # out of range, NUL in text: the client's value
             return hardening.data_error_response()
         if not is_transient(exc):
             raise exc
-        return JSONResponse(
-            {"detail": "the database is busy; retry"},
-            status_code=503,
-            headers={"Retry-After": "1"},
+        return await _domain_error(request, ServiceUnavailable("the database is busy; retry"))
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(PoolTimeout)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database unreachable (refused, dropped, timed out): 503, and the pool reconnects
+        # (pre-ping) once it is back. Only the error's type is logged: never SQL parameters.
+        if not is_unavailable(exc):
+            raise exc
+        orig = getattr(exc, "orig", None)
+        log.warning("database unavailable", error=type(orig or exc).__name__)
+        return await _domain_error(
+            request, ServiceUnavailable("the database is unavailable; retry shortly")
         )
 
     @app.exception_handler(IntegrityError)
@@ -147,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(api_router())
     app.include_router(metrics_router)
+    declare_implied_errors(app)
     app.add_middleware(RequestMetricsMiddleware)
     return app
 
