@@ -101,6 +101,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         max_attempts=2,
         # the LLM double listens on loopback (kit/netguard.py refuses it by default)
         allowed_agent_networks="127.0.0.0/8",
+        register_rate_limit_per_ip="1000/minute",  # every test registers from one address
     )
 
 

@@ -9,7 +9,7 @@ import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
@@ -86,7 +86,17 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level="warning",
+        **proxy_options(settings),
     )
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Return uvicorn's proxy-header options: ``X-Forwarded-For``/``-Proto`` are believed only
+    from ``DUKENET_TRUSTED_PROXIES`` (none by default, whatever uvicorn's own default)."""
+    trusted = ",".join(p.strip() for p in settings.trusted_proxies.split(",") if p.strip())
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
 
 
 def _run_until_signal(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> None:

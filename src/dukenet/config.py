@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = "dukenet"
     login_rate_limit_per_email: str = "10/minute"
     login_rate_limit_per_ip: str = "30/minute"
+    register_rate_limit_per_ip: str = "10/hour"
+    # proxies whose X-Forwarded-For / -Proto are believed (IPs or CIDRs, comma-separated, for
+    # uvicorn's forwarded_allow_ips); empty: none, the peer address is the client
+    trusted_proxies: str = ""
 
     # security (kit/netguard.py): CIDRs that agents' base_url may reach although they are not
     # public (loopback, private, link-local), comma-separated, e.g. "127.0.0.0/8,::1/128"

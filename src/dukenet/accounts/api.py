@@ -40,11 +40,16 @@ def _token_read(pair: tokens.TokenPair) -> TokenRead:
     )
 
 
-async def _limit_login(state: AppState, request: Request, email: str) -> None:
-    """Count a login attempt; 429 with ``Retry-After`` when a limit is exhausted."""
+async def _limit_login(state: AppState, request: Request, email: str | None) -> None:
+    """Count a login attempt (``email``) or a registration (None); 429 with ``Retry-After``
+    when a limit is exhausted. The client is the peer address (behind a proxy listed in
+    ``DUKENET_TRUSTED_PROXIES``, the one it forwards)."""
     ip = request.client.host if request.client is not None else "unknown"
     try:
-        await state.login_limiter.hit(email=email, ip=ip)
+        if email is None:
+            await state.login_limiter.hit_registration(ip=ip)
+        else:
+            await state.login_limiter.hit(email=email, ip=ip)
     except RateLimited as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -62,8 +67,12 @@ async def _profile(session: Session, user: User) -> ProfileRead:
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
-async def register(data: UserCreate, session: Session, state: State) -> UserRead:
-    """Register a buyer or an agent operator."""
+async def register(
+    data: UserCreate, request: Request, session: Session, state: State
+) -> UserRead:
+    """Register a buyer or an agent operator (rate limited per client address: 429 with
+    ``Retry-After``)."""
+    await _limit_login(state, request, None)
     user = await service.register(
         session,
         state.hasher,

@@ -1,4 +1,5 @@
-"""Rate limits on login attempts, per email and per client IP (the ``limits`` library).
+"""Rate limits on login attempts, per email and per client IP, and on registrations per client
+IP (the ``limits`` library).
 
 Storage is in process memory by default and Redis when ``DUKENET_REDIS_URL`` is set, so that
 several API processes share the counts. Windows are moving (no burst at a window's edge). Emails
@@ -50,11 +51,13 @@ class LoginRateLimiter:
         *,
         per_email: RateLimitItem,
         per_ip: RateLimitItem,
+        registrations_per_ip: RateLimitItem | None = None,
         pool: ConnectionPool | None = None,
     ) -> None:
         self._limiter = MovingWindowRateLimiter(storage)
         self.per_email = per_email
         self.per_ip = per_ip
+        self.registrations_per_ip = registrations_per_ip
         self._pool = pool
 
     @classmethod
@@ -66,8 +69,14 @@ class LoginRateLimiter:
         """
         per_email = parse(settings.login_rate_limit_per_email)
         per_ip = parse(settings.login_rate_limit_per_ip)
+        registrations = parse(settings.register_rate_limit_per_ip)
         if not settings.redis_url:
-            return cls(MemoryStorage(), per_email=per_email, per_ip=per_ip)
+            return cls(
+                MemoryStorage(),
+                per_email=per_email,
+                per_ip=per_ip,
+                registrations_per_ip=registrations,
+            )
         pool = ConnectionPool.from_url(
             settings.redis_url,
             socket_timeout=REDIS_TIMEOUT_S,
@@ -80,7 +89,13 @@ class LoginRateLimiter:
             wrap_exceptions=True,
             connection_pool=pool,  # type: ignore[arg-type]
         )
-        return cls(storage, per_email=per_email, per_ip=per_ip, pool=pool)
+        return cls(
+            storage,
+            per_email=per_email,
+            per_ip=per_ip,
+            registrations_per_ip=registrations,
+            pool=pool,
+        )
 
     async def hit(self, *, email: str, ip: str) -> None:
         """Count one login attempt for ``email`` from ``ip``.
@@ -89,10 +104,23 @@ class LoginRateLimiter:
             RateLimited: either limit is exhausted (the attempt is not counted against email).
         """
         email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-        for item, identifiers in (
+        await self._hit(
+            "login attempts",
             (self.per_ip, ("login", "ip", ip)),
             (self.per_email, ("login", "email", email_key)),
-        ):
+        )
+
+    async def hit_registration(self, *, ip: str) -> None:
+        """Count one registration from ``ip`` (each costs a password hash, ~0.3 s of CPU).
+
+        Raises:
+            RateLimited: ``registrations_per_ip`` is exhausted.
+        """
+        if self.registrations_per_ip is not None:
+            await self._hit("registrations", (self.registrations_per_ip, ("register", "ip", ip)))
+
+    async def _hit(self, what: str, *checks: tuple[RateLimitItem, tuple[str, ...]]) -> None:
+        for item, identifiers in checks:
             try:
                 if await self._limiter.hit(item, *identifiers):
                     continue
@@ -102,7 +130,7 @@ class LoginRateLimiter:
                 return
             retry_after_s = max(1, math.ceil(stats.reset_time - time.time()))
             raise RateLimited(
-                f"too many login attempts; retry in {retry_after_s} s",
+                f"too many {what}; retry in {retry_after_s} s",
                 retry_after_s=retry_after_s,
             )
 
