@@ -67,9 +67,7 @@ async def _profile(session: Session, user: User) -> ProfileRead:
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
-async def register(
-    data: UserCreate, request: Request, session: Session, state: State
-) -> UserRead:
+async def register(data: UserCreate, request: Request, session: Session, state: State) -> UserRead:
     """Register a buyer or an agent operator (rate limited per client address: 429 with
     ``Retry-After``)."""
     await _limit_login(state, request, None)
