@@ -153,6 +153,7 @@ from dukenet.learning.evaluation import (
     PolicyResult,
     PolicyTerms,
     PromotionDecision,
+    PromotionGate,
     best_single_agent,
     brier_difference_interval,
     classifier_metrics,
@@ -183,6 +184,8 @@ REFERENCE_PRICE_SAT = 100_000
 USD_TO_PRICE_SAT = 1e7
 HISTORY = 100
 SPLIT_SEED = 0
+CHECKPOINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+"""Shares of the train prompts at which the served champion's test figures are recorded."""
 TARGET_SUCCESS_SHARE = 0.98
 TARGET_COST_SHARE = 0.40
 PRINTED_COST_WEIGHTS: tuple[float, ...] = (
@@ -334,6 +337,8 @@ class Reference:
     single_aiq: float
     oracle: Curve
     random: PolicyResult
+    train_points: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    """Single agents' (USD/1k, success) on the train prompts (the online market's hull)."""
 
     def pgr(self, success: float) -> float:
         """RouteLLM's performance gap recovered between the cheapest and the best agent."""
@@ -436,6 +441,8 @@ class GateSettings:
     robust reward model, ``own`` (each policy its own router's predictions), ``challenger`` or
     ``mean`` (of the two routers' predictions; one common model for both policies).
     ``weight_clip``: cap on the doubly robust importance weights (clipped DR; None: uncapped).
+    ``rule`` and ``margin``: the product's gate (``evaluation.PromotionGate``: non-inferiority
+    within ``margin`` by default; ``superiority`` is the old rule).
     ``level``: the bootstrap's confidence level. ``knob_factors``: the policies are compared on
     their doubly robust value averaged, per decision, over the cost weight times each factor
     (``(1.0,)``: at the serving knob only, as the product). ``shadow_evidence``: a rejected
@@ -450,6 +457,8 @@ class GateSettings:
     level: float = 0.95
     knob_factors: tuple[float, ...] = (1.0,)
     shadow_evidence: bool = False
+    rule: str = PromotionGate().rule
+    margin: float = PromotionGate().margin
 
 
 @dataclass(frozen=True)
@@ -501,6 +510,17 @@ class Simulation:
     gate_records: list[GateRecord]
     served_version: int
     """The version serving at the end (0: none was promoted)."""
+    served: dict[float, tuple[float, float, float]]
+    """Share of train prompts seen -> the served champion's (success, USD/1k at the serving knob,
+    AIQ) on test then (missing: no champion yet)."""
+    promotions: int
+    greedy_share: float
+    """Share of tasks routed to the champion's own greedy choice (0 before the first model)."""
+    explore_cost_per_1k_usd: float
+    """What exploring cost: mean recorded USD of the chosen agent minus the greedy agent's, per 1k
+    tasks."""
+    after_warmup: tuple[float, float]
+    """Online success and USD/1k of the tasks after the warm-up."""
 
 
 def simulate(
@@ -516,11 +536,17 @@ def simulate(
     promotion: str = "brier",
     gate: GateSettings | None = None,
     canary_share: float = 0.0,
+    retrain_growth: float = 1.0,
+    warmup: int = 300,
 ) -> Simulation:
     """Run the bandit learning loop once over the train prompts in a ``seed``-shuffled order.
 
     ``canary_share``: with Thompson exploration, that share of tasks is routed by the last
-    rejected challenger (``policy.canary_mix``) until the next promotion.
+    rejected challenger (``policy.canary_mix``) until the next promotion. Retraining happens
+    after ``retrain_every`` outcomes, or (``retrain_growth`` > 1) when the outcomes seen reach
+    ``retrain_growth`` times those of the last fit (whichever is later), and always at the
+    ``CHECKPOINTS`` shares of the train prompts. ``warmup``: the online figures after the first
+    ``warmup`` tasks are reported separately (``Simulation.after_warmup``).
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(train.n_prompts)
@@ -542,6 +568,13 @@ def simulate(
     final_curve: Curve | None = None
     last_curve: Curve | None = None
     online_success = online_cost = explored = 0.0
+    greedy_routed = explore_cost = 0.0
+    late_success: list[float] = []
+    late_cost: list[float] = []
+    checkpoints = {max(1, math.ceil(f * train.n_prompts)): f for f in CHECKPOINTS}
+    served: dict[float, tuple[float, float, float]] = {}
+    promotions = 0
+    next_fit = retrain_every
     thompson = exploration.thompson
     for i in order:
         multipliers = np.array([reputation_multiplier(h) for h in history])
@@ -579,6 +612,13 @@ def simulate(
         history[j].append(success)
         online_success += success
         online_cost += float(train.cost_usd[i, j])
+        if champion is not None:
+            greedy_j = decision.greedy_index
+            greedy_routed += j == greedy_j
+            explore_cost += float(train.cost_usd[i, j] - train.cost_usd[i, greedy_j])
+        if len(outcomes) >= warmup:
+            late_success.append(float(success))
+            late_cost.append(float(train.cost_usd[i, j]))
         outcomes.append(
             OutcomeSample(
                 task_id=train.task_ids[i],
@@ -600,8 +640,10 @@ def simulate(
                 value_sat=value,
             )
         )
-        if len(outcomes) % retrain_every and len(outcomes) != train.n_prompts:
+        seen = len(outcomes)
+        if seen < next_fit and seen not in checkpoints:
             continue
+        next_fit = max(seen + retrain_every, math.ceil(seen * retrain_growth))
         fit_rows, held_out = held_out_split(outcomes, seed=SPLIT_SEED)
         started = time.perf_counter()
         challenger = DukeRouter.fit(fit_rows, config, featurize=featurize)
@@ -669,7 +711,11 @@ def simulate(
         curve = duke_curve(challenger, x_test, test, base, multipliers, ref)
         if promoted:
             final_curve = curve
+            promotions += 1
         last_curve = curve
+        if seen in checkpoints and final_curve is not None:
+            at = final_curve.at(cost_weight)
+            served[checkpoints[seen]] = (at.success_rate, at.cost_per_1k_usd, final_curve.aiq)
         rows.append(
             VersionRow(
                 version=len(rows) + 1,
@@ -696,6 +742,14 @@ def simulate(
         outcomes,
         gate_records,
         served_version,
+        served,
+        promotions,
+        greedy_routed / n,
+        explore_cost * 1000.0 / n,
+        (
+            float(np.mean(late_success)) if late_success else math.nan,
+            float(np.mean(late_cost)) * 1000.0 if late_cost else math.nan,
+        ),
     )
 
 
@@ -809,7 +863,12 @@ def _policy_gate(
             ).utility.dr_terms()
         )
     decision = policy_promotion_decision(
-        _averaged(new_terms), _averaged(old_terms), one_sided=gate.one_sided, level=gate.level
+        _averaged(new_terms),
+        _averaged(old_terms),
+        one_sided=gate.one_sided,
+        level=gate.level,
+        rule=gate.rule,
+        margin=gate.margin,
     )
     return decision.promote, decision
 
@@ -932,6 +991,153 @@ def full_information_curve(
     return curve, fit_s, metrics
 
 
+def knn_curve(train: FullInfoTable, test: FullInfoTable, ref: Reference, *, k: int = 20) -> Curve:
+    """A RouteLLM-style full-information reference router: TF-IDF kNN (Ong et al. 2024 route with
+    similarity-weighted rankings and matrix factorisation; this is the simplest member of that
+    family, as in RouterBench's KNN router, Hu et al. 2024).
+
+    Each test prompt's P(success | agent) is the Beta(1, 1)-smoothed success rate of the agent on
+    the ``k`` train prompts nearest by cosine similarity of TF-IDF word 1-2-grams (every agent's
+    outcome on them known), routed greedily at every ``COST_WEIGHT_GRID`` setting with the
+    train-table base prices and multiplier 1.2 (a new agent's).
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.neighbors import NearestNeighbors
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    x_train = vectorizer.fit_transform(train.prompts)
+    x_test = vectorizer.transform(test.prompts)
+    neighbours = NearestNeighbors(n_neighbors=min(k, train.n_prompts), metric="cosine")
+    _, index = neighbours.fit(x_train).kneighbors(x_test)
+    success = train.success.astype(np.float64)[index]  # (n_test, k, n_agents)
+    p = (success.sum(axis=1) + 1.0) / (index.shape[1] + 2.0)
+    base = np.maximum(1.0, np.rint(train.mean_cost_usd() * USD_TO_PRICE_SAT))
+    multipliers = np.full(test.n_agents, 1.2)
+    complexity = test.complexities()
+    results = tuple(
+        evaluate_full_information(
+            [test.agents[j] for j in greedy_choices(p, complexity, base, multipliers, cw)], test
+        )
+        for cw in COST_WEIGHT_GRID
+    )
+    return Curve(
+        COST_WEIGHT_GRID,
+        results,
+        aiq([(r.cost_per_1k_usd, r.success_rate) for r in results], ref.c_lo, ref.c_hi),
+    )
+
+
+def load_tables(
+    dataset: str, *, max_train: int | None = None, seed: int = 0
+) -> tuple[str, FullInfoTable, FullInfoTable]:
+    """Return ``(label, train, test)`` for ``dataset``: ``routerbench`` (its own split),
+    ``mmlu-pro`` (the packaged 7,000-question subset, ``learning.mmlu_pro``, seeded 80/20 split
+    by subject) or a path to any long-format recorded-outcomes file (``replay.dataset``; split 80/20
+    by ``mmlu_pro.split_rows`` on its categories). ``max_train`` keeps a seeded random subset of
+    the train prompts (the test side is never cut)."""
+    from dukenet.learning.mmlu_pro import load_mmlu_pro, split_rows
+
+    if dataset == "routerbench":
+        label, train, test = "RouterBench", load_routerbench("train"), load_routerbench("test")
+    elif dataset == "mmlu-pro":
+        label, train, test = "MMLU-Pro", load_mmlu_pro("train"), load_mmlu_pro("test")
+    else:
+        from pathlib import Path
+
+        from dukenet.learning.routerbench import table_from_outcomes
+        from dukenet.replay.dataset import read_outcomes
+
+        table = table_from_outcomes(read_outcomes(Path(dataset)))
+        train_rows, test_rows = split_rows(table.categories, seed=0)
+        label, train, test = Path(dataset).name, table.subset(train_rows), table.subset(test_rows)
+    if max_train is not None and max_train < train.n_prompts:
+        rows = np.sort(np.random.default_rng(seed).permutation(train.n_prompts)[:max_train])
+        train = train.subset(rows)
+    return label, train, test
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the Student-t ``level`` interval of the mean of ``values`` (NaNs
+    dropped; half-width nan with fewer than two values)."""
+    from scipy.stats import t as student_t
+
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if x.size == 0:
+        return math.nan, math.nan
+    if x.size == 1:
+        return float(x[0]), math.nan
+    half = float(student_t.ppf(0.5 + level / 2.0, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return float(x.mean()), half
+
+
+def _pm(values: Sequence[float], digits: int = 3) -> str:
+    mean, half = t_interval(values)
+    return f"{mean:.{digits}f}+-{half:.{digits}f}"
+
+
+def print_interval_summary(
+    label: str,
+    runs: Sequence[Simulation],
+    ref: Reference,
+    references_rows: Sequence[tuple[str, Curve | None, PolicyResult]],
+    cost_weight: float,
+) -> None:
+    """The issue's table: bandit Duke's learning curve and figures with 95% t-intervals across
+    seeds, beside the references (fixed on the test prompts, so no interval)."""
+    n = len(runs)
+    print(f"\n{label}: bandit Duke over {n} seeds, 95% t-intervals across seeds (cw={cost_weight})")
+    print(
+        "  served champion on the test prompts (full information) by share of train prompts seen:"
+    )
+    print(f"    {'seen':>6s}  {'success':>13s}  {'$/1k':>13s}  {'AIQ':>15s}  champion yet")
+    for f in CHECKPOINTS:
+        have = [sim.served[f] for sim in runs if f in sim.served]
+        print(
+            f"    {f:6.0%}  {_pm([h[0] for h in have]):>13s}  {_pm([h[1] for h in have], 2):>13s}"
+            f"  {_pm([h[2] for h in have], 4):>15s}  {len(have)}/{n}"
+        )
+    final = [sim.final_curve for sim in runs]
+    aiqs = [c.aiq if c is not None else math.nan for c in final]
+    newest = [sim.last_curve.aiq if sim.last_curve is not None else math.nan for sim in runs]
+    first = [sim.served.get(CHECKPOINTS[0], (math.nan,) * 3)[2] for sim in runs]
+    rise = [a - b for a, b in zip(aiqs, first, strict=True)]
+    print(
+        f"  AIQ {_pm(aiqs, 4)} (hull {ref.single_aiq:.4f}; above it on "
+        f"{sum(a > ref.single_aiq for a in aiqs)}/{n}); APGR {_pm([ref.pgr(a) for a in aiqs])}; "
+        f"newest version's AIQ {_pm(newest, 4)}; AIQ rise from {CHECKPOINTS[0]:.0%} to 100% "
+        f"{_pm(rise, 4)}"
+    )
+    late = [sim.after_warmup for sim in runs]
+    hull_late = [hull_at(ref.train_points, c) for _, c in late] if ref.train_points else []
+    print(
+        f"  promotions {_pm([float(sim.promotions) for sim in runs], 1)}; greedy share "
+        f"{_pm([sim.greedy_share for sim in runs])}; exploration cost "
+        f"${_pm([sim.explore_cost_per_1k_usd for sim in runs], 3)}/1k; online after warm-up "
+        f"{_pm([s for s, _ in late])} at ${_pm([c for _, c in late], 2)}/1k"
+        + (
+            f", the train single agents' hull there {_pm(hull_late)} (market above it on "
+            f"{sum(s > h for (s, _), h in zip(late, hull_late, strict=True))}/{n})"
+            if hull_late
+            else ""
+        )
+    )
+    best = ref.best
+    at_end = [sim.served.get(1.0) for sim in runs]
+    meets = sum(
+        a is not None and a[0] >= best.success_rate and a[1] <= 0.25 * best.cost_per_1k_usd
+        for a in at_end
+    )
+    print(
+        f"  target: champion at 100% >= {ref.best_agent}'s success {best.success_rate:.3f} at "
+        f"<= 25% of its ${best.cost_per_1k_usd:.2f}/1k: {meets}/{n} seeds at cw={cost_weight}"
+    )
+    for f_name, curve, point in references_rows:
+        extra = (
+            f"  AIQ {curve.aiq:.4f}  APGR {ref.pgr(curve.aiq):6.3f}" if curve is not None else ""
+        )
+        print(f"    {f_name:36s} {_fmt(point)}{extra}")
+
+
 # ---------------------------------------------------------------------------- printing
 def _fmt(result: PolicyResult) -> str:
     return f"{result.success_rate:7.3f} {result.cost_per_1k_usd:8.2f}"
@@ -1042,6 +1248,36 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="policy gate: re-test the shadowed challenger on fresh decisions when data doubles",
     )
+    parser.add_argument(
+        "--dataset",
+        default="routerbench",
+        help="routerbench, mmlu-pro (the packaged subset) or a long-format outcomes file",
+    )
+    parser.add_argument("--max-train", type=int, default=None, help="seeded subset of train")
+    parser.add_argument(
+        "--retrain-growth",
+        type=float,
+        default=1.0,
+        help="retrain when outcomes reach this x those of the last fit (1: every --retrain-every)",
+    )
+    gate_default = PromotionGate()
+    parser.add_argument(
+        "--gate-rule", choices=["non-inferiority", "superiority"], default=gate_default.rule
+    )
+    parser.add_argument("--gate-margin", type=float, default=gate_default.margin)
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=-1.0 if default.budget is None else default.budget,
+        help="Thompson exploration budget: most probability on non-greedy agents (negative: none)",
+    )
+    parser.add_argument(
+        "--thompson-top-k",
+        type=int,
+        default=default.top_k or 0,
+        help="only the k best agents by posterior-mean utility are drawn (0: all)",
+    )
+    parser.add_argument("--knn-k", type=int, default=20, help="neighbours of the kNN reference")
     parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
     parser.add_argument("--quiet", action="store_true", help="summary lines only")
     args = parser.parse_args(argv)
@@ -1054,6 +1290,8 @@ def main(argv: list[str] | None = None) -> int:
         cost_cap=None if args.cost_cap is None or args.cost_cap < 0 else args.cost_cap,
         cost_cap_kind=args.cost_cap_kind,
         n_draws=args.draws,
+        budget=None if args.budget < 0 else args.budget,
+        top_k=args.thompson_top_k or None,
     )
     gate = GateSettings(
         args.gate_test == "one-sided",
@@ -1062,6 +1300,8 @@ def main(argv: list[str] | None = None) -> int:
         args.gate_level,
         tuple(args.gate_knobs),
         args.shadow_evidence,
+        rule=args.gate_rule,
+        margin=args.gate_margin,
     )
     methods = ["thompson", "epsilon"] if args.exploration == "both" else [args.exploration]
     explorations = [
@@ -1069,10 +1309,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     started = time.perf_counter()
-    train = load_routerbench("train")
-    test = load_routerbench("test")
+    label, train, test = load_tables(args.dataset, max_train=args.max_train)
     print(
-        f"RouterBench: {train.n_prompts} train / {test.n_prompts} test prompts "
+        f"{label}: {train.n_prompts} train / {test.n_prompts} test prompts "
         f"x {train.n_agents} agents"
     )
     print(f"config: {asdict(config)}")
@@ -1082,7 +1321,12 @@ def main(argv: list[str] | None = None) -> int:
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
 
-    ref = references(test)
+    ref = dataclasses.replace(
+        references(test),
+        train_points=[
+            (r.cost_per_1k_usd, r.success_rate) for r in single_agent_results(train).values()
+        ],
+    )
     print("\nreferences on test (success rate, USD per 1k prompts)")
     for agent, result in sorted(
         single_agent_results(test).items(), key=lambda kv: -kv[1].success_rate
@@ -1138,6 +1382,7 @@ def main(argv: list[str] | None = None) -> int:
                 promotion=args.promotion,
                 gate=gate,
                 canary_share=args.canary_share,
+                retrain_growth=args.retrain_growth,
             )
             runs.append((seed, sim.final_curve, sim))
             if n_run == 0 and not args.quiet:
@@ -1222,6 +1467,23 @@ def main(argv: list[str] | None = None) -> int:
         records = [r for _, _, sim in runs for r in sim.gate_records]
         if records:
             print(f"  gate ({method}): {_gate_report(records)}")
+    knn = knn_curve(train, test, ref, k=args.knn_k)
+    cheap_good = max(
+        single_agent_results(test).items(),
+        key=lambda kv: kv[1].success_rate - 10.0 * kv[1].cost_per_1k_usd / ref.c_hi,
+    )
+    reference_rows: list[tuple[str, Curve | None, PolicyResult]] = [
+        ("full-information Duke", full, full.at(args.cost_weight)),
+        (f"TF-IDF kNN (k={args.knn_k}, full information)", knn, knn.at(args.cost_weight)),
+        (f"best single agent: {ref.best_agent}", None, ref.best),
+        (f"cheap good agent: {cheap_good[0]}", None, cheap_good[1]),
+        ("random", None, ref.random),
+        ("oracle (cheapest correct)", ref.oracle, ref.oracle.at(0.0)),
+    ]
+    for method, runs in summary.items():
+        print_interval_summary(
+            f"{label}, {method}", [sim for _, _, sim in runs], ref, reference_rows, args.cost_weight
+        )
     print(f"\nwall time {time.perf_counter() - started:.1f}s")
     return 0
 

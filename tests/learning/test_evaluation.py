@@ -572,3 +572,62 @@ class TestPromotionGate:
             bootstrap_policy_difference(a, _terms(np.ones(2), np.ones(2), 0.5))
         with pytest.raises(ValueError):
             policy_promotion_decision(a, a, estimator="magic")
+
+
+class TestNonInferiorityGate:
+    """The product's default gate: promote unless worse than the champion beyond the margin."""
+
+    @staticmethod
+    def _pair(n: int, gap: float, seed: int = 0) -> tuple[PolicyTerms, PolicyTerms]:
+        # Per-row rewards of two greedy policies on the same logged decisions (propensity 0.5):
+        # the challenger's mean reward is the champion's minus ``gap``.
+        rng = np.random.default_rng(seed)
+        champion = (rng.random(n) < 0.7).astype(float)
+        challenger = (rng.random(n) < 0.7 - gap).astype(float)
+        ones, zeros = np.ones(n), np.zeros(n)
+        # Propensity 1: each estimate is the mean reward itself.
+        return (
+            PolicyTerms(challenger, ones, ones, zeros, zeros),
+            PolicyTerms(champion, ones, ones, zeros, zeros),
+        )
+
+    def test_identical_challenger_passes(self) -> None:
+        challenger, _ = self._pair(300, 0.0)
+        decision = policy_promotion_decision(
+            challenger, challenger, rule="non-inferiority", margin=0.02
+        )
+        assert decision.promote and decision.rule == "non-inferiority"
+        assert decision.low == 0.0 and decision.margin == 0.02
+
+    def test_noisy_small_difference_passes_and_clear_regression_is_refused(self) -> None:
+        # A challenger a little better on few rows: the superiority test refuses it (the freeze
+        # of issue #16), non-inferiority lets it through.
+        better, champion = self._pair(200, -0.03, seed=1)
+        sup = policy_promotion_decision(better, champion, rule="superiority")
+        ni = policy_promotion_decision(better, champion, rule="non-inferiority", margin=0.02)
+        assert not sup.promote and ni.promote
+        worse, champion = self._pair(2_000, 0.2, seed=2)
+        refused = policy_promotion_decision(worse, champion, rule="non-inferiority", margin=0.02)
+        assert not refused.promote and refused.high is not None and refused.high < -0.02
+        assert "beyond the margin" in refused.reason
+
+    def test_margin_decides_a_small_regression(self) -> None:
+        worse, champion = self._pair(20_000, 0.05, seed=3)
+        assert not policy_promotion_decision(
+            worse, champion, rule="non-inferiority", margin=0.02
+        ).promote
+        assert policy_promotion_decision(
+            worse, champion, rule="non-inferiority", margin=0.1
+        ).promote
+
+    def test_settings_validate(self) -> None:
+        from dukenet.learning.evaluation import PromotionGate
+
+        assert PromotionGate().rule == "non-inferiority"
+        for bad in ({"rule": "luck"}, {"margin": -0.1}, {"level": 0.4}, {"weight_clip": 0.5}):
+            with pytest.raises(ValueError):
+                PromotionGate(**bad)  # type: ignore[arg-type]
+        empty = _terms(np.zeros(0), np.zeros(0), 0.5)
+        assert not policy_promotion_decision(empty, empty, rule="non-inferiority").promote
+        with pytest.raises(ValueError):
+            policy_promotion_decision(empty, empty, rule="luck")

@@ -428,3 +428,74 @@ def test_greedy_index_is_the_greedy_choice_of_choose() -> None:
         value = math.inf if trial % 5 == 0 else float(rng.choice([4_000.0, 10_000.0]))
         expected = choose(p, prices, value, epsilon=0.0, rng=rng).greedy_index
         assert greedy_index(p, prices, value) == expected
+
+
+class TestExplorationBudget:
+    """The exploration budget and top-k bound what Thompson sampling explores, whatever the number
+    of agents (``choose_thompson(budget=..., top_k=...)``)."""
+
+    @staticmethod
+    def _market(k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Many agents barely known (wide posteriors), one slightly ahead: plain Thompson explores
+        # on most tasks.
+        rng = np.random.default_rng(seed)
+        mean = rng.normal(0.0, 0.3, k)
+        mean[0] = 0.6
+        return mean, np.full(k, 1.0), rng.uniform(10.0, 100.0, k)
+
+    def test_plain_thompson_explores_more_with_more_agents(self) -> None:
+        shares = []
+        for k in (2, 55):
+            mean, sd, prices = self._market(k)
+            rng = np.random.default_rng(1)
+            decisions = [choose_thompson(mean, sd, prices, 1e4, rng=rng) for _ in range(300)]
+            shares.append(np.mean([d.explored for d in decisions]))
+        assert shares[1] > 0.6 > shares[0]
+
+    @pytest.mark.parametrize("k", [2, 11, 31, 55])
+    def test_budget_bounds_the_explored_share(self, k: int) -> None:
+        mean, sd, prices = self._market(k)
+        rng = np.random.default_rng(2)
+        explored = []
+        for _ in range(1_500):
+            d = choose_thompson(mean, sd, prices, 1e4, rng=rng, floor=0.05, budget=0.1)
+            assert d.propensities.sum() == pytest.approx(1.0)
+            assert 1.0 - d.propensities[d.greedy_index] <= 0.1 + 1e-12
+            assert (d.propensities > 0).all()  # every agent stays explorable, off-policy too
+            assert d.propensity == d.propensities[d.index]
+            explored.append(d.explored)
+        assert np.mean(explored) <= 0.1 + 0.03  # the bound holds in expectation, per decision
+
+    def test_budget_and_expected_cost_cap_both_hold(self) -> None:
+        mean, sd, prices = self._market(31)
+        rng = np.random.default_rng(3)
+        for _ in range(300):
+            d = choose_thompson(
+                mean, sd, prices, 1e4, rng=rng, floor=0.05, budget=0.3, cost_cap=0.2
+            )
+            g = d.greedy_index
+            assert 1.0 - d.propensities[g] <= 0.3 + 1e-12
+            assert d.propensities @ prices <= 1.2 * prices[g] + 1e-9
+
+    def test_top_k_draws_only_among_the_best_and_the_floor_covers_the_rest(self) -> None:
+        mean, sd, prices = self._market(55)
+        value = 1e4
+        utilities = expected_utility(1.0 / (1.0 + np.exp(-mean)), prices, value)
+        best = set(np.argsort(-utilities)[:3].tolist())
+        rng = np.random.default_rng(4)
+        for _ in range(200):
+            d = choose_thompson(mean, sd, prices, value, rng=rng, floor=0.05, top_k=3)
+            others = [j for j in range(55) if j not in best]
+            np.testing.assert_allclose(d.propensities[others], 0.05 / 55)
+            assert d.propensities[sorted(best)].sum() == pytest.approx(1.0 - 52 * 0.05 / 55)
+
+    def test_settings_reach_the_exploration(self) -> None:
+        from dukenet.market.routing import exploration_from_settings
+
+        exploration = exploration_from_settings(Settings(exploration_budget=0.2, thompson_top_k=4))
+        assert exploration is not None
+        assert (exploration.budget, exploration.top_k) == (0.2, 4)
+        with pytest.raises(ValueError):
+            choose_thompson(np.zeros(2), np.ones(2), np.ones(2), 10.0, rng=_rng(), budget=1.5)
+        with pytest.raises(ValueError):
+            choose_thompson(np.zeros(2), np.ones(2), np.ones(2), 10.0, rng=_rng(), top_k=0)
