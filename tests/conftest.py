@@ -95,6 +95,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         embedded_trainer=False,
         embedded_sweeper=False,
         embedded_judge=False,
+        embedded_webhooks=False,
         dispute_window_s=0,
         retry_backoff_s=0,
         lease_s=30,

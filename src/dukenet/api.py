@@ -9,6 +9,7 @@ from dukenet.agents.api import router as agents_router
 from dukenet.curation.api import router as curation_router
 from dukenet.feedback.api import router as feedback_router
 from dukenet.files.api import router as files_router
+from dukenet.gateway.api import router as gateway_router
 from dukenet.learning.api import router as learning_router
 from dukenet.ledger.api import router as ledger_router
 from dukenet.monitoring.api import router as monitoring_router
@@ -25,6 +26,7 @@ def api_router() -> APIRouter:
         agents_router,
         files_router,
         tasks_router,
+        gateway_router,
         feedback_router,
         curation_router,
         runner_router,

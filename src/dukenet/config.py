@@ -117,6 +117,23 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(default=0.02, ge=0.0, lt=1.0)
     routing_seed: int | None = None
 
+    # gateway (/v1): a call waits this long for its task, then answers 504 with the task id;
+    # out-of-process runners' results are polled every gateway_poll_s
+    gateway_timeout_s: float = Field(default=300.0, gt=0)
+    gateway_poll_s: float = Field(default=0.5, gt=0)
+    # the gateway accepts a delivered result for the buyer (false: the dispute window applies)
+    gateway_auto_accept: bool = True
+    # complexity of a chat request that names none; unset: derived from the last user message
+    gateway_complexity: int | None = Field(default=None, ge=1, le=10)
+    # webhooks: attempts per delivery, backoff webhook_backoff_s x 2^(attempt - 1) s (capped),
+    # per-request timeout; the embedded dispatcher sends from the outbox every webhook_poll_s
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_s: float = Field(default=5.0, ge=0.0)
+    webhook_backoff_max_s: float = Field(default=3_600.0, ge=0.0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    embedded_webhooks: bool = True
+
     # files
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     storage_url: str = ""

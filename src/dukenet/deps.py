@@ -7,6 +7,7 @@ endpoints accept both; account management and admin endpoints take an access tok
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -51,6 +52,7 @@ def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | Non
 
 
 async def current_user(
+    request: Request,
     state: State,
     session: Session,
     credentials: BearerCredentials,
@@ -62,11 +64,12 @@ async def current_user(
     if token is not None and not api_keys.is_api_key(token):
         user = await accounts_service.authenticate_access(session, state.tokens.decode(token))
     elif token is not None or x_api_key:
-        user = await api_keys.authenticate(
+        key, user = await api_keys.authenticate_key(
             session,
             token or x_api_key or "",
             touch_interval_s=state.settings.api_key_touch_interval_s,
         )
+        request.state.api_key_id = key.id  # spend limits and usage of the paying key
     else:
         raise Unauthorized("missing bearer token")
     # End the read transaction: on SQLite every transaction holds the write lock (BEGIN
@@ -92,6 +95,15 @@ async def session_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def current_api_key_id(request: Request, user: CurrentUser) -> uuid.UUID | None:
+    """Return the id of the API key the request authenticated with (None for a token)."""
+    key_id: uuid.UUID | None = getattr(request.state, "api_key_id", None)
+    return key_id
+
+
+CurrentApiKeyId = Annotated[uuid.UUID | None, Depends(current_api_key_id)]
 SessionUser = Annotated[User, Depends(session_user)]
 
 

@@ -24,6 +24,8 @@ from dukenet.db import create_engine, create_sessionmaker, is_transient, is_unav
 from dukenet.errors import DukenetError, ServiceUnavailable
 from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
+from dukenet.gateway import api as gateway_api
+from dukenet.gateway import webhooks
 from dukenet.kit import hardening
 from dukenet.kit.netguard import EgressPolicy, guarded_client
 from dukenet.kit.openapi import declare_implied_errors
@@ -94,7 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             executors = build_executors(client, SecretBox.from_settings(settings))
             for i in range(settings.embedded_runners):
                 runner = Runner(
-                    sessionmaker, settings, executors, name=f"embedded-{i}", storage=state.storage
+                    sessionmaker,
+                    settings,
+                    executors,
+                    name=f"embedded-{i}",
+                    storage=state.storage,
+                    bell=state.bell,
                 )
                 workers.append(asyncio.create_task(runner.run_forever(stop)))
             if settings.embedded_sweeper:
@@ -107,6 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 workers.append(
                     asyncio.create_task(Trainer(sessionmaker, settings).run_forever(stop))
                 )
+            if settings.embedded_webhooks:  # webhook targets obey the same egress policy
+                dispatcher = webhooks.Dispatcher(sessionmaker, settings, client)
+                workers.append(asyncio.create_task(dispatcher.run_forever(stop)))
             try:
                 yield
             finally:
@@ -162,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "conflicting concurrent change; retry"}, status_code=409)
 
     app.include_router(api_router())
+    gateway_api.install(app)  # /v1, OpenAI-compatible
     app.include_router(metrics_router)
     declare_implied_errors(app)
     app.add_middleware(RequestMetricsMiddleware)

@@ -22,6 +22,7 @@ API_KEY_PREFIX = "dk_"
 API_KEY_BYTES = 32
 VISIBLE_CHARS = 8  # of the random part, after ``dk_``
 KEY_ROLES = frozenset({UserRole.AGENT, UserRole.ADMIN})
+BUYER_KEY_ROLES = frozenset({UserRole.BUYER, UserRole.ADMIN})
 
 
 def is_api_key(value: str) -> bool:
@@ -29,14 +30,21 @@ def is_api_key(value: str) -> bool:
     return value.startswith(API_KEY_PREFIX)
 
 
-async def create(session: AsyncSession, *, owner: User, name: str) -> tuple[ApiKey, str]:
+async def create(
+    session: AsyncSession, *, owner: User, name: str, roles: frozenset[UserRole] = KEY_ROLES
+) -> tuple[ApiKey, str]:
     """Create an API key for ``owner``; return the stored key and its secret value.
 
     Raises:
-        Forbidden: ``owner`` is a buyer (keys are for agent operators' runners).
+        Forbidden: ``owner``'s role is not in ``roles`` (by default keys are for agent
+            operators' runners; the gateway's buyer keys pass ``BUYER_KEY_ROLES``).
     """
-    if owner.role not in KEY_ROLES:
-        raise Forbidden("only agent operators and admins can create API keys")
+    if owner.role not in roles:
+        raise Forbidden(
+            f"only {' and '.join(sorted(r.value for r in roles))} users can create these API keys"
+            if roles != KEY_ROLES
+            else "only agent operators and admins can create API keys"
+        )
     raw = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_BYTES)
     key = ApiKey(
         user_id=owner.id,
@@ -68,7 +76,18 @@ async def revoke(session: AsyncSession, *, owner: User, key_id: uuid.UUID) -> Ap
 
 
 async def authenticate(session: AsyncSession, raw: str, *, touch_interval_s: float) -> User:
-    """Return the active owner of a live API key and note its use.
+    """Return the active owner of a live API key and note its use (see ``authenticate_key``).
+
+    Raises:
+        Unauthorized: unknown or revoked key, or its owner is deactivated.
+    """
+    return (await authenticate_key(session, raw, touch_interval_s=touch_interval_s))[1]
+
+
+async def authenticate_key(
+    session: AsyncSession, raw: str, *, touch_interval_s: float
+) -> tuple[ApiKey, User]:
+    """Return a live API key and its active owner, and note the key's use.
 
     ``last_used_at`` is written at most once per ``touch_interval_s`` seconds per key, so that a
     busy runner does not turn every request into a write.
@@ -88,4 +107,4 @@ async def authenticate(session: AsyncSession, raw: str, *, touch_interval_s: flo
     stale_before = now - timedelta(seconds=touch_interval_s)
     if key.last_used_at is None or key.last_used_at < stale_before:
         await repository.touch_api_key(session, key.id, now, stale_before)
-    return user
+    return key, user

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pwdlib import PasswordHash
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +11,7 @@ from dukenet.accounts.rate_limit import LoginRateLimiter
 from dukenet.accounts.service import TokenCodec
 from dukenet.config import Settings
 from dukenet.files.storage import Storage
+from dukenet.kit.bell import TaskBell
 from dukenet.learning.serving import ChampionCache
 from dukenet.monitoring.metrics import Metrics
 
@@ -28,3 +29,4 @@ class AppState:
     metrics: Metrics
     login_limiter: LoginRateLimiter
     storage: Storage
+    bell: TaskBell = field(default_factory=TaskBell)  # wakes embedded runners and waiters

@@ -15,6 +15,8 @@ class WorkItem:
     description: str
     complexity: int
     context: str = ""  # excerpts of the task's files (untrusted input), "" when none
+    # a chat request's {"messages": [...], "params": {...}} (tasks.schemas.ChatPayload), or None
+    chat: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

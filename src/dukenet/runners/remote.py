@@ -137,7 +137,13 @@ class RemoteRunner:
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token))
         try:
             execution: Execution = await executor.execute(
-                agent, WorkItem(claim["description"], claim["complexity"], claim.get("context", ""))
+                agent,
+                WorkItem(
+                    claim["description"],
+                    claim["complexity"],
+                    claim.get("context", ""),
+                    claim.get("chat"),
+                ),
             )
         except ExecutionError as exc:
             await self._release(task_id, token, str(exc))

@@ -16,6 +16,7 @@ from dukenet.config import Settings
 from dukenet.db import in_transaction
 from dukenet.files import service as files_service
 from dukenet.files.storage import Storage
+from dukenet.kit.bell import TaskBell
 from dukenet.runners.base import (
     Execution,
     ExecutionError,
@@ -43,8 +44,10 @@ class Runner:
         *,
         name: str | None = None,
         storage: Storage | None = None,
+        bell: TaskBell | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._bell = bell  # rung for new work; this runner rings it when a task changes
         self._storage = storage
         self._settings = settings
         self._executors = executors
@@ -69,14 +72,16 @@ class Runner:
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token, agent_ids))
         try:
             execution: Execution = await self._executors[agent.kind].execute(
-                agent, WorkItem(task.description, task.complexity, context)
+                agent, WorkItem(task.description, task.complexity, context, task.payload)
             )
         except ExecutionError as exc:
             await self._release(task_id, token, agent_ids, str(exc))
+            self._ring(task_id)
             return True
         except Exception as exc:
             log.exception("executor crashed", task_id=str(task_id), agent=agent.name)
             await self._release(task_id, token, agent_ids, f"{type(exc).__name__}: {exc}")
+            self._ring(task_id)
             return True
         finally:
             heartbeat.cancel()
@@ -104,7 +109,13 @@ class Runner:
                 data=submission,
             ),
         )
+        self._ring(task_id)
         return True
+
+    def _ring(self, task_id: uuid.UUID) -> None:
+        if self._bell is not None:
+            self._bell.changed(task_id)
+            self._bell.new_work()  # a released task may be claimable again
 
     async def _claim(self, session: AsyncSession) -> tuple[Task, Agent, str] | None:
         agents = [
@@ -170,7 +181,9 @@ class Runner:
             except Exception:
                 log.exception("runner iteration failed", runner=self.name)
                 busy = False
-            if not busy:
+            if not busy and self._bell is not None:
+                await self._bell.wait_for_work(self._settings.runner_poll_s)
+            elif not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._settings.runner_poll_s)
 

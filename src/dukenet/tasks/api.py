@@ -14,7 +14,7 @@ from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository as agents_repository
 from dukenet.agents.models import AgentKind
 from dukenet.agents.schemas import AgentDetail
-from dukenet.deps import CurrentUser, OperatorUser, Session, State
+from dukenet.deps import CurrentApiKeyId, CurrentUser, OperatorUser, Session, State
 from dukenet.errors import Forbidden
 from dukenet.files import service as files_service
 from dukenet.kit.openapi import error_responses
@@ -60,6 +60,7 @@ async def _detail(session: AsyncSession, task: Task) -> TaskDetail:
     return TaskDetail(
         **TaskRead.model_validate(task).model_dump(),
         routing=task.routing,
+        chat=task.payload,
         file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
         result=ResultRead.model_validate(result) if result is not None else None,
         transactions=list(transactions.values()),
@@ -76,15 +77,26 @@ async def _detail(session: AsyncSession, task: Task) -> TaskDetail:
     },
 )
 async def create_task(
-    data: TaskCreate, user: CurrentUser, session: Session, state: State, response: Response
+    data: TaskCreate,
+    user: CurrentUser,
+    api_key_id: CurrentApiKeyId,
+    session: Session,
+    state: State,
+    response: Response,
 ) -> TaskDetail:
     """Submit a task: Duke routes it, the price is held in escrow, the task is assigned.
 
-    A retried request with the same ``idempotency_key`` returns the first task (200).
+    A retried request with the same ``idempotency_key`` returns the first task (200). A task
+    submitted with an API key counts against the key's spend limits (402 past one).
     """
     started = time.perf_counter()
     task, created = await service.create(
-        session, settings=state.settings, champion=state.champion, buyer=user, data=data
+        session,
+        settings=state.settings,
+        champion=state.champion,
+        buyer=user,
+        data=data,
+        api_key_id=api_key_id,
     )
     await session.commit()
     if created:
@@ -280,6 +292,7 @@ async def claim(
         attempt=task.attempts,
         description=task.description,
         complexity=task.complexity,
+        chat=task.payload,
         file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
         context=await files_service.task_context(
             session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -38,12 +38,39 @@ class TaskQuoteRequest(Schema):
         return value
 
 
+class ChatMessage(Schema):
+    """One turn of a conversation, as in OpenAI's chat-completions API."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+
+
+class ChatParams(Schema):
+    """Sampling parameters passed to an ``llm`` agent (unset: the agent's own configuration);
+    ``max_tokens`` counts completion tokens, ``stop`` holds at most 4 sequences."""
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    stop: list[str] | None = Field(default=None, max_length=4)
+    user: str | None = Field(default=None, max_length=256)
+
+
+class ChatPayload(Schema):
+    """A conversation for an ``llm`` agent: it is sent as given (after the agent's own system
+    prompt) instead of the description alone; other agents answer the description."""
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1_000)
+    params: ChatParams = Field(default_factory=ChatParams)
+
+
 class TaskCreate(TaskQuoteRequest):
     """A buyer's task: the quote request plus attached files and an ``idempotency_key`` that
-    makes a retried submission return the first task instead of paying twice."""
+    makes a retried submission return the first task instead of paying twice; ``chat`` carries
+    a conversation and sampling parameters for ``llm`` agents (the gateway fills it)."""
 
     file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    chat: ChatPayload | None = None
     # how the result is checked (feedback.evaluators): a reference answer or an LLM judge
     evaluator: EvaluatorSpec | None = None
 
@@ -104,6 +131,7 @@ class TaskDetail(TaskRead):
     """A task with its routing receipt, result and ledger transactions."""
 
     routing: dict[str, Any]
+    chat: ChatPayload | None = None
     file_ids: list[uuid.UUID]
     result: ResultRead | None
     transactions: list[TransactionRead]
@@ -134,6 +162,7 @@ class ClaimRead(Schema):
     complexity: int
     file_ids: list[uuid.UUID]
     context: str = ""  # excerpts of the task's files within the server's budget ("" if none)
+    chat: ChatPayload | None = None  # the conversation and parameters of a chat request
 
 
 class ResultSubmit(Schema):

@@ -20,6 +20,8 @@ from dukenet.feedback import evaluation as evaluation_service
 from dukenet.feedback import labels
 from dukenet.feedback.evaluators import Verdict
 from dukenet.files import service as files_service
+from dukenet.gateway import spend
+from dukenet.gateway import webhooks as _webhooks  # noqa: F401  (the outbox hook on Task)
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
 from dukenet.learning.models import LabelSource
@@ -40,16 +42,19 @@ async def create(
     champion: ChampionCache,
     buyer: User,
     data: TaskCreate,
+    api_key_id: uuid.UUID | None = None,
 ) -> tuple[Task, bool]:
     """Route, price and create a task, holding its price in escrow; return (task, created).
 
-    A repeated ``idempotency_key`` returns the buyer's first task with ``created=False``.
+    A repeated ``idempotency_key`` returns the buyer's first task with ``created=False``. A
+    task paid through an API key (``api_key_id``) counts against the key's spend limits.
 
     Raises:
         Forbidden: the caller is not a buyer or admin.
         NotFound: the pinned agent does not exist or is disabled.
         BadRequest: no agent is within ``max_price_sat``.
-        PaymentRequired: the buyer's balance does not cover the price.
+        PaymentRequired: the buyer's balance does not cover the price, or the price would
+            take the API key past a spend limit.
     """
     if buyer.role not in (UserRole.BUYER, UserRole.ADMIN):
         raise Forbidden("only buyers create tasks")
@@ -95,6 +100,10 @@ async def create(
             model_version=challenger_version,
             reference_price_sat=settings.reference_price_sat,
         )
+    if api_key_id is not None:
+        await spend.reserve(
+            session, api_key_id=api_key_id, amount_sat=receipt.price_sat, now=utcnow()
+        )
     task = Task(
         id=uuid.uuid4(),
         buyer_id=buyer.id,
@@ -112,6 +121,8 @@ async def create(
         model_version=version,
         routing=routing_json,
         max_attempts=settings.max_attempts,
+        payload=data.chat.model_dump() if data.chat is not None else None,
+        api_key_id=api_key_id,
     )
     session.add(task)
     await session.flush()
@@ -842,3 +853,8 @@ async def executable_agents(
 ) -> Sequence[Agent]:
     """Return enabled agents an automatic runner can execute."""
     return await agents_repository.list_all(session, enabled_only=True, kinds=kinds)
+
+
+async def get_result(session: AsyncSession, task_id: uuid.UUID) -> TaskResult | None:
+    """Return the result an agent submitted for a task, or None (check visibility first)."""
+    return await repository.get_result(session, task_id)
