@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from dukenet.accounts.api import router as accounts_router
 from dukenet.agents.api import router as agents_router
 from dukenet.curation.api import router as curation_router
+from dukenet.datasets.api import router as datasets_router
 from dukenet.feedback.api import router as feedback_router
 from dukenet.files.api import router as files_router
 from dukenet.gateway.api import router as gateway_router
@@ -29,6 +30,7 @@ def api_router() -> APIRouter:
         gateway_router,
         feedback_router,
         curation_router,
+        datasets_router,
         runner_router,
         ledger_router,
         payments_router,

@@ -22,6 +22,7 @@ from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository as agents_repository
 from dukenet.agents import service as agents_service
 from dukenet.config import Settings
+from dukenet.datasets.cli import datasets_app
 from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
 from dukenet.files.storage import storage_from_settings
@@ -50,6 +51,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(agents_app, name="agents")
+app.add_typer(datasets_app, name="datasets")
 
 T = TypeVar("T")
 

@@ -94,6 +94,12 @@ async def export_rows(
     while True:
         async with sessionmaker() as session:
             stmt = select(model).order_by(model.created_at, model.id).limit(PAGE_ROWS)
+            # a private task, its result and its outcome never leave the database
+            if model is Task:
+                stmt = stmt.where(Task.private.is_(False))
+            else:
+                private = select(Task.id).where(Task.private.is_(True))
+                stmt = stmt.where(model.task_id.not_in(private))
             if after is not None:
                 stmt = stmt.where(
                     (model.created_at > after[0])

@@ -106,6 +106,8 @@ class Task(IdMixin, TimestampMixin, Base):
     # the buyer's own reference for the task (e.g. a replayed dataset's task id), handed to the
     # runner with the task; None when the buyer gave none
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    # the buyer marked the task private: nothing of it leaves the database (datasets, exports)
+    private: Mapped[bool] = mapped_column(default=False)
     # the buyer's API key the task was paid through (spend limits, usage), None for a session
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_key.id", ondelete="SET NULL"), default=None

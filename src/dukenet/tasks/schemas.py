@@ -73,6 +73,9 @@ class TaskCreate(TaskQuoteRequest):
     chat: ChatPayload | None = None
     # how the result is checked (feedback.evaluators): a reference answer or an LLM judge
     evaluator: EvaluatorSpec | None = None
+    # private: the task, its result and its labels never leave the database (no dataset, no
+    # export); it is still routed, paid and counted in reputation like any other
+    private: bool = False
 
 
 class QuoteRead(Schema):
@@ -110,6 +113,7 @@ class TaskRead(Schema):
     id: uuid.UUID
     description: str
     complexity: int
+    private: bool = False
     max_price_sat: int | None
     cost_weight: float
     status: TaskStatus

@@ -112,6 +112,7 @@ async def create(
         max_price_sat=data.max_price_sat,
         cost_weight=cost_weight,
         idempotency_key=data.idempotency_key,
+        private=data.private,
         status=TaskStatus.ASSIGNED,
         assigned_at=utcnow(),
         agent_id=receipt.agent.id,

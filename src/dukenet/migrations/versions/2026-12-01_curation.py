@@ -1,4 +1,5 @@
-"""Curation: curators' decisions on tasks' results (who, when, what, on which version).
+"""Curation: curators' decisions on tasks' results (who, when, what, on which version), and
+private tasks (never exported).
 
 Revision ID: 0010_curation
 Revises: 0009_task_external_id
@@ -17,6 +18,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("task", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("private", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    with op.batch_alter_table("task", schema=None) as batch_op:
+        batch_op.alter_column("private", server_default=None)
     op.create_table(
         "curation_decision",
         sa.Column("task_id", sa.Uuid(), nullable=False),
@@ -66,3 +73,5 @@ def downgrade() -> None:
     with op.batch_alter_table("curation_decision", schema=None) as batch_op:
         batch_op.drop_index("ix_curation_decision_task_created")
     op.drop_table("curation_decision")
+    with op.batch_alter_table("task", schema=None) as batch_op:
+        batch_op.drop_column("private")
