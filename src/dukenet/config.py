@@ -201,6 +201,8 @@ class Settings(BaseSettings):
     # allowed by CORS, comma-separated (empty: CORS off)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     cors_origins: str = ""
+    # a quote (POST /tasks/quote) binds agent and price for this long (seconds)
+    quote_ttl_s: float = Field(default=600.0, gt=0)
 
     @field_validator("allowed_agent_networks")
     @classmethod

@@ -13,6 +13,7 @@ from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, O
 from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from dukenet.payments.models import Deposit, Payout
 from dukenet.tasks.models import Task, TaskResult
+from dukenet.tasks.quotes import TaskQuote
 
 metadata = Base.metadata
 
@@ -37,6 +38,7 @@ __all__ = [
     "RefreshToken",
     "Task",
     "TaskFile",
+    "TaskQuote",
     "TaskResult",
     "TrainingRun",
     "User",

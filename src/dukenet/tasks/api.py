@@ -21,7 +21,7 @@ from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
 from dukenet.ledger import repository as ledger_repository
 from dukenet.ledger.schemas import EntryRead, TransactionRead
-from dukenet.tasks import repository, service
+from dukenet.tasks import quotes, repository, service
 from dukenet.tasks.models import Task, TaskStatus
 from dukenet.tasks.schemas import (
     ClaimRead,
@@ -111,12 +111,26 @@ async def create_task(
 async def quote_task(
     data: TaskQuoteRequest, user: CurrentUser, session: Session, state: State
 ) -> QuoteRead:
-    """Quote before you buy: the agent Duke would choose, the price and the alternatives."""
+    """Quote before you buy: the agent Duke would choose, the price and the alternatives. The
+    quote binds: ``POST /tasks`` with its ``quote_id`` before ``expires_at`` gets this agent at
+    no more than this price, or 409."""
     receipt = await service.quote(
         session, settings=state.settings, champion=state.champion, data=data
     )
     chosen = next(c for c in receipt.candidates if c["agent_id"] == str(receipt.agent.id))
+    binding = await quotes.issue(
+        session,
+        buyer=user,
+        agent=receipt.agent,
+        price_sat=receipt.price_sat,
+        description=data.description,
+        complexity=data.complexity,
+        ttl_s=state.settings.quote_ttl_s,
+    )
+    await session.commit()
     return QuoteRead(
+        quote_id=binding.id,
+        expires_at=binding.expires_at,
         agent_id=receipt.agent.id,
         agent_name=receipt.agent.name,
         price_sat=receipt.price_sat,

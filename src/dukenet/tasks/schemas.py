@@ -71,6 +71,8 @@ class TaskCreate(TaskQuoteRequest):
     file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     chat: ChatPayload | None = None
+    # a binding quote (POST /tasks/quote): its agent, at no more than its price, or 409
+    quote_id: uuid.UUID | None = None
     # how the result is checked (feedback.evaluators): a reference answer or an LLM judge
     evaluator: EvaluatorSpec | None = None
     # private: the task, its result and its labels never leave the database (no dataset, no
@@ -89,6 +91,9 @@ class QuoteRead(Schema):
     model_version: int | None
     eligible_agents: int
     alternatives: list[dict[str, Any]]
+    # buy it with POST /tasks {"quote_id": ...} before expires_at: this agent at most this price
+    quote_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
 
 
 class ResultRead(Schema):

@@ -28,7 +28,7 @@ from dukenet.learning.models import LabelSource
 from dukenet.learning.serving import ChampionCache
 from dukenet.market import failover, routing
 from dukenet.market import service as market_service
-from dukenet.tasks import repository
+from dukenet.tasks import quotes, repository
 from dukenet.tasks.models import FINAL_STATUSES, Task, TaskResult, TaskStatus
 from dukenet.tasks.schemas import ResultSubmit, TaskCreate, TaskQuoteRequest
 
@@ -55,6 +55,8 @@ async def create(
         BadRequest: no agent is within ``max_price_sat``.
         PaymentRequired: the buyer's balance does not cover the price, or the price would
             take the API key past a spend limit.
+        Conflict: the ``quote_id`` is used, expired, for another request, its agent disabled,
+            or its agent's price went up (``tasks.quotes``).
     """
     if buyer.role not in (UserRole.BUYER, UserRole.ADMIN):
         raise Forbidden("only buyers create tasks")
@@ -62,6 +64,16 @@ async def create(
         existing = await repository.get_by_idempotency_key(session, buyer.id, data.idempotency_key)
         if existing is not None:
             return existing, False
+    quote = None
+    if data.quote_id is not None:  # a binding quote fixes the agent and caps the price
+        quote = await quotes.redeem(
+            session,
+            buyer=buyer,
+            quote_id=data.quote_id,
+            description=data.description,
+            complexity=data.complexity,
+        )
+        data = data.model_copy(update={"agent_id": quote.agent_id})
     agents = await _candidates(session, data)
     version, router = await champion.current(session)
     challenger_version, challenger = (
@@ -87,6 +99,8 @@ async def create(
         challenger_version=challenger_version,
         canary_share=settings.canary_share,
     )
+    if quote is not None:
+        quotes.check_price(quote, receipt.price_sat)
     routing_json = receipt.as_json()
     routing_json["constraints"] = {
         "pinned": data.agent_id is not None,
@@ -126,6 +140,8 @@ async def create(
         api_key_id=api_key_id,
     )
     session.add(task)
+    if quote is not None:
+        quote.task_id = task.id
     await session.flush()
     if data.file_ids:
         await files_service.attach_to_task(
