@@ -257,3 +257,40 @@ class TestCli:
                 runner.invoke, cli_app, ["datasets", "export", *bad, "--output", str(out)]
             )
             assert result.exit_code != 0
+
+
+class TestHuggingFaceDatasets:
+    async def test_every_export_loads_with_datasets(
+        self,
+        client: httpx.AsyncClient,
+        market: Market,
+        mmlu_market: dict[str, Any],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        import datasets  # the dev extra; imported here so collection stays fast
+
+        columns = {
+            "sft": ["messages"],
+            "dpo": ["prompt", "chosen", "rejected"],
+            "kto": ["prompt", "completion", "label"],
+        }
+        for kind in KINDS:
+            for fmt, loader in (("jsonl", "json"), ("parquet", "parquet")):
+                path = tmp_path / f"{kind}.{fmt}"
+                path.write_bytes((await export(client, market, kind, format=fmt)).content)
+                loaded = datasets.load_dataset(
+                    loader, data_files=str(path), split="train", cache_dir=str(tmp_path / "hf")
+                )
+                rows = jsonl(await export(client, market, kind))
+                assert loaded.num_rows == len(rows) > 0
+                assert sorted(loaded.column_names) == sorted(columns.get(kind, rows[0].keys()))
+                if kind != "router":
+                    first = loaded[0]
+                    turns = first["messages"] if kind == "sft" else first["prompt"]
+                    assert turns[0] == {
+                        "role": "user",
+                        "content": rows[0]["messages" if kind == "sft" else "prompt"][0]["content"],
+                    }
