@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test venv dev lint typecheck pytest clean
+.PHONY: demo test venv dev lint typecheck pytest clean web-deps web-client web-build web-check web-e2e
 
 $(BIN)/dukenet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(BIN)/dukenet: pyproject.toml constraints.txt
 
 venv: $(BIN)/dukenet
 
-demo: venv
+demo: venv web-build
 	$(BIN)/dukenet demo
 
 lint: venv
@@ -28,7 +28,28 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck pytest web-check web-e2e
+
+# The browser app (web/): dependencies from package-lock.json, the typed client generated from
+# the server's OpenAPI document, the build FastAPI serves at /, checks and Playwright e2e tests.
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web-deps: web/node_modules/.package-lock.json
+
+web-client: venv web-deps
+	$(BIN)/python -m dukenet.webui openapi web/openapi.json
+	cd web && npm run -s client
+
+web-build: web-deps
+	cd web && npm run -s build
+
+web-check: web-deps
+	cd web && npm run -s typecheck && npm run -s lint && npm run -s test
+
+web-e2e: venv web-build
+	cd web && PATH="$(CURDIR)/$(BIN):$$PATH" timeout 900 node e2e/run.mjs
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache web/node_modules web/dist

@@ -240,6 +240,15 @@ def from_world(make: Callable[[World], Any], then: Prepare = shared) -> Prepare:
     return prepare
 
 
+def query_from_world(make: Callable[[World], dict[str, str]]) -> Prepare:
+    """Send the query parameters ``make(world)`` returns."""
+
+    async def prepare(world: World, role: str) -> Call:
+        return Call(params=make(world))
+
+    return prepare
+
+
 async def upload(world: World, role: str) -> Call:
     return Call(upload=f"upload {uuid.uuid4()}\n".encode())
 
@@ -317,6 +326,7 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v2/admin/users", ADMIN),
     Row("POST", "/api/v2/admin/users/{user_id}/deactivate", ADMIN, fresh_user),
     Row("POST", "/api/v2/admin/users/{user_id}/reactivate", ADMIN, fresh_user),
+    Row("POST", "/api/v2/admin/users/{user_id}/reset-password", ADMIN, fresh_user),
     Row("POST", "/api/v2/admin/users/{user_id}/credit", ADMIN, body({"amount_sat": 1})),
     # agents
     Row("POST", "/api/v2/agents", (401, 403, 403, 201, 201, 201, 201), body(new_agent_body)),
@@ -370,6 +380,15 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v2/model/status", ADMIN),
     Row("GET", "/api/v2/model/metrics", ADMIN),
     Row("GET", "/api/v2/model/shadow", ADMIN),
+    Row("GET", "/api/v2/model/runs", ADMIN),
+    Row("GET", "/api/v2/model/alias-events", ADMIN),
+    # operator's view, live events
+    Row("GET", "/api/v2/operator/agents", (401, 403, 403, 200, 200, 200, 200)),
+    Row("GET", "/api/v2/operator/tasks", (401, 403, 403, 200, 200, 200, 200)),
+    Row("GET", "/api/v2/operator/tasks", (401, 403, 403, 200, 200, 404, 200),
+        query_from_world(lambda w: {"agent_id": w.ids["agent_id"]}), "one agent's"),
+    Row("GET", "/api/v2/events/tasks", ANYONE_SIGNED_IN,
+        query_from_world(lambda w: {"max_s": "0.05"}), "a stream; max_s ends it"),
     # in this order: the admin's cell trains version 1 on the world's outcomes, shadows it,
     # stops shadowing, promotes it; with no earlier champion a rollback is a conflict
     Row("POST", "/api/v2/model/train", (401, 403, 403, 403, 401, 403, 201)),

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     reputation_window: int = Field(default=100, gt=0)
     reputation_prior_successes: float = Field(default=2.0, ge=0.0)
     reputation_prior_failures: float = Field(default=2.0, ge=0.0)
+    # against wash trading (market.reputation.weighted_counts): one buyer's outcomes count as at
+    # most this many tasks; a pinned task weighs this much; the operator's own purchases nothing
+    reputation_per_buyer_cap: float = Field(default=5.0, gt=0)
+    reputation_pinned_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
     # runners
     embedded_runners: int = Field(default=2, ge=0)
@@ -139,6 +143,12 @@ class Settings(BaseSettings):
     storage_url: str = ""
 
     @model_validator(mode="after")
+    # web UI: the built app (web/dist of the checkout when unset) served at / with an SPA fallback
+    web_ui: bool = True
+    web_dist_dir: Path | None = None
+    # live task events (events/hub.py): database poll interval; Redis fan-out with redis_url
+    events_poll_s: float = Field(default=1.0, gt=0)
+
     def _exploration_adds_up(self) -> Settings:
         if self.exploration_epsilon + self.exploration_floor > 1.0:
             raise ValueError("DUKENET_EXPLORATION_EPSILON + DUKENET_EXPLORATION_FLOOR must be <= 1")

@@ -51,6 +51,16 @@ def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | Non
     return credentials.credentials
 
 
+# What a user whose password an admin reset may still do: read their profile, set a new
+# password, end their sessions (paths end with these; everything else is 403).
+PASSWORD_CHANGE_PATHS = ("/users/me", "/users/me/password", "/auth/logout-all")
+
+
+def _check_password_change(request: Request, user: User) -> None:
+    if user.must_change_password and not request.url.path.endswith(PASSWORD_CHANGE_PATHS):
+        raise HTTPException(403, "password change required: set a new password first")
+
+
 async def current_user(
     request: Request,
     state: State,
@@ -59,7 +69,8 @@ async def current_user(
     x_api_key: ApiKeyHeaderValue,
 ) -> User:
     """Return the active user of the bearer access token, or the owner of the API key (401
-    otherwise); revocation and deactivation are checked on every request."""
+    otherwise); revocation and deactivation are checked on every request. A user whose
+    password was reset gets 403 outside ``PASSWORD_CHANGE_PATHS``."""
     token = _bearer_token(credentials)
     if token is not None and not api_keys.is_api_key(token):
         user = await accounts_service.authenticate_access(session, state.tokens.decode(token))
@@ -75,13 +86,19 @@ async def current_user(
     # End the read transaction: on SQLite every transaction holds the write lock (BEGIN
     # IMMEDIATE), and an endpoint that works in other sessions (training) must not wait on it.
     await session.commit()
+    _check_password_change(request, user)
     return user
 
 
 async def session_user(
-    state: State, session: Session, credentials: BearerCredentials, x_api_key: ApiKeyHeaderValue
+    request: Request,
+    state: State,
+    session: Session,
+    credentials: BearerCredentials,
+    x_api_key: ApiKeyHeaderValue,
 ) -> User:
-    """Return the active user of the bearer access token; API keys are refused (401)."""
+    """Return the active user of the bearer access token; API keys are refused (401); 403
+    outside ``PASSWORD_CHANGE_PATHS`` while a reset password awaits its change."""
     token = _bearer_token(credentials)
     if token is None and x_api_key:
         raise Unauthorized("API keys are not accepted here; use an access token")
@@ -91,6 +108,7 @@ async def session_user(
         raise Unauthorized("API keys are not accepted here; use an access token")
     user = await accounts_service.authenticate_access(session, state.tokens.decode(token))
     await session.commit()
+    _check_password_change(request, user)
     return user
 
 

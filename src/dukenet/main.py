@@ -22,6 +22,7 @@ from dukenet.api import api_router
 from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker, is_transient, is_unavailable
 from dukenet.errors import DukenetError, ServiceUnavailable
+from dukenet.events.hub import TaskEventHub
 from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
 from dukenet.gateway import api as gateway_api
@@ -42,6 +43,7 @@ from dukenet.runners.llm import LLMExecutor
 from dukenet.runners.replay import ReplayExecutor
 from dukenet.runners.worker import Runner
 from dukenet.tasks.sweeper import Sweeper
+from dukenet.webui import default_dist_dir, mount_web_ui
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dukenet = state
         stop = asyncio.Event()
         workers: list[asyncio.Task[None]] = []
+        hub = TaskEventHub(
+            sessionmaker, poll_s=settings.events_poll_s, redis_url=settings.redis_url
+        )
+        app.state.task_events = hub
+        workers.append(asyncio.create_task(hub.run(stop)))
         egress = EgressPolicy.from_settings(settings)
         async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
             executors = build_executors(client, SecretBox.from_settings(settings))
@@ -176,6 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     declare_implied_errors(app)
     app.add_middleware(RequestMetricsMiddleware)
+    if settings.web_ui:  # keep last: its catch-all GET route must come after every other route
+        mount_web_ui(app, settings.web_dist_dir or default_dist_dir())
     return app
 
 

@@ -15,6 +15,7 @@ from dukenet.accounts.schemas import (
     ApiKeyRead,
     LoginRequest,
     PasswordChange,
+    PasswordResetRead,
     ProfileRead,
     ProfileUpdate,
     RefreshRequest,
@@ -226,12 +227,16 @@ async def list_users(
     session: Session,
     role: UserRole | None = None,
     is_active: bool | None = None,
+    q: str | None = Query(
+        default=None, max_length=320, description="Part of the email or display name."
+    ),
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
 ) -> Page[UserRead]:
-    """List users, newest first, optionally by role and by active state (admins)."""
+    """List users, newest first, optionally by role, by active state and by a search of the
+    email or display name (admins)."""
     users, total = await service.list_users(
-        session, role=role, is_active=is_active, limit=limit, offset=offset
+        session, role=role, is_active=is_active, search=q, limit=limit, offset=offset
     )
     return Page[UserRead](
         items=[UserRead.model_validate(u) for u in users], total=total, limit=limit, offset=offset
@@ -244,6 +249,18 @@ async def deactivate_user(user_id: uuid.UUID, admin: AdminUser, session: Session
     user = await service.set_active(session, admin=admin, user_id=user_id, active=False)
     await session.commit()
     return UserRead.model_validate(user)
+
+
+@router.post("/admin/users/{user_id}/reset-password", response_model=PasswordResetRead)
+async def reset_password(
+    user_id: uuid.UUID, admin: AdminUser, session: Session, state: State
+) -> PasswordResetRead:
+    """Reset a user's password to a random temporary one, shown only in this response; their
+    sessions end and every endpoint but the password change answers 403 until they set a new
+    password (404: no such user)."""
+    temporary = await service.reset_password(session, state.hasher, user_id=user_id)
+    await session.commit()
+    return PasswordResetRead(user_id=user_id, temporary_password=temporary)
 
 
 @router.post("/admin/users/{user_id}/reactivate", response_model=UserRead)

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
+import sqlalchemy as sa
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +36,8 @@ class User(IdMixin, TimestampMixin, Base):
     role: Mapped[UserRole] = mapped_column(str_enum(UserRole, "user_role"))
     is_active: Mapped[bool] = mapped_column(default=True)
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # set by an admin's password reset: every endpoint but the password change refuses (403)
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 class RefreshToken(IdMixin, Base):

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from dukenet.accounts.models import ApiKey, RefreshToken, User, UserRole
 
@@ -50,6 +51,10 @@ async def add(session: AsyncSession, user: User) -> User:
     return user
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 async def list_users(
     session: AsyncSession,
     *,
@@ -57,13 +62,22 @@ async def list_users(
     is_active: bool | None,
     limit: int,
     offset: int,
+    search: str | None = None,
 ) -> tuple[Sequence[User], int]:
     """Return one page of users, newest first, and the number matching the filters."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if role is not None:
         conditions.append(User.role == role)
     if is_active is not None:
         conditions.append(User.is_active == is_active)
+    if search:
+        pattern = "%" + _escape_like(search.lower()) + "%"
+        conditions.append(
+            or_(
+                func.lower(User.email).like(pattern, escape="\\"),
+                func.lower(User.display_name).like(pattern, escape="\\"),
+            )
+        )
     total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
     rows = await session.scalars(
         select(User)

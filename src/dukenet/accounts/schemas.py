@@ -53,6 +53,7 @@ class UserRead(Schema):
     role: UserRole
     is_active: bool
     created_at: datetime
+    must_change_password: bool = False
 
 
 class ProfileRead(UserRead):
@@ -65,6 +66,13 @@ class ProfileUpdate(Schema):
     """Fields a user may change on their own profile; omitted fields are left as they are."""
 
     display_name: str | None = Field(default=None, max_length=120)
+
+
+class PasswordResetRead(Schema):
+    """An admin's password reset: the temporary password, shown only in this response."""
+
+    user_id: uuid.UUID
+    temporary_password: str
 
 
 class PasswordChange(Schema):

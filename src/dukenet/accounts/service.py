@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -202,8 +203,26 @@ async def change_password(
     if not hasher.verify(current_password, user.password_hash):
         raise BadRequest("current password is incorrect")
     user.password_hash = hasher.hash(new_password)
+    user.must_change_password = False
     await end_all_sessions(session, user)
     return user
+
+
+async def reset_password(session: AsyncSession, hasher: PasswordHash, *, user_id: uuid.UUID) -> str:
+    """Give a user a random temporary password (returned, never stored in clear), end all their
+    sessions, and require a new password at their next login (``must_change_password``).
+
+    Raises:
+        NotFound: no such user.
+    """
+    user = await repository.get(session, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    temporary = secrets.token_urlsafe(12)
+    user.password_hash = hasher.hash(temporary)
+    user.must_change_password = True
+    await end_all_sessions(session, user)
+    return temporary
 
 
 async def list_users(
@@ -211,12 +230,14 @@ async def list_users(
     *,
     role: UserRole | None = None,
     is_active: bool | None = None,
+    search: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[Sequence[User], int]:
-    """Return one page of users (newest first) and the total matching the filters."""
+    """Return one page of users (newest first) and the total matching the filters; ``search``
+    matches a substring of the email or display name, case-insensitively."""
     return await repository.list_users(
-        session, role=role, is_active=is_active, limit=limit, offset=offset
+        session, role=role, is_active=is_active, search=search, limit=limit, offset=offset
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from dukenet.deps import AdminUser, Session, State
 from dukenet.errors import Conflict
 from dukenet.kit.openapi import error_responses
 from dukenet.learning import repository, service, triggers, tuning
 from dukenet.learning.schemas import (
+    AliasEventRead,
     LearningCurvePoint,
     ModelMetricsRead,
     ModelStatusRead,
@@ -103,6 +104,23 @@ def _nested(metrics: dict[str, Any], *keys: str) -> object:
     return value
 
 
+@router.get("/runs", response_model=list[TrainingRunRead])
+async def training_runs(
+    admin: AdminUser, session: Session, limit: int = Query(default=100, ge=1, le=1_000)
+) -> list[TrainingRunRead]:
+    """List the most recent training runs, newest first: trigger, status, times and log."""
+    return [TrainingRunRead.model_validate(r) for r in await repository.runs(session, limit=limit)]
+
+
+@router.get("/alias-events", response_model=list[AliasEventRead])
+async def alias_events(
+    admin: AdminUser, session: Session, limit: int = Query(default=200, ge=1, le=1_000)
+) -> list[AliasEventRead]:
+    """List the alias history, newest first: who moved which alias to which version, when."""
+    events = await repository.all_alias_events(session, limit=limit)
+    return [AliasEventRead.model_validate(e) for e in events]
+
+
 @router.get("/shadow", response_model=ShadowReportRead)
 async def shadow(admin: AdminUser, session: Session) -> ShadowReportRead:
     """Report the challenger's would-be decisions on live tasks beside the champion's."""
@@ -155,7 +173,7 @@ async def train(admin: AdminUser, state: State) -> TrainingRunRead:
 @router.post("/promote/{version}", response_model=ModelVersionRead)
 async def promote(version: int, admin: AdminUser, session: Session) -> ModelVersionRead:
     """Make ``version`` the champion (moves the alias; nothing is copied)."""
-    row = await service.promote(session, version, reason=f"admin {admin.email}")
+    row = await service.promote(session, version, reason=f"admin {admin.email}", actor=admin.email)
     await session.commit()
     return ModelVersionRead.model_validate(row).model_copy(update={"is_champion": True})
 
@@ -163,6 +181,6 @@ async def promote(version: int, admin: AdminUser, session: Session) -> ModelVers
 @router.post("/rollback", response_model=ModelVersionRead)
 async def rollback(admin: AdminUser, session: Session) -> ModelVersionRead:
     """Return the champion alias to the previous champion."""
-    row = await service.rollback(session)
+    row = await service.rollback(session, actor=admin.email)
     await session.commit()
     return ModelVersionRead.model_validate(row).model_copy(update={"is_champion": True})

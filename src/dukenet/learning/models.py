@@ -133,4 +133,6 @@ class ModelAliasEvent(IdMixin, Base):
     previous_version: Mapped[int | None] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(500), default="")
+    # the email of the admin who moved it; None for the trainer's automatic promotion
+    actor: Mapped[str | None] = mapped_column(String(320), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

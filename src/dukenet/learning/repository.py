@@ -72,6 +72,12 @@ async def latest_version(session: AsyncSession) -> ModelVersion | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def alias_versions(session: AsyncSession, names: Sequence[str]) -> dict[str, int]:
+    """Return the version each of the aliases ``names`` points at (unset ones are missing)."""
+    stmt = select(ModelAlias.name, ModelAlias.version).where(ModelAlias.name.in_(list(names)))
+    return {name: int(version) for name, version in (await session.execute(stmt)).all()}
+
+
 async def get_alias(
     session: AsyncSession, name: str, *, for_update: bool = False
 ) -> ModelAlias | None:
@@ -88,6 +94,16 @@ async def alias_events(session: AsyncSession, name: str) -> Sequence[ModelAliasE
         select(ModelAliasEvent)
         .where(ModelAliasEvent.alias == name)
         .order_by(ModelAliasEvent.created_at, ModelAliasEvent.id)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def all_alias_events(session: AsyncSession, *, limit: int = 200) -> Sequence[ModelAliasEvent]:
+    """Return the most recent moves of every alias, newest first."""
+    stmt = (
+        select(ModelAliasEvent)
+        .order_by(ModelAliasEvent.created_at.desc(), ModelAliasEvent.id)
+        .limit(limit)
     )
     return (await session.execute(stmt)).scalars().all()
 

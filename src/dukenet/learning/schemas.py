@@ -101,6 +101,20 @@ class TrainingRunRead(Schema):
 
 class LearningCurvePoint(Schema):
     """One model version's held-out metrics against the outcomes it saw.
+class AliasEventRead(Schema):
+    """One move of a model alias: which alias, to which version from which, by whom, when
+    (``actor`` is None for the trainer's automatic promotion)."""
+
+    id: uuid.UUID
+    alias: str
+    version: int
+    previous_version: int | None
+    action: str
+    reason: str
+    actor: str | None
+    created_at: datetime
+
+
 
     ``policy_value`` / ``champion_policy_value``: the doubly robust estimates of the version's and
     the then champion's greedy policy value (mean ``success - price / value``) on ``policy_rows``

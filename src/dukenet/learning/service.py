@@ -236,7 +236,12 @@ async def set_challenger(session: AsyncSession, version: int | None) -> None:
 
 
 async def _move_champion(
-    session: AsyncSession, version: ModelVersion, *, action: str, reason: str
+    session: AsyncSession,
+    version: ModelVersion,
+    *,
+    action: str,
+    reason: str,
+    actor: str | None = None,
 ) -> ModelVersion:
     alias = await repository.get_alias(session, CHAMPION, for_update=True)
     previous = alias.version if alias is not None else None
@@ -253,14 +258,18 @@ async def _move_champion(
             previous_version=previous,
             action=action,
             reason=reason,
+            actor=actor,
         )
     )
     await session.flush()
     return version
 
 
-async def promote(session: AsyncSession, version: int, *, reason: str = "admin") -> ModelVersion:
-    """Point the ``champion`` alias at ``version`` (an admin's override of the promotion gate).
+async def promote(
+    session: AsyncSession, version: int, *, reason: str = "admin", actor: str | None = None
+) -> ModelVersion:
+    """Point the ``champion`` alias at ``version`` (an admin's override of the promotion gate;
+    ``actor`` is the admin's email, kept in the alias history).
 
     Raises:
         NotFound: no such version.
@@ -270,11 +279,12 @@ async def promote(session: AsyncSession, version: int, *, reason: str = "admin")
         raise NotFound(f"model version {version} not found")
     if await alias_version(session, CHALLENGER) == version:
         await set_challenger(session, None)
-    return await _move_champion(session, row, action="promote", reason=reason)
+    return await _move_champion(session, row, action="promote", reason=reason, actor=actor)
 
 
-async def rollback(session: AsyncSession) -> ModelVersion:
-    """Move ``champion`` back to the version it pointed at before its current one.
+async def rollback(session: AsyncSession, *, actor: str | None = None) -> ModelVersion:
+    """Move ``champion`` back to the version it pointed at before its current one (``actor``:
+    the admin's email, kept in the alias history).
 
     Raises:
         Conflict: there is no champion, or no earlier one to return to.
@@ -292,7 +302,7 @@ async def rollback(session: AsyncSession) -> ModelVersion:
     row = await repository.get_version(session, max(earlier))
     assert row is not None
     return await _move_champion(
-        session, row, action="rollback", reason=f"rolled back from v{current}"
+        session, row, action="rollback", reason=f"rolled back from v{current}", actor=actor
     )
 
 

@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.agents.models import Agent
-from dukenet.learning import repository as learning_repository
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind, LedgerTransaction, LedgerTransactionKind
 from dukenet.ledger.service import Leg
 from dukenet.market import pricing, reputation
+from dukenet.market import repository as market_repository
 
 
 def _settle_key(task_id: uuid.UUID) -> str:
@@ -117,13 +117,20 @@ async def update_reputation(
     prior_failures: float,
     success_threshold: float,
     count_finished: bool = True,
+    per_buyer_cap: float = 5.0,
+    pinned_weight: float = 0.5,
 ) -> None:
     """Recompute the agent's smoothed success rate over its last ``window`` outcomes (a success:
     ``quality >= success_threshold``) and its price multiplier (``market.reputation``);
     ``count_finished`` adds one finished task (False when an outcome already counted changed,
-    e.g. a buyer rejected a delivery)."""
-    successes, total = await learning_repository.recent_success_counts(
+    e.g. a buyer rejected a delivery). The outcomes are weighted against wash trading
+    (``reputation.weighted_counts``: each buyer capped at ``per_buyer_cap`` tasks, pinned
+    tasks weighing ``pinned_weight``, the operator's own purchases nothing)."""
+    evidence = await market_repository.recent_evidence(
         session, agent.id, window=window, success_threshold=success_threshold
+    )
+    successes, total = reputation.weighted_counts(
+        evidence, owner_id=agent.owner_id, per_buyer_cap=per_buyer_cap, pinned_weight=pinned_weight
     )
     rate = reputation.smoothed_success_rate(
         successes, total, prior_successes=prior_successes, prior_failures=prior_failures

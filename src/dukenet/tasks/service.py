@@ -763,6 +763,8 @@ async def update_agent_reputation(
         prior_failures=settings.reputation_prior_failures,
         success_threshold=settings.success_threshold,
         count_finished=count_finished,
+        per_buyer_cap=settings.reputation_per_buyer_cap,
+        pinned_weight=settings.reputation_pinned_weight,
     )
 
 

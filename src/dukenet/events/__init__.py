@@ -1,0 +1,1 @@
+"""Live task events: what changed, pushed to the browser as server-sent events."""

@@ -1,0 +1,1 @@
+"""An agent operator's view: their own agents and the tasks those agents ran."""
