@@ -34,7 +34,7 @@ from dukenet.ledger import service as ledger_service
 from dukenet.migrate import upgrade
 from dukenet.monitoring import service as monitoring_service
 from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
-from dukenet.replay import Complexity
+from dukenet.replay import BuiltinDataset, Complexity, Pricing
 from dukenet.runners.worker import Runner
 from dukenet.tasks import service as tasks_service
 
@@ -583,10 +583,20 @@ def replay(
         Complexity,
         typer.Option(
             case_sensitive=False,
-            help="Task complexity: the file's column (else from the text), from the prompt "
-            "text, or from the recorded costs (see dukenet.replay.market).",
+            help="Task complexity (with --pricing complexity): the file's column (else from "
+            "the text), or from the prompt text; 'cost' is the old spelling of --pricing "
+            "recorded-cost.",
         ),
     ] = Complexity.DATASET,
+    pricing: Annotated[
+        Pricing,
+        typer.Option(
+            case_sensitive=False,
+            help="complexity: price = mean recorded cost x complexity x reputation; "
+            "recorded-cost: price follows each task's recorded cost (x reputation). "
+            "See dukenet.replay.market.",
+        ),
+    ] = Pricing.COMPLEXITY,
     name: Annotated[
         str | None, typer.Option(help="Dataset name on the replay agents (default: file name).")
     ] = None,
@@ -620,18 +630,23 @@ def replay(
     except DatasetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    options = ReplayOptions(
-        limit=limit,
-        seed=seed,
-        shuffle=shuffle,
-        buyers=buyers,
-        batch=batch,
-        complexity=complexity,
-        usd_to_sat=settings.replay_usd_to_sat,
-        agent_prefix=agent_prefix,
-        wait_for_trainer=wait_for_trainer,
-        progress=lambda line: typer.echo(line, err=True),
-    )
+    try:
+        options = ReplayOptions(
+            limit=limit,
+            seed=seed,
+            shuffle=shuffle,
+            buyers=buyers,
+            batch=batch,
+            complexity=complexity,
+            pricing=pricing,
+            usd_to_sat=settings.replay_usd_to_sat,
+            agent_prefix=agent_prefix,
+            wait_for_trainer=wait_for_trainer,
+            progress=lambda line: typer.echo(line, err=True),
+        )
+    except ValueError as exc:
+        typer.echo(f"error: --pricing/--complexity: {exc}", err=True)
+        raise typer.Exit(2) from exc
     url = server or f"http://{settings.host}:{settings.port}"
     try:
         summary = asyncio.run(
@@ -656,6 +671,14 @@ def replay(
 
 @app.command()
 def demo(
+    dataset: Annotated[
+        BuiltinDataset,
+        typer.Option(
+            case_sensitive=False,
+            help="routerbench (11 models) or mmlu-pro (31 models; 2,000 train and 500 test "
+            "questions unless --limit/--test-limit).",
+        ),
+    ] = BuiltinDataset.ROUTERBENCH,
     out: Annotated[Path, typer.Option(help="Directory for the database, report and plot.")] = Path(
         "var/demo"
     ),
@@ -667,10 +690,13 @@ def demo(
         int | None, typer.Option(min=1, help="Evaluate on the first N test prompts.")
     ] = None,
 ) -> None:
-    """Run the main job: the marketplace learns to route RouterBench prompts (see README)."""
+    """Run the main job: the marketplace learns to route RouterBench or MMLU-Pro prompts (see
+    README)."""
     from dukenet.demo import DemoConfig, run_demo
 
-    report = run_demo(DemoConfig(out=out, seed=seed, limit=limit, test_limit=test_limit))
+    report = run_demo(
+        DemoConfig(dataset=dataset, out=out, seed=seed, limit=limit, test_limit=test_limit)
+    )
     typer.echo(f"report: {out / 'report.json'}  plot: {out / 'learning_curve.png'}")
     if not report["target"]["met"]:
         typer.echo("target not met: " + json.dumps(report["target"]), err=True)

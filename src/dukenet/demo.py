@@ -1,16 +1,21 @@
-"""The main job: a real marketplace learns to route RouterBench prompts.
+"""The main job: a real marketplace learns to route RouterBench or MMLU-Pro prompts.
 
-It starts the embedded server (``dukenet serve``, SQLite, in a child process) and replays the
-RouterBench *train* prompts on it with the machinery of ``dukenet replay``
-(``dukenet.replay.market.drive`` on RouterBench in the long format): the 11 models become
+It starts the embedded server (``dukenet serve``, SQLite, in a child process) and replays a
+dataset's *train* prompts on it with the machinery of ``dukenet replay``
+(``dukenet.replay.market.drive`` on the dataset in the long format): the models become
 ``replay`` agents priced from their mean recorded cost, buyers submit every prompt as a task
 through the HTTP API, a runner (the same ``Runner`` that ``dukenet runner`` starts) executes the
 assigned tasks from the database order book with a ``ReplayExecutor``, and the server's trainer
 retrains Duke every ``retrain_every_n`` outcomes. Task complexity is ``complexity_of(prompt)`` and
 the $/1k figures are the recorded USD cost of the chosen model on each prompt (see
 ``dukenet.replay.market`` for why prices do not use cost-derived complexity here). Each model
-version's greedy routing policy is then evaluated on the RouterBench *test* prompts with full
-information.
+version's greedy routing policy is then evaluated on the dataset's *test* prompts with full
+information, and so is the version the market served after each retraining (the champion).
+
+Datasets (``DemoDataset``): ``routerbench``, 11 models, all 2,225 train prompts and the 953 test
+prompts; ``mmlu-pro``, 31 models, by default 2,000 of its train questions and 500 of its test
+questions (subject-stratified subsets of the seeded split, ``dukenet.learning.mmlu_pro``) so that
+the run stays within a few minutes on 2 cores.
 
 Tasks go in batches of ``retrain_every_n``: a batch is submitted, executed, and the trainer fires,
 before the next batch. With a fixed seed the prompt order, the exploration draws, the held-out split
@@ -50,6 +55,7 @@ from dukenet.learning.evaluation import (
     single_agent_results,
 )
 from dukenet.learning.features import TaskFeatures
+from dukenet.learning.mmlu_pro import load_mmlu_pro, mmlu_pro_outcomes, stratified_order
 from dukenet.learning.policy import choose
 from dukenet.learning.router import DukeRouter
 from dukenet.learning.routerbench import (
@@ -60,22 +66,45 @@ from dukenet.learning.routerbench import (
 )
 from dukenet.market.pricing import task_price_sat
 from dukenet.market.routing import value_sat
-from dukenet.replay import Complexity
+from dukenet.replay import BuiltinDataset, Complexity
+from dukenet.replay.dataset import RecordedOutcomes
 from dukenet.replay.market import ReplayOptions, drive, login, summarize
 from dukenet.runners.replay import ReplayExecutor
 from dukenet.runners.worker import Runner
 
 ADMIN_EMAIL = "admin@dukenet-demo.example.com"
 BUYER_CREDIT_SAT = 10**13
-REPLAY_FIGURES = ("statuses", "charged_sat", "price_to_cost", "unrecorded")
+REPLAY_FIGURES = (
+    "statuses",
+    "charged_sat",
+    "price_to_cost",
+    "price_to_cost_quantiles",
+    "unrecorded",
+    "without_record",
+)
 SUCCESS_SHARE_TARGET = 0.97
 COST_SHARE_TARGET = 0.50
+GOOD_AGENT_MARGIN = 0.10
+"""The cheapest good agent: the cheapest single agent within this much success of the best."""
+MMLU_PRO_TRAIN = 2_000
+"""Train questions the MMLU-Pro demo replays by default (of 5,601)."""
+MMLU_PRO_TEST = 500
+"""Test questions the MMLU-Pro demo scores on by default (of 1,399)."""
+
+
+DemoDataset = BuiltinDataset
+"""Which recorded-outcomes dataset the demo replays."""
+
+DEFAULT_DATASET = DemoDataset.ROUTERBENCH
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Where to write, the seed, optional subsets (for quick runs and tests) and the buyer count."""
+    """The dataset, where to write, the seed, optional subsets (for quick runs and tests: ``limit``
+    train prompts, ``test_limit`` test prompts; for MMLU-Pro the defaults are ``MMLU_PRO_TRAIN``
+    and ``MMLU_PRO_TEST``) and the buyer count."""
 
+    dataset: DemoDataset = DEFAULT_DATASET
     out: Path = Path("var/demo")
     seed: int = 0
     limit: int | None = None
@@ -127,9 +156,30 @@ def _server_env(config: DemoConfig, port: int) -> dict[str, str]:
     return env
 
 
+def demo_data(config: DemoConfig) -> tuple[RecordedOutcomes, FullInfoTable]:
+    """Return the demo's train tasks (long format; ``config.limit`` applies to RouterBench in the
+    replay, to MMLU-Pro here) and its test table (full information, ``config.test_limit``).
+
+    MMLU-Pro: the first ``limit`` (default ``MMLU_PRO_TRAIN``) train questions and the first
+    ``test_limit`` (default ``MMLU_PRO_TEST``) test questions of a subject-stratified order of
+    the seed-0 split, whatever the demo's seed (the seed orders the replay). RouterBench: the
+    train split, and the first ``test_limit`` test prompts.
+    """
+    if config.dataset is DemoDataset.MMLU_PRO:
+        train = mmlu_pro_outcomes("train", limit=config.limit or MMLU_PRO_TRAIN)
+        test = load_mmlu_pro("test")
+        rows = stratified_order(test.categories)[: config.test_limit or MMLU_PRO_TEST]
+        return train, test.subset(np.sort(rows))
+    routerbench_test = load_routerbench("test")
+    if config.test_limit is not None:
+        routerbench_test = routerbench_test.subset(range(config.test_limit))
+    return routerbench_outcomes("train"), routerbench_test
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo end to end; write ``report.json`` and ``learning_curve.png`` under
     ``config.out`` and return the report (see README for its fields)."""
+    train, test = demo_data(config)
     for stale in ("dukenet.db", "dukenet.db-wal", "dukenet.db-shm", "models"):
         path = config.out / stale
         if path.is_dir():
@@ -144,14 +194,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         [sys.executable, "-m", "dukenet", "serve"], env=env, stdout=subprocess.DEVNULL
     )
     try:
-        market = asyncio.run(_drive_market(config, env, f"http://127.0.0.1:{port}", server))
+        market = asyncio.run(_drive_market(config, train, env, f"http://127.0.0.1:{port}", server))
     finally:
         server.terminate()
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    report = _evaluate(config, market)
+    report = _evaluate(config, test, market)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     (config.out / "report.json").write_text(json.dumps(report, indent=2))
     _plot(report, config.out / "learning_curve.png")
@@ -162,7 +212,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 async def _wait_for_server(base_url: str, server: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as client:
-        for _ in range(600):
+        for _ in range(1800):  # a loaded 2-core machine can take minutes to start it
             if server.poll() is not None:
                 raise RuntimeError(f"dukenet serve exited with code {server.returncode}")
             try:
@@ -171,7 +221,7 @@ async def _wait_for_server(base_url: str, server: subprocess.Popen[bytes]) -> No
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
-    raise RuntimeError("dukenet serve did not start within 60 s")
+    raise RuntimeError("dukenet serve did not start within 180 s")
 
 
 def _check(response: httpx.Response) -> Any:
@@ -184,7 +234,11 @@ def _check(response: httpx.Response) -> Any:
 
 
 async def _drive_market(
-    config: DemoConfig, env: dict[str, str], base_url: str, server: subprocess.Popen[bytes]
+    config: DemoConfig,
+    train: RecordedOutcomes,
+    env: dict[str, str],
+    base_url: str,
+    server: subprocess.Popen[bytes],
 ) -> dict[str, Any]:
     await _wait_for_server(base_url, server)
     settings = Settings(
@@ -209,9 +263,8 @@ async def _drive_market(
         )
         await session.commit()
 
-    train = routerbench_outcomes("train")
     options = ReplayOptions(
-        limit=config.limit,
+        limit=config.limit if config.dataset is DemoDataset.ROUTERBENCH else None,
         seed=config.seed,
         buyers=config.buyers,
         batch=config.retrain_every_n,
@@ -284,11 +337,8 @@ def _result_json(result: PolicyResult) -> dict[str, Any]:
     }
 
 
-def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(config: DemoConfig, test: FullInfoTable, market: dict[str, Any]) -> dict[str, Any]:
     settings = Settings()
-    test = load_routerbench("test")
-    if config.test_limit is not None:
-        test = test.subset(range(config.test_limit))
     by_name = {a["name"]: a for a in market["agents"]}
     agent_ids = [by_name[m]["id"] for m in test.agents]
     complexities = np.array([complexity_of(p) for p in test.prompts])
@@ -336,6 +386,10 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
         singles, key=lambda k: (singles[k]["success_rate"], -singles[k]["cost_per_1k_usd"])
     )
     best = singles[best_name]
+    good = [
+        k for k in singles if singles[k]["success_rate"] >= best["success_rate"] - GOOD_AGENT_MARGIN
+    ]
+    cheapest_good = min(good, key=lambda k: (singles[k]["cost_per_1k_usd"], k))
     promoted = [v for v in versions if v["promoted"]]
     last = promoted[-1] if promoted else None
     target: dict[str, Any] = {
@@ -354,12 +408,20 @@ def _evaluate(config: DemoConfig, market: dict[str, Any]) -> dict[str, Any]:
             and last["success_rate"] > references["random"]["success_rate"]
         )
     return {
+        "dataset": config.dataset.value,
         "seed": config.seed,
         "train_prompts": market["system"]["outcomes"],
         "test_prompts": len(test.prompts),
+        "agents": len(test.agents),
         "cost_weight": settings.default_cost_weight,
         "references": references,
+        "reference_policies": {
+            "best_single_agent": best_name,
+            "cheapest_good_agent": cheapest_good,
+            "good_agent_margin": GOOD_AGENT_MARGIN,
+        },
         "versions": versions,
+        "served": served_curve(versions),
         "target": target,
         "market": {
             "system": market["system"],
@@ -377,19 +439,30 @@ def _round(x: Any) -> float | None:
 def format_report(report: dict[str, Any]) -> str:
     """Return the report as the table the demo prints."""
     lines = [
-        f"{'policy':<36} {'outcomes':>8} {'AUC':>6} {'success':>8} {'$/1k tasks':>10}  promoted",
+        f"{report.get('dataset', 'routerbench')}: {report['train_prompts']} train tasks through "
+        f"the market, {report['test_prompts']} test prompts scored with full information",
+        f"{'policy':<36} {'outcomes':>8} {'AUC':>6} {'success':>8} {'$/1k tasks':>10}  "
+        "promoted  served",
     ]
-    for v in report["versions"]:
+    served = report.get("served") or [{"version": None}] * len(report["versions"])
+    for v, s in zip(report["versions"], served, strict=True):
         auc = f"{v['auc']:.3f}" if v["auc"] is not None else "-"
         lines.append(
             f"{'Duke v' + str(v['version']):<36} {v['outcomes_seen']:>8} {auc:>6} "
             f"{v['success_rate']:>8.3f} {v['cost_per_1k_usd']:>10.3f}  "
-            f"{'yes' if v['promoted'] else 'no'}"
+            f"{'yes' if v['promoted'] else 'no':<8}  "
+            + (f"v{s['version']}" if s["version"] is not None else "-")
         )
     lines.append("")
+    roles = {
+        name: f" ({role.replace('_', ' ')})"
+        for role, name in report.get("reference_policies", {}).items()
+        if isinstance(name, str)
+    }
     for name, r in sorted(report["references"].items(), key=lambda kv: -kv[1]["success_rate"]):
         lines.append(
-            f"{name:<36} {'':>8} {'':>6} {r['success_rate']:>8.3f} {r['cost_per_1k_usd']:>10.3f}"
+            f"{name:<36} {'':>8} {'':>6} {r['success_rate']:>8.3f} "
+            f"{r['cost_per_1k_usd']:>10.3f}{roles.get(name, '')}"
         )
     t = report["target"]
     lines.append("")
@@ -404,6 +477,13 @@ def format_report(report: dict[str, Any]) -> str:
             if "success_share_of_best" in t
             else ""
         )
+    )
+    replay = report["market"]["replay"]
+    q = replay.get("price_to_cost_quantiles") or {}
+    lines.append(
+        f"price / recorded cost of the calls: mean {replay['price_to_cost']}"
+        + (f" (p10 {q['p10']}, median {q['p50']}, p90 {q['p90']})" if q else "")
+        + f"; tasks without a record {replay['unrecorded']}"
     )
     lines.append(
         f"ledger balanced: {report['market']['ledger_ok']}; "
@@ -422,6 +502,10 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     versions = report["versions"]
     refs = report["references"]
     best = report["target"]["best_single_agent"]
+    cheap = report.get("reference_policies", {}).get("cheapest_good_agent", best)
+    dataset = {"routerbench": "RouterBench", "mmlu-pro": "MMLU-Pro"}.get(
+        report.get("dataset", "routerbench"), report.get("dataset")
+    )
     x = [v["outcomes_seen"] for v in versions]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, color, label in (
@@ -434,20 +518,54 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         promoted = [(xi, yi) for xi, yi, v in zip(x, y, versions, strict=True) if v["promoted"]]
         if promoted:
             ax.scatter(*zip(*promoted, strict=True), color=color, zorder=3, label="promoted")
-    for name, style in ((best, "--"), ("oracle", ":"), ("random", "-.")):
-        ax1.axhline(refs[name]["success_rate"], linestyle=style, color="grey", label=name)
+    lines = [
+        (best, "--", "grey", f"best single agent: {best}"),
+        (cheap, "--", "tab:green", f"cheapest good agent: {cheap}"),
+        ("oracle", ":", "grey", "oracle"),
+        ("random", "-.", "grey", "random"),
+    ]
+    for name, style, color, label in lines:
+        if label.startswith("cheapest") and cheap == best:
+            continue
+        for ax, key in ((ax1, "success_rate"), (ax2, "cost_per_1k_usd")):
+            ax.axhline(refs[name][key], linestyle=style, color=color, label=label, linewidth=1)
+    costs = [r["cost_per_1k_usd"] for r in refs.values() if r["cost_per_1k_usd"] > 0]
+    if costs and max(costs) / min(costs) > 20:
+        ax2.set_yscale("log")
     ax1.set_xlabel("outcomes seen")
-    ax1.set_ylabel("success rate on RouterBench test")
-    ax1.legend(fontsize=8)
-    ax2.axhline(refs[best]["cost_per_1k_usd"], linestyle="--", color="grey", label=best)
-    ax2.axhline(refs["random"]["cost_per_1k_usd"], linestyle="-.", color="grey", label="random")
+    ax1.set_ylabel(f"success rate on {dataset} test")
+    ax1.legend(fontsize=7)
     ax2.set_xlabel("outcomes seen")
-    ax2.set_ylabel("USD per 1,000 tasks")
-    ax2.legend(fontsize=8)
-    fig.suptitle("Duke's learning curve (bandit feedback from the live market)")
+    ax2.set_ylabel("USD per 1,000 tasks (recorded cost of the chosen calls)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(
+        f"Duke's learning curve on {dataset} ({report.get('agents', '?')} agents; bandit "
+        "feedback from the live market, scored on held-out test prompts with full information)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def served_curve(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return, after each retraining, the version the market served (the last promoted one so
+    far) and its test figures: ``outcomes_seen``, ``version`` (None before the first promotion,
+    when routing is uniform), ``success_rate``, ``cost_per_1k_usd``."""
+    curve: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for v in versions:
+        if v["promoted"]:
+            current = v
+        curve.append(
+            {
+                "outcomes_seen": v["outcomes_seen"],
+                "version": current["version"] if current else None,
+                "success_rate": current["success_rate"] if current else None,
+                "cost_per_1k_usd": current["cost_per_1k_usd"] if current else None,
+            }
+        )
+    return curve
 
 
 def _served(versions: list[dict[str, Any]], key: str) -> list[float]:

@@ -180,6 +180,23 @@ class TestReplayCommandErrors:
         assert result.exit_code == 2
         assert f"{bad}: line 2: column 'cost_usd': 'free' is not a number" in result.output
 
+    def test_recorded_cost_pricing_cannot_take_another_complexity(self) -> None:
+        credentials = ["--admin-email", "a@example.com", "--admin-password", "x" * 12]
+        result = CliRunner().invoke(
+            app,
+            [
+                "replay",
+                str(TINY),
+                *credentials,
+                "--pricing",
+                "recorded-cost",
+                "--complexity",
+                "text",
+            ],
+        )
+        assert result.exit_code == 2
+        assert "--pricing/--complexity" in result.output and "'text'" in result.output
+
     def test_admin_credentials_are_required(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("DUKENET_ADMIN_EMAIL", raising=False)
         monkeypatch.delenv("DUKENET_ADMIN_PASSWORD", raising=False)

@@ -57,9 +57,10 @@ class TestReaders:
         assert (q3.quality, q3.success, q3.cost_usd, q3.response) == (0.2, False, 0.0001, "Saturn")
         smart = data.outcome("q3", "smart-bot")
         assert smart is not None and smart.success is True  # 0.9 >= 0.5
-        task = data.task_by_prompt("What is 17 * 23?")
-        assert task is not None and task.task_id == "q2" and task.category == "math"
+        [task] = data.tasks_by_prompt("What is 17 * 23?")
+        assert task.task_id == "q2" and task.category == "math"
         assert task.complexity is None
+        assert data.tasks_by_prompt("What is 2 + 2?") == ()
         assert data.mean_cost_usd()["smart-bot"] == pytest.approx(0.0025)
 
     @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".csv.gz", ".jsonl.gz"])

@@ -21,9 +21,9 @@ from dukenet.kit.state import AppState
 from dukenet.learning.models import Outcome
 from dukenet.learning.routerbench import FullInfoTable, load_routerbench
 from dukenet.ledger.service import agent_name, escrow_name
-from dukenet.replay.dataset import RecordedOutcomes, read_outcomes
+from dukenet.replay.dataset import RecordedOutcome, RecordedOutcomes, RecordedTask, read_outcomes
 from dukenet.runners.base import ExecutionError, WorkItem
-from dukenet.runners.replay import NO_RECORD, ReplayExecutor
+from dukenet.runners.replay import NO_ANSWERS, ReplayExecutor
 from dukenet.runners.worker import Runner
 from tests.factories import create_admin, credit, register, replay_agent, submit_task
 from tests.ledger import account_balance, assert_ledger_balanced, wallet_balance
@@ -114,8 +114,28 @@ class TestReplayExecutor:
     ) -> None:
         execution = await replay_executor.execute(replay(), WorkItem("What is 2 + 2?", 1))
         assert execution.success is False
-        assert execution.metadata == {"replay": "miss", "dataset": "routerbench", "model": MODEL}
+        assert execution.metadata == {
+            "replay": "miss",
+            "lookup": "missing",
+            "dataset": "routerbench",
+            "model": MODEL,
+        }
         assert execution.cost_usd is None
+
+    async def test_the_dataset_task_id_picks_the_record(
+        self, replay_executor: ReplayExecutor, solved: Recorded, missed: Recorded
+    ) -> None:
+        item = WorkItem(solved.prompt, 3, external_id=solved.sample_id)
+        execution = await replay_executor.execute(replay(), item)
+        assert execution.metadata["task_id"] == solved.sample_id and execution.success is True
+        # the id of another task with another prompt: no record is served
+        wrong = WorkItem(solved.prompt, 3, external_id=missed.sample_id)
+        execution = await replay_executor.execute(replay(), wrong)
+        assert execution.success is False and execution.metadata["lookup"] == "mismatch"
+        unknown = WorkItem(solved.prompt, 3, external_id="no-such-task")
+        execution = await replay_executor.execute(replay(), unknown)
+        assert execution.success is False and execution.metadata["lookup"] == "missing"
+        assert execution.metadata["task_id"] == "no-such-task"
 
     async def test_a_model_missing_from_the_dataset_is_an_execution_error(
         self, replay_executor: ReplayExecutor, solved: Recorded
@@ -147,6 +167,30 @@ class TestReplayExecutorOnAnyDataset:
         )
         return ReplayExecutor({"routerbench": partial})
 
+    async def test_tasks_sharing_a_prompt_are_told_apart_by_their_id(self) -> None:
+        prompt = "Is it raining?"
+        data = RecordedOutcomes(
+            "routerbench",
+            (RecordedTask("t1", prompt), RecordedTask("t2", prompt)),
+            ("bot",),
+            (
+                RecordedOutcome("t1", "bot", 1.0, True, 0.001, "yes"),
+                RecordedOutcome("t2", "bot", 0.0, False, 0.002, "no"),
+            ),
+        )
+        executor = ReplayExecutor({"routerbench": data})
+        for task_id, success, text in (("t1", True, "yes"), ("t2", False, "no")):
+            item = WorkItem(prompt, 2, external_id=task_id)
+            execution = await executor.execute(tiny_agent("bot"), item)
+            assert (execution.success, execution.text) == (success, text)
+            assert execution.metadata["task_id"] == task_id
+        # without an id the prompt alone cannot say which: no record is served
+        execution = await executor.execute(tiny_agent("bot"), WorkItem(prompt, 2))
+        assert execution.success is False and execution.cost_usd is None
+        assert execution.text == NO_ANSWERS["ambiguous"]
+        assert execution.metadata["lookup"] == "ambiguous"
+        assert execution.metadata["candidates"] == ["t1", "t2"]
+
     async def test_the_recorded_outcome_with_its_quality(self, executor: ReplayExecutor) -> None:
         execution = await executor.execute(
             tiny_agent("cheap-bot"), WorkItem("Name the largest planet.", 2)
@@ -161,9 +205,11 @@ class TestReplayExecutorOnAnyDataset:
         for agent, prompt in (("smart-bot", "What is 2 + 2?"), ("smart-bot", "Spell 'necessary'.")):
             execution = await executor.execute(tiny_agent(agent), WorkItem(prompt, 2))
             assert execution.success is False
-            assert execution.text == NO_RECORD
+            assert execution.text == NO_ANSWERS[execution.metadata["lookup"]]
             assert execution.cost_usd is None
             assert execution.metadata["replay"] == "miss"
+        assert execution.metadata["lookup"] == "unrecorded"  # smart-bot never answered q4
+        assert execution.text == "no recorded answer of this model for this task"
         recorded = await executor.execute(
             tiny_agent("cheap-bot"), WorkItem("Spell 'necessary'.", 2)
         )

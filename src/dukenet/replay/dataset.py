@@ -5,7 +5,7 @@ Columns (names exact; other columns are ignored):
 ============  ========  ==========================================================================
 column        required  meaning
 ============  ========  ==========================================================================
-task_id       yes       the task's id in the dataset (text, unique per task)
+task_id       yes       the task's id in the dataset (text, unique per task, at most 200 characters)
 prompt        yes       the task's text, the same on every row of the task
 agent         yes       the agent (model) that answered; a market agent name (``[\\w.\\-/:@]+``)
 quality       one of    the recorded judgement in [0, 1] (a 1-10 score must be mapped first)
@@ -35,6 +35,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ SUCCESS_THRESHOLD = 0.5
 
 REQUIRED_COLUMNS = ("task_id", "prompt", "agent", "cost_usd")
 OPTIONAL_COLUMNS = ("quality", "success", "response", "category", "complexity")
+MAX_TASK_ID = 200
+"""The longest task id: it travels as the market task's ``external_id``."""
 AGENT_NAME = re.compile(r"^[\w.\-/:@]{1,120}$")
 Format = Literal["csv", "jsonl", "parquet"]
 
@@ -95,13 +98,37 @@ class RecordedOutcome:
     response: str | None = None
 
 
+class Lookup(StrEnum):
+    """How a replayed task's record was looked up (``RecordedOutcomes.find``)."""
+
+    HIT = "hit"
+    """Exactly one recorded task: the one with the given id (and the same prompt), or, without
+    an id, the only task with that prompt."""
+    MISSING = "missing"
+    """No recorded task has the given id or, without an id, the prompt."""
+    AMBIGUOUS = "ambiguous"
+    """No id was given and several recorded tasks share the prompt: none is chosen."""
+    MISMATCH = "mismatch"
+    """The id names a recorded task whose prompt differs from the task's description."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """The result of ``RecordedOutcomes.find``: how it went, the task on a hit, and the ids of
+    the recorded tasks that matched (several when ambiguous)."""
+
+    lookup: Lookup
+    task: RecordedTask | None = None
+    candidates: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class RecordedOutcomes:
     """A recorded-outcomes dataset in the long format, with lookups by task, prompt and agent.
 
     ``tasks`` and ``agents`` keep their order of first appearance in the file; ``outcomes`` keep
-    the file's row order. Two tasks may not share a prompt text (the replay agent finds the task by
-    its prompt): the first one wins the prompt lookup.
+    the file's row order. Tasks may share a prompt text: a replayed task is found by its dataset
+    task id (``find``), and by its prompt only when no id is given and the prompt is unique.
     """
 
     name: str
@@ -109,14 +136,15 @@ class RecordedOutcomes:
     agents: tuple[str, ...]
     outcomes: tuple[RecordedOutcome, ...]
     _tasks: dict[str, RecordedTask] = field(init=False, repr=False, compare=False)
-    _prompts: dict[str, RecordedTask] = field(init=False, repr=False, compare=False)
+    _prompts: dict[str, tuple[RecordedTask, ...]] = field(init=False, repr=False, compare=False)
     _pairs: dict[tuple[str, str], RecordedOutcome] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tasks = {t.task_id: t for t in self.tasks}
-        prompts: dict[str, RecordedTask] = {}
+        by_prompt: dict[str, list[RecordedTask]] = {}
         for t in self.tasks:
-            prompts.setdefault(t.prompt, t)
+            by_prompt.setdefault(t.prompt, []).append(t)
+        prompts = {p: tuple(ts) for p, ts in by_prompt.items()}
         pairs = {(o.task_id, o.agent): o for o in self.outcomes}
         if len(tasks) != len(self.tasks):
             raise ValueError("duplicate task ids")
@@ -132,9 +160,32 @@ class RecordedOutcomes:
         """Return the task with this id, or None."""
         return self._tasks.get(task_id)
 
-    def task_by_prompt(self, prompt: str) -> RecordedTask | None:
-        """Return the (first) task whose prompt is exactly ``prompt``, or None."""
-        return self._prompts.get(prompt)
+    def tasks_by_prompt(self, prompt: str) -> tuple[RecordedTask, ...]:
+        """Return every task whose prompt is exactly ``prompt``, in file order (maybe none)."""
+        return self._prompts.get(prompt, ())
+
+    def find(self, prompt: str, task_id: str | None = None) -> Found:
+        """Find the recorded task a replayed task stands for (see ``Lookup``).
+
+        With ``task_id`` (the dataset's id, carried as the market task's ``external_id``): that
+        task, if its prompt is ``prompt`` (else ``MISMATCH``; unknown id: ``MISSING``). Without:
+        the only task whose prompt is exactly ``prompt`` (none: ``MISSING``; several:
+        ``AMBIGUOUS``, with their ids in ``candidates``).
+        """
+        if task_id is not None:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return Found(Lookup.MISSING)
+            if task.prompt != prompt:
+                return Found(Lookup.MISMATCH, candidates=(task_id,))
+            return Found(Lookup.HIT, task, (task_id,))
+        matches = self.tasks_by_prompt(prompt)
+        ids = tuple(t.task_id for t in matches)
+        if not matches:
+            return Found(Lookup.MISSING)
+        if len(matches) > 1:
+            return Found(Lookup.AMBIGUOUS, candidates=ids)
+        return Found(Lookup.HIT, matches[0], ids)
 
     def outcome(self, task_id: str, agent: str) -> RecordedOutcome | None:
         """Return ``agent``'s recorded outcome on the task, or None if it was not recorded."""
@@ -391,6 +442,10 @@ class _Builder:
 
     def add(self, line: int, row: Mapping[str, Any]) -> None:
         task_id = self.text(row, "task_id", line)
+        if len(task_id) > MAX_TASK_ID:
+            raise self.error(
+                f"{len(task_id)} characters; a task id has at most {MAX_TASK_ID}", line, "task_id"
+            )
         prompt = self.text(row, "prompt", line)
         agent = self.text(row, "agent", line)
         if not AGENT_NAME.match(agent):

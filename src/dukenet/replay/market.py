@@ -7,24 +7,35 @@ submitted with ``POST /tasks`` (the market routes and prices it). A runner — a
 assigned tasks with a ``ReplayExecutor`` holding the dataset, which answers each task with the
 recorded outcome of the agent the market chose and reports its recorded cost.
 
-Prices (DESIGN.md "Formulas"): ``price = base × complexity × reputation``. A replay agent's base is
-its mean recorded cost per call × ``usd_to_sat``. The recorded cost of one (task, agent) differs
-from that mean (on RouterBench by a factor 0.4-2.0 for 98% of the calls), so how a task's complexity
-is chosen decides how well prices follow the recorded costs (``complexity`` option):
+Prices (DESIGN.md "Formulas"): ``price = base × complexity × reputation``, where the reputation
+multiplier is 1.2 for a new agent and 1.2-2.0 with its success rate. How a replay sets ``base`` and
+``complexity`` is the ``pricing`` option (``Pricing``):
 
-- ``dataset`` (default): the dataset's ``complexity`` column, else ``text``;
-- ``text``: ``complexity_of(prompt)``, derived from the prompt alone — what a buyer could state;
-- ``cost``: derived from the recorded costs: ``clip(round(COST_SCALE × r_t), 1, 10)`` where ``r_t``
-  is the mean over agents of ``cost(t, a) / mean_cost(a)``, the task's cost relative to each
-  agent's mean; the base is then ``mean_cost / COST_SCALE`` so that ``price ≈ recorded cost``.
+- ``complexity`` (default): base = the agent's mean recorded cost per call × ``usd_to_sat``, and the
+  task's complexity (1..10) from ``complexity`` (``Complexity``): ``dataset``, the dataset's
+  ``complexity`` column, else ``text``: ``complexity_of(prompt)``, derived from the prompt alone —
+  what a buyer could state. So ``price = mean recorded cost × complexity × reputation``: on
+  RouterBench (complexity 2-7) prices run 2.4-14× the recorded cost of the call.
+- ``recorded-cost`` (the old ``complexity=cost``): complexity derived from the recorded costs,
+  ``clip(round(COST_SCALE × r_t), 1, 10)`` where ``r_t`` is the mean over agents of
+  ``cost(t, a) / mean_cost(a)`` (how much dearer than usual the task's calls were), and base =
+  ``mean_cost / COST_SCALE``; so ``price = mean_cost(a) × r_t × reputation`` (``r_t`` in steps of
+  1/4, at most 10/4): the price follows the task's recorded cost, times the reputation
+  multiplier. The residual is the agent's own deviation from the task's mean ratio.
 
-On RouterBench train (every (task, agent) cell), the mean |log(price / recorded cost)| is 0.28
-with ``text`` complexity, 0.22 with a flat price at the mean, and 0.13 with ``cost``. ``cost`` is
-the honest price, but it is derived from the very answers being replayed (their lengths), which a
-real buyer does not know before the task runs and which the router then sees as a feature, so the
-demo keeps ``text`` complexity. Whatever the prices, the summary reports money two ways: satoshis
-paid on the market and the recorded USD cost of the chosen agent's call (``cost_per_1k_usd``),
-which is what the demo's $/1k is computed from.
+On RouterBench train (every (task, agent) cell), the mean |log(price / recorded cost)| (reputation
+aside) is 0.28 with ``text`` complexity, 0.22 with a flat price at the mean, and 0.13 with
+``recorded-cost``. ``recorded-cost`` is the honest price, but it is derived from the very answers
+being replayed (their lengths), which a real buyer does not know before the task runs and which
+the router then sees as a feature (complexity is one), so the demo keeps ``text`` complexity.
+Whatever the prices, the summary reports money two ways: satoshis paid on the market, with the
+realised ``price / recorded cost`` ratio of the calls made (mean and quantiles), and the recorded
+USD cost of the chosen agent's call (``cost_per_1k_usd``), which is what the demo's $/1k is
+computed from.
+
+Each task is submitted with its dataset task id as ``external_id``; the runner's
+``ReplayExecutor`` finds the record by that id, and the summary names the tasks whose record could
+not be found or was ambiguous (``RecordedOutcomes.find``).
 """
 
 from __future__ import annotations
@@ -50,8 +61,8 @@ from dukenet.learning.evaluation import (
 from dukenet.learning.features import MAX_COMPLEXITY, MIN_COMPLEXITY
 from dukenet.learning.routerbench import complexity_of, table_from_outcomes
 from dukenet.market.pricing import usd_to_sat
-from dukenet.replay import Complexity
-from dukenet.replay.dataset import RecordedOutcomes
+from dukenet.replay import Complexity, Pricing
+from dukenet.replay.dataset import Lookup, RecordedOutcomes
 
 COST_SCALE = 4
 """Cost-derived complexity of a task whose calls cost each agent's mean (median task -> 4)."""
@@ -77,8 +88,13 @@ class ReplayOptions:
     ``limit`` keeps the first N tasks after the seeded shuffle (``shuffle=False`` keeps the file
     order). Tasks are submitted in batches of ``batch``; after each batch the runner drains the
     queue and, with ``wait_for_trainer``, the server's trainer is given time to retrain. Agents
-    are named ``agent_prefix + agent``. Money: ``usd_to_sat`` converts recorded USD to satoshis,
-    each buyer is credited ``buyer_credit_sat``.
+    are named ``agent_prefix + agent``. Prices: ``pricing`` (``Pricing``; ``recorded-cost`` is the
+    same as ``complexity=cost``, and is what ``complexity`` becomes). Money: ``usd_to_sat``
+    converts recorded USD to satoshis, each buyer is credited ``buyer_credit_sat``.
+
+    Raises:
+        ValueError: ``pricing="recorded-cost"`` with a ``complexity`` other than ``cost`` or the
+            default ``dataset``.
     """
 
     limit: int | None = None
@@ -87,6 +103,7 @@ class ReplayOptions:
     buyers: int = 1
     batch: int = 100
     complexity: Complexity = Complexity.DATASET
+    pricing: Pricing = Pricing.COMPLEXITY
     usd_to_sat: float = 1e7
     agent_prefix: str = ""
     buyer_credit_sat: int = 10**13
@@ -95,16 +112,31 @@ class ReplayOptions:
     finish_timeout_s: float = 120.0
     progress: Callable[[str], None] | None = None
 
+    def __post_init__(self) -> None:
+        if self.complexity is Complexity.COST:
+            object.__setattr__(self, "pricing", Pricing.RECORDED_COST)
+        elif self.pricing is Pricing.RECORDED_COST:
+            if self.complexity is not Complexity.DATASET:
+                raise ValueError(
+                    f"pricing 'recorded-cost' derives the complexity from the recorded costs; "
+                    f"it cannot be combined with complexity {self.complexity.value!r}"
+                )
+            object.__setattr__(self, "complexity", Complexity.COST)
+
 
 @dataclass(frozen=True)
 class SubmittedTask:
-    """A dataset task as submitted: the market's task id, chosen agent and price in sat."""
+    """A dataset task as submitted: its dataset id, the market's task id, chosen agent, price in
+    sat and complexity, and what the market stored (``description``, ``external_id``), which is
+    what the runner's executor looks the record up by."""
 
     task_id: str
     market_task_id: str
     agent: str
     price_sat: int
     complexity: int
+    description: str = ""
+    external_id: str | None = None
 
 
 @dataclass
@@ -339,6 +371,7 @@ async def drive(
                     json={
                         "description": task.prompt,
                         "complexity": complexities[task_id],
+                        "external_id": task_id,
                         "idempotency_key": f"{dataset.name}:{task_id}"[:200],
                     },
                 )
@@ -350,6 +383,8 @@ async def drive(
                     agent=by_id.get(created["agent_id"], created["agent_id"]),
                     price_sat=created["price_sat"],
                     complexity=complexities[task_id],
+                    description=created["description"],
+                    external_id=created.get("external_id"),
                 )
             )
         t1 = time.perf_counter()
@@ -414,24 +449,52 @@ async def replay_on_server(
                 run = await drive(http, admin, dataset, runner, options)
         finally:
             await http.delete(f"/api-keys/{key['id']}", headers=admin)
-    return summarize(dataset, run, seed=options.seed, usd_to_sat_rate=options.usd_to_sat)
+    return summarize(
+        dataset,
+        run,
+        seed=options.seed,
+        usd_to_sat_rate=options.usd_to_sat,
+        pricing=options.pricing,
+    )
 
 
 def summarize(
-    dataset: RecordedOutcomes, run: ReplayRun, *, seed: int = 0, usd_to_sat_rate: float = 1e7
+    dataset: RecordedOutcomes,
+    run: ReplayRun,
+    *,
+    seed: int = 0,
+    usd_to_sat_rate: float = 1e7,
+    pricing: Pricing = Pricing.COMPLEXITY,
 ) -> dict[str, Any]:
     """Return the replay's figures, from the dataset's records of the agents the market chose.
 
+    Each task's record is looked up as the runner's ``ReplayExecutor`` does, from what the market
+    stored (its description and ``external_id``; ``RecordedOutcomes.find``), so a task the
+    executor could not answer from a record counts as a failure here too.
+
     ``market``: tasks, final statuses, the recorded success rate and mean quality of the chosen
     agents, ``cost_per_1k_usd`` (recorded USD of the chosen calls per 1,000 tasks), satoshis
-    charged, and ``price_to_cost`` (mean of price_sat / (recorded cost × rate), 1.0 = prices equal
-    recorded costs). ``choices``: tasks per agent. ``references``: every single agent, random
-    routing and the oracle on the same tasks (full information from the dataset; a pair with no
-    record counts as a failure at the agent's mean cost).
+    charged, ``price_to_cost`` (mean of price_sat / (recorded cost × rate) over the calls with a
+    record and a cost > 0; 1.0 = prices equal recorded costs) and ``price_to_cost_quantiles``
+    (p10, p50, p90 of the same), ``unrecorded`` (tasks answered without a record) and
+    ``without_record`` (their dataset task ids by reason: ``missing``, ``ambiguous``,
+    ``mismatch``, ``unrecorded`` for a model that never answered the task). ``choices``: tasks
+    per agent. ``references``: every single agent, random routing and the oracle on the same
+    tasks (full information from the dataset; a pair with no record counts as a failure at the
+    agent's mean cost).
     """
     submitted = run.tasks
-    outcomes = [dataset.outcome(t.task_id, t.agent) for t in submitted]
+    found = [dataset.find(t.description, t.external_id) for t in submitted]
+    outcomes = [
+        None if f.task is None else dataset.outcome(f.task.task_id, t.agent)
+        for t, f in zip(submitted, found, strict=True)
+    ]
     recorded = [o for o in outcomes if o is not None]
+    without_record: dict[str, list[str]] = {}
+    for t, f, o in zip(submitted, found, outcomes, strict=True):
+        if o is None:
+            reason = "unrecorded" if f.lookup is Lookup.HIT else f.lookup.value
+            without_record.setdefault(reason, []).append(t.task_id)
     n = len(submitted)
     ratios = [
         t.price_sat / (o.cost_usd * usd_to_sat_rate)
@@ -448,7 +511,19 @@ def summarize(
         else None,
         "charged_sat": sum(t.price_sat for t in submitted),
         "price_to_cost": round(float(np.mean(ratios)), 3) if ratios else None,
+        "price_to_cost_quantiles": (
+            dict(
+                zip(
+                    ("p10", "p50", "p90"),
+                    np.round(np.quantile(ratios, [0.1, 0.5, 0.9]), 3).tolist(),
+                    strict=True,
+                )
+            )
+            if ratios
+            else None
+        ),
         "unrecorded": n - len(recorded),
+        "without_record": without_record,
     }
     references: dict[str, Any] = {}
     if n:
@@ -461,6 +536,7 @@ def summarize(
         market["success_rate_full_info"] = round(routed.success_rate, 4)
     return {
         "dataset": dataset.name,
+        "pricing": pricing.value,
         "market": market,
         "choices": dict(Counter(t.agent for t in submitted).most_common()),
         "complexity": dict(sorted(Counter(t.complexity for t in submitted).items())),
@@ -491,12 +567,26 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"{name:<40} {_num(r['success_rate'])} {_num(r['cost_per_1k_usd'], 10)} {chosen:>6}"
         )
+    q = m.get("price_to_cost_quantiles")
+    spread = f" (p10 {q['p10']}, median {q['p50']}, p90 {q['p90']})" if q else ""
     lines.append(
-        f"charged {m['charged_sat']} sat; price / recorded cost {m['price_to_cost']}; "
-        f"tasks without a record {m['unrecorded']}; "
-        + ", ".join(f"{k} {v}" for k, v in summary["phases"].items())
+        f"pricing {summary.get('pricing', Pricing.COMPLEXITY.value)}: charged "
+        f"{m['charged_sat']} sat; price / recorded cost: mean {m['price_to_cost']}{spread}"
     )
+    lines.append(f"tasks without a record {m['unrecorded']}" + _named(m.get("without_record", {})))
+    lines.append("phases: " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()))
     return "\n".join(lines)
+
+
+def _named(without_record: dict[str, list[str]], most: int = 5) -> str:
+    """``' (missing: a, b; ambiguous: c, +2 more)'``: the dataset task ids by reason."""
+    if not without_record:
+        return ""
+    parts = []
+    for reason, ids in without_record.items():
+        more = f", +{len(ids) - most} more" if len(ids) > most else ""
+        parts.append(f"{reason} {len(ids)}: {', '.join(ids[:most])}{more}")
+    return " (" + "; ".join(parts) + ")"
 
 
 def _num(x: float | None, width: int = 8) -> str:

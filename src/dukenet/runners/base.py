@@ -17,6 +17,8 @@ class WorkItem:
     context: str = ""  # excerpts of the task's files (untrusted input), "" when none
     # a chat request's {"messages": [...], "params": {...}} (tasks.schemas.ChatPayload), or None
     chat: dict[str, Any] | None = None
+    # the buyer's own reference for the task (e.g. a replayed dataset's task id), or None
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ class RemoteRunner:
                     claim["complexity"],
                     claim.get("context", ""),
                     claim.get("chat"),
+                    external_id=claim.get("external_id"),
                 ),
             )
         except ExecutionError as exc:

@@ -2,7 +2,8 @@
 
 A replay agent's configuration names a dataset and a model (``ReplayAgentConfig``). The executor
 holds recorded-outcomes datasets in the long format (``dukenet.replay.dataset``) by name, finds the
-task by its prompt text, and returns that model's recorded outcome on it.
+recorded task by the dataset task id the market task carries (``external_id``; by its prompt text
+only when it carries none and the prompt is unique), and returns that model's recorded outcome.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from collections.abc import Callable, Collection, Mapping
 
 from dukenet.agents.models import Agent
 from dukenet.agents.schemas import ReplayAgentConfig
-from dukenet.replay.dataset import RecordedOutcomes
+from dukenet.replay.dataset import Lookup, RecordedOutcomes
 from dukenet.runners.base import Execution, ExecutionError, WorkItem
 
 NO_RECORD = "no recorded answer for this prompt"
+NO_ANSWERS: dict[str, str] = {
+    Lookup.MISSING: NO_RECORD,
+    Lookup.AMBIGUOUS: (
+        "no recorded answer chosen: several recorded tasks share this prompt and the task "
+        "carries no dataset task id (external_id)"
+    ),
+    Lookup.MISMATCH: "no recorded answer: the dataset task named by external_id has another prompt",
+    "unrecorded": "no recorded answer of this model for this task",
+}
+"""The text of an unsuccessful replay answer, by ``metadata["lookup"]``."""
 
 
 def _builtin_datasets() -> dict[str, RecordedOutcomes]:
@@ -34,12 +45,18 @@ class ReplayExecutor:
     dataset this executor holds (``handles``).
 
     Behaviour, for an agent replaying ``model`` of ``dataset``:
-    - the prompt and the model's outcome on it are recorded: the recorded response, the verdict
-      (``success``) and the cost in USD; ``metadata`` carries the dataset, model, task id and the
-      recorded quality in [0, 1];
-    - the prompt is not in the dataset, or the model has no recorded outcome on that task: an
-      unsuccessful answer ("no recorded answer for this prompt", no cost), so the task fails with
-      a refund — a replay cannot invent an answer;
+    - the recorded task is the one whose id the work item carries (``external_id``), provided its
+      prompt is the item's description; an item without an id is matched by its prompt, and only
+      when exactly one recorded task has that prompt (``RecordedOutcomes.find``);
+    - the task is found and the model's outcome on it is recorded: the recorded response, the
+      verdict (``success``) and the cost in USD; ``metadata`` carries the dataset, model, task id
+      and the recorded quality in [0, 1];
+    - otherwise an unsuccessful answer (no cost; ``NO_ANSWERS`` has its text), so the task fails
+      with a refund — a replay cannot invent an answer. ``metadata["replay"]`` is ``"miss"`` and
+      ``metadata["lookup"]`` says why: ``missing`` (no such task id, or no task with the prompt),
+      ``ambiguous`` (no id, several tasks share the prompt; ``candidates`` lists their ids),
+      ``mismatch`` (the id's task has another prompt) or ``unrecorded`` (the model never
+      answered that task);
     - this executor does not hold the dataset, or the model is not in it: ``ExecutionError`` (the
       agent is misconfigured for this runner; the task is released and retried or refunded).
     """
@@ -88,14 +105,22 @@ class ReplayExecutor:
             raise ExecutionError(f"dataset {config.dataset!r} is not loaded in this runner")
         if config.model not in dataset.agents:
             raise ExecutionError(f"model {config.model!r} is not in the {config.dataset} dataset")
-        task = dataset.task_by_prompt(item.description)
+        found = dataset.find(item.description, item.external_id)
+        task = found.task
         outcome = None if task is None else dataset.outcome(task.task_id, config.model)
         if task is None or outcome is None:
-            return Execution(
-                text=NO_RECORD,
-                success=False,
-                metadata={"replay": "miss", "dataset": config.dataset, "model": config.model},
-            )
+            why = found.lookup.value if task is None else "unrecorded"
+            metadata: dict[str, object] = {
+                "replay": "miss",
+                "lookup": why,
+                "dataset": config.dataset,
+                "model": config.model,
+            }
+            if item.external_id is not None:
+                metadata["task_id"] = item.external_id
+            if found.lookup is Lookup.AMBIGUOUS:
+                metadata["candidates"] = list(found.candidates)
+            return Execution(text=NO_ANSWERS[why], success=False, metadata=metadata)
         return Execution(
             text=outcome.response or "",
             success=outcome.success,

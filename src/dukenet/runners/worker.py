@@ -72,7 +72,14 @@ class Runner:
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token, agent_ids))
         try:
             execution: Execution = await self._executors[agent.kind].execute(
-                agent, WorkItem(task.description, task.complexity, context, task.payload)
+                agent,
+                WorkItem(
+                    task.description,
+                    task.complexity,
+                    context,
+                    task.payload,
+                    external_id=task.external_id,
+                ),
             )
         except ExecutionError as exc:
             await self._release(task_id, token, agent_ids, str(exc))

@@ -306,6 +306,7 @@ async def claim(
         attempt=task.attempts,
         description=task.description,
         complexity=task.complexity,
+        external_id=task.external_id,
         chat=task.payload,
         file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
         context=await files_service.task_context(

@@ -66,10 +66,13 @@ class ChatPayload(Schema):
 class TaskCreate(TaskQuoteRequest):
     """A buyer's task: the quote request plus attached files and an ``idempotency_key`` that
     makes a retried submission return the first task instead of paying twice; ``chat`` carries
-    a conversation and sampling parameters for ``llm`` agents (the gateway fills it)."""
+    a conversation and sampling parameters for ``llm`` agents (the gateway fills it);
+    ``external_id`` is the buyer's own reference for the task (e.g. a replayed dataset's task id),
+    shown with the task and handed to the runner that executes it."""
 
     file_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
     chat: ChatPayload | None = None
     # a binding quote (POST /tasks/quote): its agent, at no more than its price, or 409
     quote_id: uuid.UUID | None = None
@@ -119,6 +122,7 @@ class TaskRead(Schema):
     description: str
     complexity: int
     private: bool = False
+    external_id: str | None = None
     max_price_sat: int | None
     cost_weight: float
     status: TaskStatus
@@ -169,6 +173,7 @@ class ClaimRead(Schema):
     attempt: int
     description: str
     complexity: int
+    external_id: str | None = None  # the buyer's reference for the task (TaskCreate)
     file_ids: list[uuid.UUID]
     context: str = ""  # excerpts of the task's files within the server's budget ("" if none)
     chat: ChatPayload | None = None  # the conversation and parameters of a chat request

@@ -127,6 +127,7 @@ async def create(
         cost_weight=cost_weight,
         idempotency_key=data.idempotency_key,
         private=data.private,
+        external_id=data.external_id,
         status=TaskStatus.ASSIGNED,
         assigned_at=utcnow(),
         agent_id=receipt.agent.id,
