@@ -28,17 +28,27 @@ class AliasCache:
     async def current(self, session: AsyncSession) -> tuple[int | None, DukeRouter | None]:
         """Return ``(version, router)`` of the alias, or ``(None, None)`` while it is unset."""
         alias = await repository.get_alias(session, self.alias)
-        if alias is None:
+        return await self.at(session, alias.version if alias is not None else None)
+
+    async def at(
+        self, session: AsyncSession, version: int | None
+    ) -> tuple[int | None, DukeRouter | None]:
+        """Return ``(version, router)`` for the version the alias was just read to point at
+        (None: unset), loading the artifact only when the version moved."""
+        if version is None:
             return None, None
-        if alias.version != self._version:
+        if version != self._version:
             async with self._lock:
-                if alias.version != self._version:
-                    row = await repository.get_version(session, alias.version)
+                if version != self._version:
+                    row = await repository.get_version(session, version)
                     if row is None:
                         return None, None
                     router = await asyncio.to_thread(DukeRouter.load, Path(row.artifact_path))
-                    self._version, self._router = alias.version, router
+                    self._version, self._router = version, router
         return self._version, self._router
+
+
+Routed = tuple[int | None, DukeRouter | None]
 
 
 class ChampionCache(AliasCache):
@@ -47,3 +57,14 @@ class ChampionCache(AliasCache):
     def __init__(self) -> None:
         super().__init__(CHAMPION)
         self.challenger = AliasCache(CHALLENGER)
+
+    async def both(self, session: AsyncSession, *, challenger: bool) -> tuple[Routed, Routed]:
+        """Return ``(version, router)`` of the champion and, if ``challenger``, of the
+        challenger (else ``(None, None)``), reading both aliases in one query."""
+        if not challenger:
+            return await self.current(session), (None, None)
+        versions = await repository.alias_versions(session, [self.alias, self.challenger.alias])
+        return (
+            await self.at(session, versions.get(self.alias)),
+            await self.challenger.at(session, versions.get(self.challenger.alias)),
+        )

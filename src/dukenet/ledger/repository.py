@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from dukenet.ledger.models import LedgerAccount, LedgerAccountKind, LedgerEntry, LedgerTransaction
 
 
 async def get_account_by_name(
@@ -21,15 +22,29 @@ async def get_account_by_name(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def add_balance(session: AsyncSession, account_id: uuid.UUID, delta_sat: int) -> int:
-    """Atomically add ``delta_sat`` to the cached balance and return the new balance."""
-    result = await session.execute(
-        update(LedgerAccount)
-        .where(LedgerAccount.id == account_id)
-        .values(balance_sat=LedgerAccount.balance_sat + delta_sat)
-        .returning(LedgerAccount.balance_sat)
-    )
-    return int(result.scalar_one())
+_ACCOUNTS = cast(Table, LedgerAccount.__table__)
+# Built once: constructing the expression costs more CPU than executing its cached compilation.
+# A Core statement: the ORM's synchronisation of loaded objects is done by the caller.
+_ADD_BALANCE_BY_NAME = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.name == bindparam("account_name"))
+    .values(balance_sat=_ACCOUNTS.c.balance_sat + bindparam("delta_sat"))
+    .returning(_ACCOUNTS.c.id, _ACCOUNTS.c.kind, _ACCOUNTS.c.balance_sat)
+)
+
+
+async def add_balance_by_name(
+    session: AsyncSession, name: str, delta_sat: int
+) -> tuple[uuid.UUID, LedgerAccountKind, int] | None:
+    """Add ``delta_sat`` to the cached balance of the account called ``name`` in one statement
+    (which also row-locks it until the transaction ends); return (id, kind, new balance), or
+    None when there is no such account."""
+    row = (
+        await session.execute(_ADD_BALANCE_BY_NAME, {"account_name": name, "delta_sat": delta_sat})
+    ).one_or_none()
+    if row is None:
+        return None
+    return row[0], LedgerAccountKind(row[1]), int(row[2])
 
 
 async def get_transaction_by_key(session: AsyncSession, key: str) -> LedgerTransaction | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from dukenet.errors import PaymentRequired
 from dukenet.ledger import repository
@@ -42,6 +43,10 @@ def escrow_name(task_id: uuid.UUID) -> str:
 def agent_name(agent_id: uuid.UUID) -> str:
     """Return the ledger account name of an agent's earnings."""
     return f"agent:{agent_id}"
+
+
+class UnknownAccount(ValueError):
+    """A transaction names a ledger account that does not exist."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,16 @@ async def ensure_system_accounts(session: AsyncSession) -> None:
     await open_account(session, PLATFORM_REVENUE, LedgerAccountKind.REVENUE)
 
 
+@dataclass(frozen=True)
+class NewAccount:
+    """An account a transaction opens: it must not exist yet, and starts with the balance the
+    transaction's legs give it."""
+
+    name: str
+    kind: LedgerAccountKind
+    owner_id: uuid.UUID | None = None
+
+
 async def post(
     session: AsyncSession,
     *,
@@ -98,14 +113,21 @@ async def post(
     task_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
     memo: str = "",
+    new_accounts: Sequence[NewAccount] = (),
 ) -> LedgerTransaction:
     """Write one balanced transaction and update the cached balances; flush, never commit.
 
-    Accounts are locked in name order (no deadlocks between concurrent transfers). With an
-    ``idempotency_key`` already used, the earlier transaction is returned and nothing is written.
+    Each existing account's balance moves in one ``UPDATE … RETURNING`` statement, which also
+    locks its row; accounts are updated in name order (no deadlocks between concurrent
+    transfers). The accounts in ``new_accounts`` are inserted with their final balance (a
+    duplicate name fails the whole unit of work). With an ``idempotency_key`` already used, the
+    earlier transaction is returned and nothing is written; a transaction that opens an
+    account cannot have happened before, so that look-up is skipped for it (the key's unique
+    constraint still refuses a duplicate).
 
     Raises:
-        ValueError: the legs do not sum to zero, an amount is zero, or an account is unknown.
+        ValueError: the legs do not sum to zero or an amount is zero.
+        UnknownAccount: a leg names an account that does not exist (a ``ValueError``).
         PaymentRequired: a non-external account would go below zero.
     """
     if not legs:
@@ -114,39 +136,74 @@ async def post(
         raise ValueError("ledger transaction is not balanced")
     if any(leg.amount_sat == 0 or not isinstance(leg.amount_sat, int) for leg in legs):
         raise ValueError("every leg needs a non-zero integer amount of satoshis")
-    if idempotency_key is not None:
+    if idempotency_key is not None and not new_accounts:
         existing = await repository.get_transaction_by_key(session, idempotency_key)
         if existing is not None:
             return existing
 
-    accounts: dict[str, LedgerAccount] = {}
-    for name in sorted({leg.account for leg in legs}):
-        account = await repository.get_account_by_name(session, name, for_update=True)
-        if account is None:
-            raise ValueError(f"unknown ledger account {name!r}")
-        accounts[name] = account
+    deltas: dict[str, int] = {}
+    for leg in legs:
+        deltas[leg.account] = deltas.get(leg.account, 0) + leg.amount_sat
+    opened = {account.name: account for account in new_accounts}
+    account_ids: dict[str, uuid.UUID] = {}
+    for name in sorted(deltas.keys() - opened.keys()):
+        row = await repository.add_balance_by_name(session, name, deltas[name])
+        if row is None:
+            raise UnknownAccount(f"unknown ledger account {name!r}")
+        account_id, account_kind, new_balance = row
+        _check_balance(name, account_kind, new_balance)
+        account_ids[name] = account_id
+        # The UPDATE ran in SQL; mirror its result on a loaded object without re-selecting.
+        loaded = session.sync_session.identity_map.get(identity_key(LedgerAccount, account_id))
+        if loaded is not None:
+            set_committed_value(loaded, "balance_sat", new_balance)
+    for name, new in opened.items():
+        opening = deltas.get(name, 0)
+        _check_balance(name, new.kind, opening)
+        account = LedgerAccount(
+            id=uuid.uuid4(), name=name, kind=new.kind, owner_id=new.owner_id, balance_sat=opening
+        )
+        session.add(account)
+        account_ids[name] = account.id
 
     transaction = LedgerTransaction(
-        kind=kind, task_id=task_id, idempotency_key=idempotency_key, memo=memo
+        id=uuid.uuid4(), kind=kind, task_id=task_id, idempotency_key=idempotency_key, memo=memo
     )
     session.add(transaction)
+    # Flushed before its entries: the unit of work orders inserts only along relationships,
+    # and these tables have foreign keys but no relationships.
     await session.flush()
-    for leg in legs:
-        account = accounts[leg.account]
-        new_balance = await repository.add_balance(session, account.id, leg.amount_sat)
-        if new_balance < 0 and account.kind is not LedgerAccountKind.EXTERNAL:
-            raise PaymentRequired(
-                f"insufficient balance in {leg.account}: short by {-new_balance} sat"
-            )
-        # The UPDATE ran in SQL; mirror its result on the loaded object without re-selecting.
-        set_committed_value(account, "balance_sat", new_balance)
-        session.add(
-            LedgerEntry(
-                transaction_id=transaction.id, account_id=account.id, amount_sat=leg.amount_sat
-            )
+    session.add_all(
+        LedgerEntry(
+            transaction_id=transaction.id,
+            account_id=account_ids[leg.account],
+            amount_sat=leg.amount_sat,
         )
+        for leg in legs
+    )
     await session.flush()
+    session.info.setdefault(_WRITTEN, []).append((transaction, tuple(legs)))
     return transaction
+
+
+# ``session.info`` key of the transactions a session posted, for ``written``.
+_WRITTEN = "dukenet.ledger.written"
+
+
+def written(session: AsyncSession, task_id: uuid.UUID) -> list[tuple[LedgerTransaction, list[Leg]]]:
+    """Return the transactions of ``task_id`` that ``post`` wrote in this session, oldest
+    first, each with its legs in the order ``repository.transactions_for_task`` lists entries
+    (by amount): what reading them back would return, without the query."""
+    return [
+        (transaction, sorted(legs, key=lambda leg: leg.amount_sat))
+        for transaction, legs in session.info.get(_WRITTEN, [])
+        if transaction.task_id == task_id
+    ]
+
+
+def _check_balance(name: str, kind: LedgerAccountKind, balance_sat: int) -> None:
+    if balance_sat < 0 and kind is not LedgerAccountKind.EXTERNAL:
+        raise PaymentRequired(f"insufficient balance in {name}: short by {-balance_sat} sat")
 
 
 async def transfer(
@@ -159,8 +216,10 @@ async def transfer(
     task_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
     memo: str = "",
+    new_accounts: Sequence[NewAccount] = (),
 ) -> LedgerTransaction:
-    """Move ``amount_sat`` from ``debit`` to ``credit`` in one balanced transaction (``post``)."""
+    """Move ``amount_sat`` from ``debit`` to ``credit`` in one balanced transaction (``post``;
+    ``new_accounts`` are opened by it)."""
     if amount_sat <= 0:
         raise ValueError("amount_sat must be positive")
     return await post(
@@ -170,6 +229,7 @@ async def transfer(
         task_id=task_id,
         idempotency_key=idempotency_key,
         memo=memo,
+        new_accounts=new_accounts,
     )
 
 

@@ -7,9 +7,10 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.agents.models import Agent
+from dukenet.errors import PaymentRequired
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind, LedgerTransaction, LedgerTransactionKind
-from dukenet.ledger.service import Leg
+from dukenet.ledger.service import Leg, NewAccount, UnknownAccount
 from dukenet.market import pricing, reputation
 from dukenet.market import repository as market_repository
 
@@ -22,28 +23,31 @@ def _settle_key(task_id: uuid.UUID) -> str:
 async def hold_escrow(
     session: AsyncSession, *, task_id: uuid.UUID, buyer_id: uuid.UUID, amount_sat: int
 ) -> LedgerTransaction:
-    """Move the task's price from the buyer's wallet into the task's escrow account.
+    """Move the task's price from the buyer's wallet into the task's escrow account, which this
+    transaction opens (one ``UPDATE`` of the wallet and the inserts; ``ledger.service.post``).
 
     Raises:
-        PaymentRequired: the wallet does not cover ``amount_sat``.
+        PaymentRequired: the wallet does not cover ``amount_sat`` (or the buyer has none yet).
     """
-    await ledger_service.open_account(
-        session, ledger_service.wallet_name(buyer_id), LedgerAccountKind.WALLET, buyer_id
-    )
+    wallet = ledger_service.wallet_name(buyer_id)
     escrow = ledger_service.escrow_name(task_id)
-    await ledger_service.open_account(
-        session, escrow, LedgerAccountKind.ESCROW, buyer_id, is_new=True
-    )
-    return await ledger_service.transfer(
-        session,
-        kind=LedgerTransactionKind.ESCROW_HOLD,
-        debit=ledger_service.wallet_name(buyer_id),
-        credit=escrow,
-        amount_sat=amount_sat,
-        task_id=task_id,
-        idempotency_key=f"task:{task_id}:hold",
-        memo="payment held in escrow",
-    )
+    try:
+        return await ledger_service.transfer(
+            session,
+            kind=LedgerTransactionKind.ESCROW_HOLD,
+            debit=wallet,
+            credit=escrow,
+            amount_sat=amount_sat,
+            task_id=task_id,
+            idempotency_key=f"task:{task_id}:hold",
+            memo="payment held in escrow",
+            new_accounts=[NewAccount(escrow, LedgerAccountKind.ESCROW, buyer_id)],
+        )
+    except UnknownAccount:
+        # A buyer never credited has no wallet yet: as an empty one, it covers nothing.
+        raise PaymentRequired(
+            f"insufficient balance in {wallet}: short by {amount_sat} sat"
+        ) from None
 
 
 async def release_escrow(

@@ -20,9 +20,11 @@ from dukenet.files import service as files_service
 from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
 from dukenet.ledger import repository as ledger_repository
+from dukenet.ledger import service as ledger_service
+from dukenet.ledger.models import LedgerTransaction
 from dukenet.ledger.schemas import EntryRead, TransactionRead
 from dukenet.tasks import quotes, repository, service
-from dukenet.tasks.models import Task, TaskStatus
+from dukenet.tasks.models import Task, TaskResult, TaskStatus
 from dukenet.tasks.schemas import (
     ClaimRead,
     ClaimRequest,
@@ -41,29 +43,49 @@ router = APIRouter(tags=["tasks"])
 runner_router = APIRouter(prefix="/runner", tags=["runner"])
 
 
-async def _detail(session: AsyncSession, task: Task) -> TaskDetail:
-    result = await repository.get_result(session, task.id)
-    transactions: dict[uuid.UUID, TransactionRead] = {}
-    for txn, entry, account_name in await ledger_repository.transactions_for_task(session, task.id):
-        read = transactions.setdefault(
-            txn.id,
-            TransactionRead(
-                id=txn.id,
-                kind=txn.kind,
-                task_id=txn.task_id,
-                memo=txn.memo,
-                created_at=txn.created_at,
-                entries=[],
-            ),
+async def _detail(
+    session: AsyncSession,
+    task: Task,
+    *,
+    result: TaskResult | None,
+    has_files: bool,
+    written: bool = False,
+) -> TaskDetail:
+    """The task's detail: one query for its ledger transactions (none when this session
+    ``written`` all of them: a task it created), one more for its files if it ``has_files``."""
+    rows: list[tuple[LedgerTransaction, list[tuple[str, int]]]] = []
+    if written:
+        rows = [
+            (txn, [(leg.account, leg.amount_sat) for leg in legs])
+            for txn, legs in ledger_service.written(session, task.id)
+        ]
+    else:
+        for txn, entry, account_name in await ledger_repository.transactions_for_task(
+            session, task.id
+        ):
+            if not rows or rows[-1][0].id != txn.id:
+                rows.append((txn, []))
+            rows[-1][1].append((account_name, entry.amount_sat))
+    transactions = [
+        TransactionRead(
+            id=txn.id,
+            kind=txn.kind,
+            task_id=txn.task_id,
+            memo=txn.memo,
+            created_at=txn.created_at,
+            entries=[EntryRead(account_name=name, amount_sat=amount) for name, amount in entries],
         )
-        read.entries.append(EntryRead(account_name=account_name, amount_sat=entry.amount_sat))
+        for txn, entries in rows
+    ]
     return TaskDetail(
         **TaskRead.model_validate(task).model_dump(),
         routing=task.routing,
         chat=task.payload,
-        file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
+        file_ids=(
+            [f.id for f in await files_service.list_for_task(session, task.id)] if has_files else []
+        ),
         result=ResultRead.model_validate(result) if result is not None else None,
-        transactions=list(transactions.values()),
+        transactions=transactions,
     )
 
 
@@ -98,13 +120,21 @@ async def create_task(
         data=data,
         api_key_id=api_key_id,
     )
+    # Read back inside the write transaction (no second one); a new task has no result yet.
+    detail = await _detail(
+        session,
+        task,
+        result=None if created else await repository.get_result(session, task.id),
+        has_files=bool(data.file_ids) or not created,
+        written=created,
+    )
     await session.commit()
     if created:
         state.metrics.routing_seconds.observe(time.perf_counter() - started)
         state.metrics.task_transitions.labels(TaskStatus.ASSIGNED.value).inc()
     else:
         response.status_code = status.HTTP_200_OK
-    return await _detail(session, task)
+    return detail
 
 
 @router.post("/tasks/quote", response_model=QuoteRead, responses=error_responses(400, 404))
@@ -219,8 +249,8 @@ async def list_tasks(
 @router.get("/tasks/{task_id}", response_model=TaskDetail)
 async def get_task(task_id: uuid.UUID, user: CurrentUser, session: Session) -> TaskDetail:
     """Show one of the caller's tasks with its routing receipt, result and ledger entries."""
-    task = await service.get_visible(session, user=user, task_id=task_id)
-    return await _detail(session, task)
+    task, result, has_files = await service.get_visible_detail(session, user=user, task_id=task_id)
+    return await _detail(session, task, result=result, has_files=has_files)
 
 
 async def _agent_ids(

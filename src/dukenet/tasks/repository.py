@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dukenet.files.models import TaskFile
 from dukenet.tasks.models import Task, TaskResult, TaskStatus
 
 
@@ -20,6 +21,23 @@ async def get(
     if for_update:
         stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_with_result(
+    session: AsyncSession, task_id: uuid.UUID
+) -> tuple[Task, TaskResult | None, bool] | None:
+    """Return (task, its result or None, whether files are attached to it) in one query, or
+    None when there is no such task."""
+    has_files = select(TaskFile.file_id).where(TaskFile.task_id == Task.id).exists()
+    stmt = (
+        select(Task, TaskResult, has_files)
+        .outerjoin(TaskResult, TaskResult.task_id == Task.id)
+        .where(Task.id == task_id)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None
+    return row[0], row[1], bool(row[2])
 
 
 async def get_by_idempotency_key(

@@ -75,11 +75,8 @@ async def create(
         )
         data = data.model_copy(update={"agent_id": quote.agent_id})
     agents = await _candidates(session, data)
-    version, router = await champion.current(session)
-    challenger_version, challenger = (
-        await champion.challenger.current(session)
-        if settings.shadow_mode or settings.canary_share > 0
-        else (None, None)
+    (version, router), (challenger_version, challenger) = await champion.both(
+        session, challenger=settings.shadow_mode or settings.canary_share > 0
     )
     request = _routing_request(settings, data)
     cost_weight = request.cost_weight
@@ -143,8 +140,10 @@ async def create(
     session.add(task)
     if quote is not None:
         quote.task_id = task.id
-    await session.flush()
     if data.file_ids:
+        # The files' rows refer to the task's: insert it first. Otherwise it goes in the same
+        # flush as the escrow's rows.
+        await session.flush()
         await files_service.attach_to_task(
             session, task_id=task.id, file_ids=data.file_ids, owner=buyer
         )
@@ -237,6 +236,21 @@ async def cancel(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Ta
     await _refund(session, task)
     await session.flush()
     return task
+
+
+async def get_visible_detail(
+    session: AsyncSession, *, user: User, task_id: uuid.UUID
+) -> tuple[Task, TaskResult | None, bool]:
+    """Return a task its buyer (or an admin) may see, with its result (or None) and whether
+    files are attached to it, read in one query.
+
+    Raises:
+        NotFound: no such task, or it belongs to another buyer (not revealed).
+    """
+    found = await repository.get_with_result(session, task_id)
+    if found is None or (user.role is not UserRole.ADMIN and found[0].buyer_id != user.id):
+        raise NotFound(f"task {task_id} not found")
+    return found
 
 
 async def get_visible(session: AsyncSession, *, user: User, task_id: uuid.UUID) -> Task:
