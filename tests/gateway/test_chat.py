@@ -3,6 +3,8 @@ loopback, with the LLM double as the ``llm`` agent."""
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -120,6 +122,26 @@ class TestCompletions:
             task = api.get(f"/tasks/{task_id}", headers=live.buyer).json()
         assert task["status"] in ("assigned", "executing")
         assert task["escrow_sat"] > 0
+
+    def test_a_client_that_hangs_up_loses_no_escrow(
+        self, live: LiveServer, double: LLMDouble
+    ) -> None:
+        double.script(Reply.hanging())  # the first try hangs until the runner's LLM timeout
+        with pytest.raises(openai.APITimeoutError):
+            _client(live, timeout=0.5).chat.completions.create(
+                model="duke", messages=[{"role": "user", "content": "Hang up on me"}]
+            )
+        with live.api() as api:
+            deadline = time.monotonic() + 30
+            while True:
+                (task,) = api.get("/tasks", headers=live.buyer).json()["items"]
+                if task["status"] in ("delivered", "completed") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert task["status"] in ("delivered", "completed"), task
+            assert api.get("/admin/ledger/check", headers=live.admin).json()["ok"] is True
+            balance = api.get("/users/me", headers=live.buyer).json()["balance_sat"]
+        assert balance == 10_000_000 - task["price_sat"]
 
 
 class TestStreaming:
