@@ -11,6 +11,8 @@ import pytest
 from tests.gateway.conftest import LiveServer
 from tests.llm_double import DEFAULT_ANSWER, DEFAULT_USAGE, LLMDouble, Reply
 
+pytestmark = pytest.mark.slow  # a real server per test (uvicorn on loopback)
+
 CONVERSATION = [
     {"role": "system", "content": "You write Python."},
     {"role": "user", "content": "Write a function that adds two numbers."},
