@@ -144,6 +144,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -441,8 +443,8 @@ class GateSettings:
     robust reward model, ``own`` (each policy its own router's predictions), ``challenger`` or
     ``mean`` (of the two routers' predictions; one common model for both policies).
     ``weight_clip``: cap on the doubly robust importance weights (clipped DR; None: uncapped).
-    ``rule`` and ``margin``: the product's gate (``evaluation.PromotionGate``: non-inferiority
-    within ``margin`` by default; ``superiority`` is the old rule).
+    ``rule`` and ``margin``: the product's gate (``evaluation.PromotionGate``: ``guardrail`` by
+    default; ``superiority`` is the old rule).
     ``level``: the bootstrap's confidence level. ``knob_factors``: the policies are compared on
     their doubly robust value averaged, per decision, over the cost weight times each factor
     (``(1.0,)``: at the serving knob only, as the product). ``shadow_evidence``: a rejected
@@ -1042,8 +1044,6 @@ def load_tables(
     elif dataset == "mmlu-pro":
         label, train, test = "MMLU-Pro", load_mmlu_pro("train"), load_mmlu_pro("test")
     else:
-        from pathlib import Path
-
         from dukenet.learning.routerbench import table_from_outcomes
         from dukenet.replay.dataset import read_outcomes
 
@@ -1075,67 +1075,106 @@ def _pm(values: Sequence[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f}+-{half:.{digits}f}"
 
 
-def print_interval_summary(
+def summary_payload(
     label: str,
     runs: Sequence[Simulation],
     ref: Reference,
-    references_rows: Sequence[tuple[str, Curve | None, PolicyResult]],
+    reference_rows: Sequence[tuple[str, Curve | None, PolicyResult]],
     cost_weight: float,
-) -> None:
+) -> dict[str, object]:
+    """The per-seed figures and the references of one run, as JSON (``--json``; ``--combine``
+    prints several such files as one table)."""
+    return {
+        "label": label,
+        "cost_weight": cost_weight,
+        "hull_aiq": ref.single_aiq,
+        "best_agent": ref.best_agent,
+        "best": [ref.best.success_rate, ref.best.cost_per_1k_usd],
+        "weak_success": ref.weak.success_rate,
+        "train_points": ref.train_points,
+        "references": [
+            [name, point.success_rate, point.cost_per_1k_usd, None if c is None else c.aiq]
+            for name, c, point in reference_rows
+        ],
+        "seeds": [
+            {
+                "seed": sim.seed,
+                "served": {str(f): list(v) for f, v in sim.served.items()},
+                "aiq": sim.final_curve.aiq if sim.final_curve is not None else None,
+                "newest_aiq": sim.last_curve.aiq if sim.last_curve is not None else None,
+                "promotions": sim.promotions,
+                "versions": len(sim.rows),
+                "greedy_share": sim.greedy_share,
+                "explore_cost_per_1k_usd": sim.explore_cost_per_1k_usd,
+                "after_warmup": list(sim.after_warmup),
+            }
+            for sim in runs
+        ],
+    }
+
+
+def print_interval_summary(payloads: Sequence[dict[str, Any]]) -> None:
     """The issue's table: bandit Duke's learning curve and figures with 95% t-intervals across
-    seeds, beside the references (fixed on the test prompts, so no interval)."""
-    n = len(runs)
-    print(f"\n{label}: bandit Duke over {n} seeds, 95% t-intervals across seeds (cw={cost_weight})")
+    the seeds of ``payloads`` (``summary_payload``, all of one dataset and settings), beside the
+    references (fixed test prompts, so no interval)."""
+    head = payloads[0]
+    seeds = [seed for p in payloads for seed in p["seeds"]]
+    n, cw, hull_aiq = len(seeds), head["cost_weight"], head["hull_aiq"]
+    best_success, best_cost = head["best"]
+    weak = head["weak_success"]
+
+    def pgr(x: float) -> float:
+        return float((x - weak) / (best_success - weak))
+
+    nan3 = [math.nan] * 3
+    print(f"\n{head['label']}: bandit Duke over {n} seeds, 95% t-intervals across seeds (cw={cw})")
     print(
         "  served champion on the test prompts (full information) by share of train prompts seen:"
     )
     print(f"    {'seen':>6s}  {'success':>13s}  {'$/1k':>13s}  {'AIQ':>15s}  champion yet")
     for f in CHECKPOINTS:
-        have = [sim.served[f] for sim in runs if f in sim.served]
+        have = [s["served"][str(f)] for s in seeds if str(f) in s["served"]]
         print(
             f"    {f:6.0%}  {_pm([h[0] for h in have]):>13s}  {_pm([h[1] for h in have], 2):>13s}"
             f"  {_pm([h[2] for h in have], 4):>15s}  {len(have)}/{n}"
         )
-    final = [sim.final_curve for sim in runs]
-    aiqs = [c.aiq if c is not None else math.nan for c in final]
-    newest = [sim.last_curve.aiq if sim.last_curve is not None else math.nan for sim in runs]
-    first = [sim.served.get(CHECKPOINTS[0], (math.nan,) * 3)[2] for sim in runs]
+    aiqs = [math.nan if s["aiq"] is None else s["aiq"] for s in seeds]
+    newest = [math.nan if s["newest_aiq"] is None else s["newest_aiq"] for s in seeds]
+    first = [s["served"].get(str(CHECKPOINTS[0]), nan3)[2] for s in seeds]
     rise = [a - b for a, b in zip(aiqs, first, strict=True)]
     print(
-        f"  AIQ {_pm(aiqs, 4)} (hull {ref.single_aiq:.4f}; above it on "
-        f"{sum(a > ref.single_aiq for a in aiqs)}/{n}); APGR {_pm([ref.pgr(a) for a in aiqs])}; "
+        f"  AIQ {_pm(aiqs, 4)} (hull {hull_aiq:.4f}; above it on "
+        f"{sum(a > hull_aiq for a in aiqs)}/{n}); APGR {_pm([pgr(a) for a in aiqs])}; "
         f"newest version's AIQ {_pm(newest, 4)}; AIQ rise from {CHECKPOINTS[0]:.0%} to 100% "
-        f"{_pm(rise, 4)}"
+        f"{_pm(rise, 4)} (above 0 on {sum(r > 0 for r in rise)}/{n})"
     )
-    late = [sim.after_warmup for sim in runs]
-    hull_late = [hull_at(ref.train_points, c) for _, c in late] if ref.train_points else []
+    late = [s["after_warmup"] for s in seeds]
+    points = [tuple(pt) for pt in head["train_points"]]
+    hull_late = [hull_at(points, c) for _, c in late] if points else []
     print(
-        f"  promotions {_pm([float(sim.promotions) for sim in runs], 1)}; greedy share "
-        f"{_pm([sim.greedy_share for sim in runs])}; exploration cost "
-        f"${_pm([sim.explore_cost_per_1k_usd for sim in runs], 3)}/1k; online after warm-up "
-        f"{_pm([s for s, _ in late])} at ${_pm([c for _, c in late], 2)}/1k"
+        f"  promotions {_pm([float(s['promotions']) for s in seeds], 1)} of "
+        f"{_pm([float(s['versions']) for s in seeds], 1)} versions; greedy share "
+        f"{_pm([s['greedy_share'] for s in seeds])}; exploration cost "
+        f"${_pm([s['explore_cost_per_1k_usd'] for s in seeds], 3)}/1k; online after warm-up "
+        f"{_pm([x for x, _ in late])} at ${_pm([c for _, c in late], 2)}/1k"
         + (
             f", the train single agents' hull there {_pm(hull_late)} (market above it on "
-            f"{sum(s > h for (s, _), h in zip(late, hull_late, strict=True))}/{n})"
+            f"{sum(x > h for (x, _), h in zip(late, hull_late, strict=True))}/{n})"
             if hull_late
             else ""
         )
     )
-    best = ref.best
-    at_end = [sim.served.get(1.0) for sim in runs]
-    meets = sum(
-        a is not None and a[0] >= best.success_rate and a[1] <= 0.25 * best.cost_per_1k_usd
-        for a in at_end
-    )
+    at_end = [s["served"].get("1.0") for s in seeds]
+    meets = sum(a is not None and a[0] >= best_success and a[1] <= 0.25 * best_cost for a in at_end)
     print(
-        f"  target: champion at 100% >= {ref.best_agent}'s success {best.success_rate:.3f} at "
-        f"<= 25% of its ${best.cost_per_1k_usd:.2f}/1k: {meets}/{n} seeds at cw={cost_weight}"
+        f"  target: champion at 100% >= {head['best_agent']}'s success {best_success:.3f} at "
+        f"<= 25% of its ${best_cost:.2f}/1k: {meets}/{n} seeds at cw={cw}"
     )
-    for f_name, curve, point in references_rows:
+    for name, success, cost, curve_aiq in head["references"]:
         extra = (
-            f"  AIQ {curve.aiq:.4f}  APGR {ref.pgr(curve.aiq):6.3f}" if curve is not None else ""
+            f"  AIQ {curve_aiq:.4f}  APGR {pgr(curve_aiq):6.3f}" if curve_aiq is not None else ""
         )
-        print(f"    {f_name:36s} {_fmt(point)}{extra}")
+        print(f"    {name:40s} {success:7.3f} {cost:8.2f}{extra}")
 
 
 # ---------------------------------------------------------------------------- printing
@@ -1262,7 +1301,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     gate_default = PromotionGate()
     parser.add_argument(
-        "--gate-rule", choices=["non-inferiority", "superiority"], default=gate_default.rule
+        "--gate-rule",
+        choices=["guardrail", "non-inferiority", "superiority"],
+        default=gate_default.rule,
     )
     parser.add_argument("--gate-margin", type=float, default=gate_default.margin)
     parser.add_argument(
@@ -1278,9 +1319,16 @@ def main(argv: list[str] | None = None) -> int:
         help="only the k best agents by posterior-mean utility are drawn (0: all)",
     )
     parser.add_argument("--knn-k", type=int, default=20, help="neighbours of the kNN reference")
+    parser.add_argument("--json", help="write the per-seed figures and references to this file")
+    parser.add_argument(
+        "--combine", nargs="+", help="print the interval table of several --json files and exit"
+    )
     parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
     parser.add_argument("--quiet", action="store_true", help="summary lines only")
     args = parser.parse_args(argv)
+    if args.combine:
+        print_interval_summary([json.loads(Path(f).read_text()) for f in args.combine])
+        return 0
     config = RouterConfig(**json.loads(args.config))
     if args.cost_weight not in COST_WEIGHT_GRID:
         parser.error(f"--cost-weight must be one of {COST_WEIGHT_GRID}")
@@ -1480,10 +1528,16 @@ def main(argv: list[str] | None = None) -> int:
         ("random", None, ref.random),
         ("oracle (cheapest correct)", ref.oracle, ref.oracle.at(0.0)),
     ]
-    for method, runs in summary.items():
-        print_interval_summary(
+    payloads = [
+        summary_payload(
             f"{label}, {method}", [sim for _, _, sim in runs], ref, reference_rows, args.cost_weight
         )
+        for method, runs in summary.items()
+    ]
+    for payload in payloads:
+        print_interval_summary([payload])
+    if args.json:
+        Path(args.json).write_text(json.dumps(payloads[0] if len(payloads) == 1 else payloads))
     print(f"\nwall time {time.perf_counter() - started:.1f}s")
     return 0
 

@@ -114,10 +114,11 @@ class Settings(BaseSettings):
     promotion_bootstrap: int = Field(default=1_000, ge=100)
     # cap on the gate's doubly robust importance weights (clipped DR); unset (None): uncapped
     promotion_weight_clip: float | None = Field(default=5.0, ge=1.0)
-    # "non-inferiority": promote unless worse than the champion by more than the margin beyond
-    # noise; "superiority": only when better beyond noise (learning/evaluation.py PromotionGate)
-    promotion_rule: Literal["non-inferiority", "superiority"] = "non-inferiority"
-    # non-inferiority margin in normalised utility (success - price / V) units
+    # "guardrail": promote unless worse than the champion beyond noise or by more than the
+    # margin; "non-inferiority": only when not worse beyond the margin even at the interval's
+    # lower end; "superiority": only when better beyond noise (learning/evaluation.py PromotionGate)
+    promotion_rule: Literal["guardrail", "non-inferiority", "superiority"] = "guardrail"
+    # the gate's margin in normalised utility (success - price / V) units
     promotion_margin: float = Field(default=0.02, ge=0.0, lt=1.0)
     routing_seed: int | None = None
 

@@ -581,9 +581,15 @@ class TestNonInferiorityGate:
     def _pair(n: int, gap: float, seed: int = 0) -> tuple[PolicyTerms, PolicyTerms]:
         # Per-row rewards of two greedy policies on the same logged decisions (propensity 0.5):
         # the challenger's mean reward is the champion's minus ``gap``.
+        # Paired: the challenger disagrees with the champion on a tenth of the rows, losing
+        # round(gap * n) more of them than it wins, so the difference is exactly -gap.
         rng = np.random.default_rng(seed)
-        champion = (rng.random(n) < 0.7).astype(float)
-        challenger = (rng.random(n) < 0.7 - gap).astype(float)
+        champion = (rng.random(n) < 0.5).astype(float)
+        challenger = champion.copy()
+        wins = n // 20
+        losses = wins + round(gap * n)
+        challenger[rng.choice(np.flatnonzero(champion == 0), wins, replace=False)] = 1.0
+        challenger[rng.choice(np.flatnonzero(champion == 1), losses, replace=False)] = 0.0
         ones, zeros = np.ones(n), np.zeros(n)
         # Propensity 1: each estimate is the mean reward itself.
         return (
@@ -620,10 +626,30 @@ class TestNonInferiorityGate:
             worse, champion, rule="non-inferiority", margin=0.1
         ).promote
 
+    def test_guardrail_refuses_only_a_shown_regression(self) -> None:
+        # A little worse on few rows: within noise and within the margin, so the guardrail
+        # promotes it (where non-inferiority's lower bound does not clear the margin) ...
+        slightly, champion = self._pair(200, 0.01, seed=4)
+        guard = policy_promotion_decision(slightly, champion, rule="guardrail", margin=0.02)
+        assert guard.difference is not None and -0.02 <= guard.difference
+        assert guard.promote and guard.rule == "guardrail"
+        assert not policy_promotion_decision(
+            slightly, champion, rule="non-inferiority", margin=0.02
+        ).promote
+        # ... and refuses a regression shown beyond noise, or one estimated beyond the margin.
+        worse, champion = self._pair(2_000, 0.1, seed=5)
+        shown = policy_promotion_decision(worse, champion, rule="guardrail", margin=0.5)
+        assert not shown.promote and shown.high is not None and shown.high < 0
+        assert "worse beyond noise" in shown.reason
+        noisy, champion = self._pair(30, 0.3, seed=6)
+        estimated = policy_promotion_decision(noisy, champion, rule="guardrail", margin=0.02)
+        assert not estimated.promote and estimated.difference is not None
+        assert estimated.difference < -0.02
+
     def test_settings_validate(self) -> None:
         from dukenet.learning.evaluation import PromotionGate
 
-        assert PromotionGate().rule == "non-inferiority"
+        assert PromotionGate().rule == "guardrail"
         for bad in ({"rule": "luck"}, {"margin": -0.1}, {"level": 0.4}, {"weight_clip": 0.5}):
             with pytest.raises(ValueError):
                 PromotionGate(**bad)  # type: ignore[arg-type]

@@ -56,8 +56,8 @@ class TestGateRefusesBrokenModels:
         metrics, decision = judge_challenger(
             broken, champion, samples, decisions, split_seed=0, gate=PromotionGate()
         )
-        assert not decision.promote and decision.rule == "non-inferiority"
-        assert decision.low is not None and decision.low < -decision.margin
+        assert not decision.promote and decision.rule == "guardrail"
+        assert decision.high is not None and decision.high < 0  # worse beyond noise
         assert metrics["promotion"]["reason"] == decision.reason  # recorded with its evidence
         assert metrics["policy"]["champion"]["dr"] > metrics["policy"]["challenger"]["dr"]
 

@@ -140,8 +140,8 @@ class TestRegistry:
         assert sum(b["count"] for b in versions[0]["calibration"]) == versions[0]["metrics"]["n"]
         # v2 is fitted on the same outcomes with the same settings: the same policy, so the
         # held-out doubly robust difference is exactly 0 on every resample: not worse than the
-        # champion beyond the non-inferiority margin, so the gate lets it through.
-        assert second_gate["rule"] == "non-inferiority" and second_gate["n_rows"] > 0
+        # champion, so the guardrail gate lets it through.
+        assert second_gate["rule"] == "guardrail" and second_gate["n_rows"] > 0
         assert (second_gate["difference"], second_gate["low"]) == (0.0, 0.0)
         assert second_gate["margin"] == state.settings.promotion_margin > 0
         assert second_gate["promote"] and second["promoted"]
@@ -151,7 +151,7 @@ class TestRegistry:
         assert policy["weight_clip"] == state.settings.promotion_weight_clip == 5.0
         status = (await client.get("/model/status", headers=admin)).json()
         assert status["champion_version"] == 2
-        assert status["last_promotion"]["rule"] == "non-inferiority"
+        assert status["last_promotion"]["rule"] == "guardrail"
         assert status["success_threshold"] == 0.5
         for v in (1, 2):
             assert (state.settings.models_dir / f"v{v}.skops").exists()

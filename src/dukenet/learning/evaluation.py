@@ -733,7 +733,7 @@ def _resampled(terms: PolicyTerms, idx: np.ndarray, estimator: str) -> np.ndarra
         return np.asarray(np.where(total > 0, weighted / total, np.nan), dtype=np.float64)
 
 
-GATE_RULES: tuple[str, ...] = ("non-inferiority", "superiority")
+GATE_RULES: tuple[str, ...] = ("guardrail", "non-inferiority", "superiority")
 """The promotion gate's tests of a challenger against the champion (``PromotionGate.rule``)."""
 
 
@@ -742,14 +742,20 @@ class PromotionGate:
     """Settings of the promotion gate (``policy_promotion_decision``).
 
     Attributes:
-        rule: ``"non-inferiority"`` (the default): the challenger, fitted on more data, replaces
-            the champion unless its policy value is worse by more than ``margin`` beyond noise,
-            i.e. iff the one-sided ``level`` lower confidence bound of ``V(challenger) -
-            V(champion)`` is above ``-margin`` (a non-inferiority test, Schumi & Wittes 2011,
-            "Through the looking glass: understanding non-inferiority", Trials 12:106; FDA 2016
-            guidance). ``"superiority"``: the challenger must be better beyond noise (the lower
-            end of the two-sided ``level`` interval above 0); on markets other than the one its
-            defaults were tuned on it froze the first model (issue #16).
+        rule: ``"guardrail"`` (the default): the challenger, fitted on more data, replaces the
+            champion unless the evidence shows a regression: refused iff the one-sided ``level``
+            *upper* confidence bound of ``V(challenger) - V(champion)`` is below 0 (worse beyond
+            noise) or the point estimate is below ``-margin`` (probably worse by more than the
+            margin). This is the "do no harm" guardrail test of online experimentation (Kohavi,
+            Tang & Xu 2020, "Trustworthy Online Controlled Experiments", ch. 21: a launch is
+            blocked by a statistically significant degradation, not held until an improvement
+            is proven). ``"non-inferiority"``: promoted iff the one-sided ``level`` *lower* bound
+            is above ``-margin`` (Schumi & Wittes 2011, "Through the looking glass:
+            understanding non-inferiority", Trials 12:106); with a few hundred held-out rows
+            its interval is wider than any margin, so it still freezes. ``"superiority"``: the
+            challenger must be better beyond noise (the lower end of the two-sided ``level``
+            interval above 0); on markets other than the one its defaults were tuned on it froze
+            the first model (issue #16).
         margin: the non-inferiority margin, in units of the normalised utility
             ``success - price / V`` (so 0.02 is two points of success probability at equal
             price); ignored by ``"superiority"``.
@@ -758,7 +764,7 @@ class PromotionGate:
         weight_clip: cap on the doubly robust importance weights (clipped DR; None: uncapped).
     """
 
-    rule: str = "non-inferiority"
+    rule: str = "guardrail"
     margin: float = 0.02
     level: float = 0.95
     n_boot: int = 1000
@@ -783,9 +789,9 @@ class PromotionDecision:
 
     Attributes:
         promote: the decision.
-        rule: ``"non-inferiority"`` or ``"policy-bootstrap"`` (the superiority test; a champion
-            exists) or ``"first-model"``.
-        margin: the non-inferiority margin the bound was compared with (0 for superiority).
+        rule: ``"guardrail"``, ``"non-inferiority"`` or ``"policy-bootstrap"`` (the superiority
+            test; a champion exists) or ``"first-model"``.
+        margin: the margin the estimate or bound was compared with (0 for superiority).
         reason: one human-readable line.
         estimator: off-policy estimator of the policy value (``"dr"``, ``"snips"`` or ``"ips"``).
         n_rows: held-out logged decisions the policies were compared on.
@@ -843,14 +849,20 @@ def policy_promotion_decision(
 ) -> PromotionDecision:
     """Decide whether ``challenger`` replaces ``champion``, on held-out data only.
 
-    With a champion and ``rule="non-inferiority"`` (the product's default, ``PromotionGate``) the
-    challenger is promoted unless it is worse than the champion by more than ``margin`` beyond
-    noise: iff the one-sided ``level`` lower bound of the paired bootstrap of
-    ``estimate(challenger) - estimate(champion)`` (the ``1 - level`` quantile) is above
-    ``-margin``. A newer model trained on more data is expected to be better, so the burden of
-    proof is on a regression; a challenger worse beyond the margin (a broken model, one trained on
-    noise, one that routes everything to the dearest agent) is refused. A challenger identical to
-    the champion passes (difference 0 on every resample, above ``-margin``) but changes nothing.
+    With a champion and ``rule="guardrail"`` (the product's default, ``PromotionGate``) the
+    challenger is promoted unless the evidence shows a regression: refused iff the one-sided
+    ``level`` upper bound of the difference (its ``level`` quantile) is below 0 or the point
+    estimate is below ``-margin``. ``low``/``high`` report the two-sided ``2 * level - 1``
+    interval, whose upper end is that bound.
+
+    With a champion and ``rule="non-inferiority"`` the challenger is promoted unless it is worse
+    than the champion by more than ``margin`` beyond noise: iff the one-sided ``level`` lower bound
+    of the paired bootstrap of ``estimate(challenger) - estimate(champion)`` (the ``1 - level``
+    quantile) is above ``-margin``. A newer model trained on more data is expected to be better, so
+    the burden of proof is on a regression; a challenger worse beyond the margin (a broken model,
+    one trained on noise, one that routes everything to the dearest agent) is refused. A challenger
+    identical to the champion passes (difference 0 on every resample, above ``-margin``) but changes
+    nothing.
 
     With a champion and ``rule="superiority"`` (rule ``policy-bootstrap``) the question is
     one-sided: is the challenger's policy *better* (H1: ``V(challenger) - V(champion) > 0``; H0: not
@@ -884,7 +896,8 @@ def policy_promotion_decision(
         n_boot, level, seed: bootstrap resamples, confidence level, generator seed.
         one_sided: the policy-bootstrap rule's test (see above); the first-model rule always uses
             the two-sided ``level`` interval.
-        rule: ``"superiority"`` (the function's historical default) or ``"non-inferiority"``.
+        rule: ``"superiority"`` (the function's historical default), ``"non-inferiority"`` or
+            ``"guardrail"``.
         margin: the non-inferiority margin (>= 0), in units of the normalised utility.
 
     Raises:
@@ -894,11 +907,11 @@ def policy_promotion_decision(
         raise ValueError(f"rule must be one of {GATE_RULES}, not {rule!r}")
     if not margin >= 0.0:
         raise ValueError("margin must be non-negative")
-    non_inferiority = rule == "non-inferiority"
-    if champion is not None and non_inferiority:
-        return _non_inferiority_decision(
+    if champion is not None and rule != "superiority":
+        return _margin_decision(
             challenger,
             champion,
+            rule=rule,
             estimator=estimator,
             n_boot=n_boot,
             level=level,
@@ -977,41 +990,55 @@ def policy_promotion_decision(
     )
 
 
-def _non_inferiority_decision(
+def _margin_decision(
     challenger: PolicyTerms,
     champion: PolicyTerms,
     *,
+    rule: str,
     estimator: str,
     n_boot: int,
     level: float,
     seed: int,
     margin: float,
 ) -> PromotionDecision:
-    """The non-inferiority test of ``policy_promotion_decision``: promote iff the one-sided
-    ``level`` lower bound of the difference is above ``-margin``; ``low``/``high`` report the
-    two-sided ``2 * level - 1`` interval, whose lower end is that bound."""
+    """The guardrail and non-inferiority tests of ``policy_promotion_decision``;
+    ``low``/``high`` report the two-sided ``2 * level - 1`` interval, whose ends are the one-sided
+    ``level`` bounds."""
     diff, low, high = bootstrap_policy_difference(
         challenger, champion, estimator=estimator, n_boot=n_boot, level=2.0 * level - 1.0, seed=seed
     )
-    promote = challenger.n > 0 and math.isfinite(low) and low > -margin
+    defined = challenger.n > 0 and math.isfinite(low) and math.isfinite(high)
+    if rule == "guardrail":
+        promote = defined and high >= 0.0 and diff >= -margin
+        verdict = (
+            "no regression shown, promoted"
+            if promote
+            else (
+                f"worse beyond noise (one-sided {level:.0%} upper bound < 0), champion kept"
+                if high < 0.0
+                else f"estimated worse than the margin {margin:.4f}, champion kept"
+            )
+        )
+    else:
+        promote = defined and low > -margin
+        verdict = (
+            "not worse beyond the margin, promoted"
+            if promote
+            else "worse than the champion beyond the margin, champion kept"
+        )
     if challenger.n == 0:
         reason = "no held-out logged decisions to compare the policies on: champion kept"
-    elif not math.isfinite(low):
+    elif not defined:
         reason = f"{estimator} difference undefined on {challenger.n} rows: champion kept"
     else:
         reason = (
-            f"{estimator} policy value difference {diff:+.4f}, one-sided {level:.0%} lower bound "
-            f"{low:+.4f} (upper {high:+.4f}) over {challenger.n} held-out decisions, margin "
-            f"{margin:.4f}: "
-            + (
-                "not worse beyond the margin, promoted"
-                if promote
-                else "worse than the champion beyond the margin, champion kept"
-            )
+            f"{rule}: {estimator} policy value difference {diff:+.4f}, one-sided {level:.0%} "
+            f"bounds [{low:+.4f}, {high:+.4f}] over {challenger.n} held-out decisions, margin "
+            f"{margin:.4f}: {verdict}"
         )
     return PromotionDecision(
         promote=promote,
-        rule="non-inferiority",
+        rule=rule,
         reason=reason,
         estimator=estimator,
         n_rows=challenger.n,

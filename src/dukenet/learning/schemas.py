@@ -26,7 +26,9 @@ class CalibrationBinRead(Schema):
 class PromotionRead(Schema):
     """The promotion gate's decision on a version and every figure it used.
 
-    ``rule``: ``non-inferiority`` (a champion existed: promoted unless worse beyond the margin,
+    ``rule``: ``guardrail`` (a champion existed: promoted unless worse beyond noise, the upper
+    bound ``high`` below 0, or the estimate ``difference`` below ``-margin``), ``non-inferiority``
+    (promoted unless worse beyond the margin,
     iff the one-sided ``level`` lower bound ``low`` of challenger - champion held-out policy value,
     estimated with ``estimator``, is above ``-margin``), ``policy-bootstrap`` (the superiority
     test: iff the lower bound ``low`` of the two-sided ``level`` interval is above 0) or
