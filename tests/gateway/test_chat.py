@@ -8,6 +8,7 @@ import time
 import openai
 import pytest
 
+from dukenet.config import Settings
 from tests.gateway.conftest import LiveServer
 from tests.llm_double import DEFAULT_ANSWER, DEFAULT_USAGE, LLMDouble, Reply
 
@@ -190,3 +191,38 @@ class TestStreaming:
         with pytest.raises(openai.APIError) as raised:
             list(stream)
         assert "refunded" in str(raised.value)
+
+
+class TestSettlement:
+    @pytest.fixture
+    def live_settings(self, live_settings: Settings) -> Settings:
+        """A 1 h dispute window: a result waits for the buyer unless accepted in advance."""
+        return live_settings.model_copy(update={"dispute_window_s": 3600.0})
+
+    def test_the_gateway_accepts_by_default_and_can_leave_the_window_open(
+        self, live: LiveServer
+    ) -> None:
+        client = _client(live)
+        accepted = client.chat.completions.create(
+            model="duke", messages=[{"role": "user", "content": "Accept it"}]
+        )
+        held = client.chat.completions.create(
+            model="duke",
+            messages=[{"role": "user", "content": "Let me check first"}],
+            extra_body={"dukenet": {"accept": False}},
+        )
+        with live.api() as api:
+            paid = api.get(
+                f"/tasks/{(accepted.model_extra or {})['dukenet']['task_id']}",
+                headers=live.buyer,
+            ).json()
+            task_id = (held.model_extra or {})["dukenet"]["task_id"]
+            waiting = api.get(f"/tasks/{task_id}", headers=live.buyer).json()
+            assert paid["status"] == "completed" and paid["accept_by"] is None
+            assert waiting["status"] == "delivered" and waiting["accept_by"] is not None
+            rejected = api.post(
+                f"/tasks/{task_id}/reject", headers=live.buyer, json={"reason": "wrong"}
+            )
+            assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+            balance = api.get("/users/me", headers=live.buyer).json()["balance_sat"]
+        assert balance == 10_000_000 - paid["price_sat"]  # the rejected call was refunded

@@ -85,6 +85,9 @@ def _task_create(
                 stop=stop,
                 user=request.user,
             ),
+            accept_on_delivery=(
+                settings.gateway_auto_accept if options.accept is None else options.accept
+            ),
         ),
     )
 
@@ -202,8 +205,9 @@ async def finish(
     task: Task,
     accept: bool | None,
 ) -> dict[str, Any]:
-    """Settle a delivered task for the buyer (accept, unless ``accept`` or
-    ``gateway_auto_accept`` says not to) and return the ``chat.completion`` body.
+    """Return the ``chat.completion`` body of a delivered or completed task; a task still
+    ``delivered`` is accepted here when ``accept`` (else ``gateway_auto_accept``) says so
+    (usually the runner already settled it: the request carries ``accept_on_delivery``).
 
     Raises:
         GatewayError: 502 when the task failed (refunded) or was cancelled, with its id.

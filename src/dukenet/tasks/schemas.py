@@ -61,6 +61,8 @@ class ChatPayload(Schema):
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=1_000)
     params: ChatParams = Field(default_factory=ChatParams)
+    # the buyer accepts the result in advance: the agent is paid on delivery (no dispute window)
+    accept_on_delivery: bool = False
 
 
 class TaskCreate(TaskQuoteRequest):

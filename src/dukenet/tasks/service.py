@@ -647,7 +647,8 @@ async def _deliver(
     session: AsyncSession, settings: Settings, task: Task, result: TaskResult
 ) -> None:
     """The agent reported success: record the outcome now; pay at once when there is no dispute
-    window, else hold the escrow until the buyer accepts or the window ends."""
+    window or the buyer accepted in advance (a chat request's ``accept_on_delivery``, the
+    gateway's default), else hold the escrow until the buyer accepts or the window ends."""
     _ensure_undelivered(task)
     now = utcnow()
     _close_lease(task)
@@ -655,7 +656,7 @@ async def _deliver(
     task.delivered_at = now
     verdict = await evaluation_service.check_delivery(session, task.id, result.text)
     await _record_outcome(session, settings, task, success=True, result=result, verdict=verdict)
-    if settings.dispute_window_s <= 0:
+    if settings.dispute_window_s <= 0 or (task.payload or {}).get("accept_on_delivery"):
         await _complete(session, settings, task)
     else:
         task.status = TaskStatus.DELIVERED
