@@ -121,8 +121,18 @@ class _Track:
         return agent
 
 
+ONE_BUYER_UNWEIGHTED = {"reputation_per_buyer_cap": 1_000.0, "reputation_pinned_weight": 1.0}
+"""The tier arithmetic on one buyer's pinned record, without the wash-trading weights (those:
+``test_wash_trading.py``)."""
+
+
 @pytest.mark.usefixtures("_fast_password_hashing")
 class TestReputationFromOutcomes:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        """One buyer's pinned tasks counted in full."""
+        return settings.model_copy(update=ONE_BUYER_UNWEIGHTED)
+
     async def test_multiplier_and_price_follow_the_smoothed_rate(
         self, client: httpx.AsyncClient, state: AppState
     ) -> None:
@@ -153,8 +163,8 @@ class TestReputationFromOutcomes:
 class TestReputationWindow:
     @pytest.fixture
     def settings(self, settings: Settings) -> Settings:
-        """Reputation over the last three outcomes only."""
-        return settings.model_copy(update={"reputation_window": 3})
+        """Reputation over the last three outcomes only (one buyer's pinned tasks in full)."""
+        return settings.model_copy(update={"reputation_window": 3, **ONE_BUYER_UNWEIGHTED})
 
     async def test_only_the_last_outcomes_count(
         self, client: httpx.AsyncClient, state: AppState
