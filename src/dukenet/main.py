@@ -37,6 +37,7 @@ from dukenet.learning.trainer import Trainer
 from dukenet.ledger import service as ledger_service
 from dukenet.migrate import upgrade
 from dukenet.monitoring.api import metrics_router
+from dukenet.monitoring.health import health_router
 from dukenet.monitoring.metrics import Metrics
 from dukenet.runners.base import Executor
 from dukenet.runners.llm import LLMExecutor
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router())
     gateway_api.install(app)  # /v1, OpenAI-compatible
     app.include_router(metrics_router)
+    app.include_router(health_router)
     declare_implied_errors(app)
     app.add_middleware(RequestMetricsMiddleware)
     if settings.web_ui:  # keep last: its catch-all GET route must come after every other route

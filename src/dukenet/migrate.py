@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from alembic import command
@@ -29,3 +30,12 @@ def include_object(
     DukeNET's models (Optuna keeps its studies in the same database, ``learning.tuning``), so
     autogenerate never proposes dropping them."""
     return not (type_ == "table" and reflected and compare_to is None)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """Return the revisions of the packaged migrations' heads (reads the scripts once, no
+    database; blocking)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
