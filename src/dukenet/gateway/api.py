@@ -38,6 +38,7 @@ from dukenet.gateway.schemas import (
     WebhookDeliveryRead,
     WebhookRead,
 )
+from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
 
 v1_router = APIRouter(prefix="/v1", tags=["gateway"])
@@ -185,7 +186,7 @@ async def revoke_buyer_key(key_id: uuid.UUID, user: SessionUser, session: Sessio
     await session.commit()
 
 
-@router.get("/usage", response_model=UsageReport)
+@router.get("/usage", response_model=UsageReport, responses=error_responses(400))
 async def usage(
     user: CurrentUser,
     session: Session,
