@@ -206,7 +206,7 @@ class LightningDouble:
             self._state.invoices[payment_hash].failed = True
 
     def resolve_outgoing(self, payment_hash: str, *, success: bool) -> None:
-        """Finish a pending outgoing payment."""
+        """Finish a pending outgoing payment (a payment's end is final: call it once)."""
         with self._state.lock:
             invoice = self._state.invoices[payment_hash]
             invoice.paid, invoice.failed = success, not success
@@ -215,6 +215,12 @@ class LightningDouble:
         """Whether the invoice with this hash is paid."""
         with self._state.lock:
             return self._state.invoices[payment_hash].paid
+
+    def is_pending(self, payment_hash: str) -> bool:
+        """Whether an outgoing payment of this invoice was made and is neither paid nor failed."""
+        with self._state.lock:
+            invoice = self._state.invoices[payment_hash]
+            return invoice.sent and not invoice.paid and not invoice.failed
 
     def pay_calls(self, payment_hash: str) -> int:
         """How many times DukeNET asked to pay the invoice with this hash."""

@@ -190,6 +190,19 @@ async def _scenario(
 async def _assert_money(session: AsyncSession, world: World) -> None:
     report = await ledger_service.check(session)
     assert report.ok and report.total_sat == 0, report
+    wallet, earned, revenue = await task_money(session, world)
+    assert await ledger_service.balance(session, ledger_service.wallet_name(world.buyer.id)) == (
+        wallet
+    )
+    for agent_id, amount in earned.items():
+        assert await ledger_service.balance(session, ledger_service.agent_name(agent_id)) == amount
+    assert revenue <= await ledger_service.balance(session, ledger_service.PLATFORM_REVENUE)
+
+
+async def task_money(session: AsyncSession, world: World) -> tuple[int, dict[uuid.UUID, int], int]:
+    """Check each task's escrow and settlement count against its state, and return what the
+    tasks' final states imply: (the buyer's wallet, each agent's earnings, the platform's fees),
+    in satoshis."""
     tasks = (await session.execute(select(Task).where(Task.id.in_(world.tasks)))).scalars().all()
     wallet = DEPOSIT
     earned = dict.fromkeys(world.agents, 0)
@@ -223,12 +236,7 @@ async def _assert_money(session: AsyncSession, world: World) -> None:
             )
         ).scalar_one()
         assert settlements == (0 if open_ else 1), (task.status, settlements)
-    assert await ledger_service.balance(session, ledger_service.wallet_name(world.buyer.id)) == (
-        wallet
-    )
-    for agent_id, amount in earned.items():
-        assert await ledger_service.balance(session, ledger_service.agent_name(agent_id)) == amount
-    assert revenue <= await ledger_service.balance(session, ledger_service.PLATFORM_REVENUE)
+    return wallet, earned, revenue
 
 
 @settings(
