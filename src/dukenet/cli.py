@@ -4,6 +4,7 @@ ledger, models, demo. Administration commands act on the configured database dir
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import uuid
@@ -34,6 +35,9 @@ from dukenet.ledger import service as ledger_service
 from dukenet.migrate import upgrade
 from dukenet.monitoring import service as monitoring_service
 from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
+from dukenet.payments import service as payments_service
+from dukenet.payments.models import Payout, PayoutStatus
+from dukenet.payments.providers import open_provider
 from dukenet.replay import BuiltinDataset, Complexity, Pricing
 from dukenet.runners.worker import Runner
 from dukenet.tasks import service as tasks_service
@@ -45,12 +49,14 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration: system metrics.", no_args_is_help=True)
 agents_app = typer.Typer(help="Agents on the market.", no_args_is_help=True)
+payouts_app = typer.Typer(help="Payouts: list, approve, reject, sync.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(agents_app, name="agents")
+app.add_typer(payouts_app, name="payouts")
 app.add_typer(datasets_app, name="datasets")
 
 T = TypeVar("T")
@@ -449,6 +455,112 @@ def export(
         partial.unlink(missing_ok=True)
         raise
     typer.echo(f"wrote {output} ({written} bytes)", err=True)
+
+
+def _payout_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _bad_option("PAYOUT_ID", f"{value!r} is not a payout id (a UUID)")
+
+
+def _payout_line(payout: Payout) -> str:
+    return (
+        f"{payout.id} {payout.status.value:<9} {payout.amount_sat:>14} "
+        f"{payout.destination.value:<8} {payout.provider:<9} {payout.created_at:%Y-%m-%d %H:%M:%S}"
+        + (f"  {payout.reason}" if payout.reason else "")
+    )
+
+
+@payouts_app.command("list")
+def payouts_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this state: requested, sending, paid, rejected, failed."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
+) -> None:
+    """List every operator's payouts, newest first, as GET /api/v2/admin/payouts does."""
+    states = [s.value for s in PayoutStatus]
+    if status is not None and status not in states:
+        _bad_option("--status", f"must be {', '.join(states[:-1])} or {states[-1]}")
+
+    async def work(session: AsyncSession) -> list[str]:
+        payouts, total = await payments_service.list_payouts(
+            session,
+            requested_by_id=None,
+            status=PayoutStatus(status) if status else None,
+            limit=limit,
+            offset=offset,
+        )
+        lines = [f"{'id':<36} {'status':<9} {'amount_sat':>14} {'to':<8} {'provider':<9} created"]
+        lines += [_payout_line(p) for p in payouts]
+        lines.append(f"{len(payouts)} of {total} payouts")
+        return lines
+
+    typer.echo("\n".join(_with_session(Settings(), work)))
+
+
+@payouts_app.command("approve")
+def payouts_approve(
+    payout_id: Annotated[str, typer.Argument(help="The payout's id.")],
+) -> None:
+    """Approve a requested payout and pay it through the configured provider (paid, failed
+    with the amount returned to the agent, or still sending); approving again pays once."""
+    settings = Settings()
+    target = _payout_id(payout_id)
+
+    async def work(session: AsyncSession) -> str:
+        async with open_provider(settings) as provider:
+            payout, _ = await payments_service.approve(
+                session, provider=provider, admin=_console_admin(), payout_id=target
+            )
+            await session.commit()
+            if payout.status is PayoutStatus.SENDING:
+                payout = await payments_service.send(session, provider=provider, payout_id=target)
+        return _payout_line(payout)
+
+    typer.echo(_with_session(settings, work))
+
+
+@payouts_app.command("reject")
+def payouts_reject(
+    payout_id: Annotated[str, typer.Argument(help="The payout's id.")],
+    reason: Annotated[str, typer.Option(help="Why (shown to the operator).")],
+) -> None:
+    """Reject a requested payout: the held amount returns to the agent's earnings."""
+    target = _payout_id(payout_id)
+    if not 1 <= len(reason) <= 2000:
+        _bad_option("--reason", "must be 1 to 2000 characters")
+
+    async def work(session: AsyncSession) -> str:
+        payout, _ = await payments_service.reject(
+            session, admin=_console_admin(), payout_id=target, reason=reason
+        )
+        return _payout_line(payout)
+
+    typer.echo(_with_session(Settings(), work))
+
+
+@payouts_app.command("sync")
+def payouts_sync() -> None:
+    """Resolve every sending payout and pending deposit with the provider (after a crash, or as
+    a poll that credits paid deposit invoices); print what it did as JSON."""
+    settings = Settings()
+
+    async def run() -> payments_service.SyncReport:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with open_provider(settings) as provider:
+                return await payments_service.sync(create_sessionmaker(engine), provider=provider)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    typer.echo(json.dumps(dataclasses.asdict(report), indent=2))
+    if report.errors:
+        raise typer.Exit(1)
 
 
 @ledger_app.command("check")
