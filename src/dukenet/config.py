@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     # allowed by CORS, comma-separated (empty: CORS off)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     cors_origins: str = ""
+    # /metrics answers only "Authorization: Bearer <metrics_token>" when set
+    metrics_token: str = ""
     # a quote (POST /tasks/quote) binds agent and price for this long (seconds)
     quote_ttl_s: float = Field(default=600.0, gt=0)
 

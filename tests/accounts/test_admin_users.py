@@ -86,7 +86,12 @@ class TestDeactivation:
         assert refresh.status_code == 401
         relogin = await _login(client, user["email"])
         assert relogin.status_code == 401
-        assert relogin.json()["detail"] == "incorrect email or password"
+        # the right password learns the account is deactivated (OWASP ASVS); a wrong one does not
+        assert relogin.json()["detail"] == "this account is deactivated; contact an administrator"
+        guess = await client.post(
+            "/auth/login", json={"email": user["email"], "password": "not-the-password"}
+        )
+        assert guess.status_code == 401 and guess.json()["detail"] == "incorrect email or password"
 
     async def test_reactivated_user_logs_in_again_but_old_sessions_stay_ended(
         self, client: httpx.AsyncClient, state: AppState

@@ -127,14 +127,18 @@ async def authenticate(
     """Return the active user whose password matches.
 
     Raises:
-        Unauthorized: unknown email, wrong password or deactivated user (one message for all).
+        Unauthorized: unknown email or wrong password (one message for both, OWASP ASVS 2.x:
+            it does not reveal which emails are registered); a deactivated account says so,
+            but only once its password is right.
     """
     user = await repository.get_by_email(session, email)
     if user is None:
         hasher.hash(password)  # same work either way, so timing does not reveal registered emails
         raise Unauthorized("incorrect email or password")
-    if not hasher.verify(password, user.password_hash) or not user.is_active:
+    if not hasher.verify(password, user.password_hash):
         raise Unauthorized("incorrect email or password")
+    if not user.is_active:
+        raise Unauthorized("this account is deactivated; contact an administrator")
     return user
 
 

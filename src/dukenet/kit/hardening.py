@@ -262,8 +262,9 @@ class SecurityHeadersMiddleware:
     """Adds security headers to every HTTP response: a restrictive Content-Security-Policy
     (``frame-ancestors 'none'``; the API docs' inline bootstrap allowed), ``X-Frame-Options:
     DENY``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
-    ``Cross-Origin-Opener-Policy: same-origin``, and HSTS when the request came over TLS
-    (``https``, after the trusted-proxy rewrite)."""
+    ``Cross-Origin-Opener-Policy: same-origin``, HSTS when the request came over TLS
+    (``https``, after the trusted-proxy rewrite), and ``Cache-Control: no-store`` on the API's
+    answers (``/api/``, ``/v1/``: tokens, keys, balances) that set no cache policy."""
 
     CSP = (
         "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
@@ -286,6 +287,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         tls = scope.get("scheme") == "https"
+        api = str(scope.get("path", "")).startswith(("/api/", "/v1/"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -294,6 +296,8 @@ class SecurityHeadersMiddleware:
                 extra = [*self.HEADERS, (b"content-security-policy", self.CSP.encode())]
                 if tls:
                     extra.append((b"strict-transport-security", self.hsts))
+                if api:  # per-user data and tokens: never stored by a browser or a proxy
+                    extra.append((b"cache-control", b"no-store"))
                 headers.extend((k, v) for k, v in extra if k not in present)
                 message = {**message, "headers": headers}
             await send(message)

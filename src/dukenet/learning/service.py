@@ -530,6 +530,11 @@ def judge_challenger(
         rule=gate.rule,
         margin=gate.margin,
     )
+    if not held_out and decision.promote:
+        # No held-out row: nothing was scored on data the model did not train on (#11).
+        decision = dataclasses.replace(
+            decision, promote=False, reason="no held-out rows: never promoted unscored"
+        )
     metrics["policy"] = policy
     metrics["promotion"] = decision.as_json()
     return metrics, decision

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+import hmac
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from dukenet.deps import AdminUser, Session, State
@@ -38,9 +40,21 @@ async def export(
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-async def prometheus(state: State, session: Session) -> Response:
+async def prometheus(
+    state: State, session: Session, authorization: str | None = Header(default=None)
+) -> Response:
     """Prometheus exposition: this process's requests, task transitions, routing latency and
-    settlements, and the database-wide tasks by status, ledger totals and active agents."""
+    settlements, and the database-wide tasks by status, ledger totals and active agents. With
+    ``DUKENET_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>`` (else 401)."""
+    token = state.settings.metrics_token
+    if token and not hmac.compare_digest(
+        (authorization or "").encode(), f"Bearer {token}".encode()
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a bearer token is required for /metrics",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     totals = await service.prometheus_totals(session)
     await session.commit()  # end the read transaction before rendering
     state.metrics.set_totals(**totals)

@@ -67,6 +67,19 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)."""
+
+
+def csv_safe(value: Any) -> Any:
+    """Return ``value`` safe for a spreadsheet: a string starting with ``= + - @``, a tab or a
+    carriage return gets a leading apostrophe (OWASP's CSV-injection advice); numbers and other
+    values pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 async def export_rows(
     sessionmaker: async_sessionmaker[AsyncSession], kind: ExportKind, fmt: ExportFormat
 ) -> AsyncIterator[bytes]:
@@ -83,7 +96,7 @@ async def export_rows(
         def write(row: dict[str, Any]) -> str:
             buffer.seek(0)
             buffer.truncate()
-            writer.writerow(row)
+            writer.writerow({k: csv_safe(v) for k, v in row.items()})
             return buffer.getvalue()
     else:
 
