@@ -143,13 +143,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     storage_url: str = ""
 
-    @model_validator(mode="after")
     # web UI: the built app (web/dist of the checkout when unset) served at / with an SPA fallback
     web_ui: bool = True
     web_dist_dir: Path | None = None
     # live task events (events/hub.py): database poll interval; Redis fan-out with redis_url
     events_poll_s: float = Field(default=1.0, gt=0)
 
+    @model_validator(mode="after")
     def _exploration_adds_up(self) -> Settings:
         if self.exploration_epsilon + self.exploration_floor > 1.0:
             raise ValueError("DUKENET_EXPLORATION_EPSILON + DUKENET_EXPLORATION_FLOOR must be <= 1")
