@@ -240,6 +240,10 @@ def from_world(make: Callable[[World], Any], then: Prepare = shared) -> Prepare:
     return prepare
 
 
+async def dataset_kind(world: World, role: str) -> Call:
+    return Call({"kind": "router"}, params={"format": "manifest"})
+
+
 def query_from_world(make: Callable[[World], dict[str, str]]) -> Prepare:
     """Send the query parameters ``make(world)`` returns."""
 
@@ -360,9 +364,10 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v2/tasks/{task_id}/labels", BUYERS_THING),
     Row("GET", "/api/v2/admin/judges/agreement", ADMIN),
     Row("GET", "/api/v2/admin/curation/queue", ADMIN),
+    Row("GET", "/api/v2/admin/datasets/{kind}", ADMIN, dataset_kind),
     Row("GET", "/api/v2/admin/curation/tasks/{task_id}/decisions", ADMIN),
-    Row("POST", "/api/v2/admin/curation/tasks/{task_id}/decisions", (401, 403, 403, 403, 401, 403, 409),
-        body({"action": "discard", "version": "stale"}),
+    Row("POST", "/api/v2/admin/curation/tasks/{task_id}/decisions",
+        (401, 403, 403, 403, 401, 403, 409), body({"action": "discard", "version": "stale"}),
         "admins only; a stale version is a conflict"),
     Row("POST", "/api/v2/tasks/{task_id}/accept", BUYERS_THING, delivered),
     Row("POST", "/api/v2/tasks/{task_id}/reject", BUYERS_THING, body({"reason": "no"}, delivered)),
