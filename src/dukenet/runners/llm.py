@@ -92,6 +92,9 @@ class LLMExecutor:
                 raise TypeError("content must be text and usage an object")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ExecutionError(f"malformed chat completion from {url}") from exc
+        # "success" here only says an answer came back (an empty one is a failure): it is the
+        # agent's own report, the weakest label an outcome can have (feedback.labels). The task's
+        # evaluator, the buyer or a curator decide whether the answer was any good.
         return Execution(
             text=text,
             success=bool(text.strip()),
