@@ -3,6 +3,8 @@ loopback, with the LLM double as the ``llm`` agent."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import openai
@@ -126,21 +128,31 @@ class TestCompletions:
         assert task["status"] in ("assigned", "executing")
         assert task["escrow_sat"] > 0
 
-    def test_a_client_that_hangs_up_loses_no_escrow(
+    async def test_a_client_that_hangs_up_loses_no_escrow(
         self, live: LiveServer, double: LLMDouble
     ) -> None:
         double.script(Reply.hanging())  # the first try hangs until the runner's LLM timeout
-        with pytest.raises(openai.APITimeoutError):
-            _client(live, timeout=0.5).chat.completions.create(
+        client = openai.AsyncOpenAI(
+            base_url=live.url + "/v1", api_key=live.buyer_key, max_retries=0
+        )
+        call = asyncio.create_task(
+            client.chat.completions.create(
                 model="duke", messages=[{"role": "user", "content": "Hang up on me"}]
             )
+        )
+        # hang up once the agent is working on it (the task exists and is escrowed)
+        assert await asyncio.to_thread(double.wait_for_requests, 1, 30)
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        await client.close()
         with live.api() as api:
             deadline = time.monotonic() + 30
             while True:
                 (task,) = api.get("/tasks", headers=live.buyer).json()["items"]
                 if task["status"] in ("delivered", "completed") or time.monotonic() > deadline:
                     break
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
             assert task["status"] in ("delivered", "completed"), task
             assert api.get("/admin/ledger/check", headers=live.admin).json()["ok"] is True
             balance = api.get("/users/me", headers=live.buyer).json()["balance_sat"]
