@@ -2,7 +2,7 @@
 declared, with the ``{"detail": message}`` body of the one error handler (``main.py``).
 
 Codes an endpoint's dependencies and shape imply are added to every ``/api/`` route by
-``declare_implied_errors`` (400 a body, 401 authenticated, 403 role-guarded, 404 a path
+``declare_implied_errors`` (400 and 413 a body, 401 authenticated, 403 role-guarded, 404 a path
 parameter, 409 a write, 503 the database); codes only its service raises (400, 402, 413, 429,
 ...) are declared on the route with ``responses=error_responses(...)``. A 422 is either
 FastAPI's validation error or a domain error's ``{"detail": message}``; the document says so.
@@ -56,7 +56,8 @@ def declare_implied_errors(app: FastAPI) -> None:
     """Make ``app``'s OpenAPI document declare on each route the errors it implies.
 
     Only ``/api/`` routes (the OpenAI-compatible ``/v1`` surface has its own error shape).
-    400: it reads a body (FastAPI answers 400 to one that is not UTF-8 JSON); 401: it
+    400, 413: it reads a body (FastAPI answers 400 to one that is not UTF-8 JSON; a body over
+    ``DUKENET_MAX_JSON_BODY_BYTES`` or the upload limit is a 413); 401: it
     authenticates the caller; 403: a role guard (``deps.require_role``) admits it; 404: its path
     has a parameter (an id that may not exist); 409: it writes (a conflicting concurrent change
     is a 409, ``main.py``); 503: it opens a database session (the database is unreachable or
@@ -91,7 +92,7 @@ def implied_codes(route: APIRoute) -> list[int]:
     calls = set(_calls(route.dependant))
     codes: list[int] = []
     if route.dependant.body_params:
-        codes.append(400)
+        codes += [400, 413]
     if calls & {current_user, session_user}:
         codes.append(401)
     if any(getattr(call, "__qualname__", "").startswith("require_role.") for call in calls):

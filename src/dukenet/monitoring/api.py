@@ -23,7 +23,18 @@ async def system_metrics(admin: AdminUser, session: Session) -> SystemMetricsRea
     return await service.system_metrics(session)
 
 
-@router.get("/admin/export/{kind}")
+@router.get(
+    "/admin/export/{kind}",
+    responses={
+        200: {
+            "description": "The rows as CSV (format=csv) or JSON Lines (format=jsonl)",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
 async def export(
     kind: ExportKind,
     admin: AdminUser,

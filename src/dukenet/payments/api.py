@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, Query, Response, status
 
 from dukenet.deps import AdminUser, Session, SessionUser
+from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
 from dukenet.payments import service
 from dukenet.payments.deps import PayoutUser, Provider
@@ -32,7 +33,12 @@ async def payout_balances(user: PayoutUser, session: Session) -> PayoutBalancesR
     return await service.balances(session, user=user)
 
 
-@router.post("/payouts", status_code=status.HTTP_201_CREATED, response_model=PayoutRead)
+@router.post(
+    "/payouts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PayoutRead,
+    responses=error_responses(404),
+)
 async def request_payout(
     data: PayoutCreate, user: PayoutUser, session: Session, provider: Provider, response: Response
 ) -> PayoutRead:
