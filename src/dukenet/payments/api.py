@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.deps import AdminUser, Session, SessionUser
 from dukenet.kit.openapi import error_responses
@@ -25,6 +26,27 @@ router = APIRouter(tags=["payments"])
 
 Limit = Query(default=50, ge=1, le=500)
 Offset = Query(default=0, ge=0, le=2**62)
+
+
+async def _payout_page(
+    session: AsyncSession,
+    requested_by_id: uuid.UUID | None,
+    status_filter: PayoutStatus | None,
+    agent_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+) -> Page[PayoutRead]:
+    items, total = await service.list_payouts(
+        session,
+        requested_by_id=requested_by_id,
+        status=status_filter,
+        agent_id=agent_id,
+        limit=limit,
+        offset=offset,
+    )
+    return Page(
+        items=[PayoutRead.model_validate(p) for p in items], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/payouts/balances", response_model=PayoutBalancesRead)
@@ -62,20 +84,7 @@ async def list_payouts(
     offset: int = Offset,
 ) -> Page[PayoutRead]:
     """List your payouts, newest first."""
-    items, total = await service.list_payouts(
-        session,
-        requested_by_id=user.id,
-        status=status_filter,
-        agent_id=agent_id,
-        limit=limit,
-        offset=offset,
-    )
-    return Page(
-        items=[PayoutRead.model_validate(p) for p in items],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return await _payout_page(session, user.id, status_filter, agent_id, limit, offset)
 
 
 @router.get("/payouts/{payout_id}", response_model=PayoutRead)
@@ -96,20 +105,7 @@ async def admin_list_payouts(
     offset: int = Offset,
 ) -> Page[PayoutRead]:
     """List every operator's payouts, newest first (``status=requested``: those to decide)."""
-    items, total = await service.list_payouts(
-        session,
-        requested_by_id=None,
-        status=status_filter,
-        agent_id=agent_id,
-        limit=limit,
-        offset=offset,
-    )
-    return Page(
-        items=[PayoutRead.model_validate(p) for p in items],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return await _payout_page(session, None, status_filter, agent_id, limit, offset)
 
 
 @router.post("/admin/payouts/{payout_id}/approve", response_model=PayoutRead)
