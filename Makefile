@@ -28,7 +28,7 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest web-check web-e2e
+test: lint typecheck web-deps pytest web-check web-e2e
 
 # The browser app (web/): dependencies from package-lock.json, the typed client generated from
 # the server's OpenAPI document, the build FastAPI serves at /, checks and Playwright e2e tests.

@@ -4,6 +4,52 @@
  */
 
 export interface paths {
+    "/api/v2/admin/curation/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Queue
+         * @description List results worth a curator's look (rejected, rated low, corrected, failed or not judged
+         *     by an evaluator, suspiciously routed), newest first; filter by reason, status and agent.
+         */
+        get: operations["get_queue_api_v2_admin_curation_queue_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/curation/tasks/{task_id}/decisions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Decisions
+         * @description List every curator decision on a task, oldest first, with who and when.
+         */
+        get: operations["get_decisions_api_v2_admin_curation_tasks__task_id__decisions_get"];
+        put?: never;
+        /**
+         * Post Decision
+         * @description Decide on a task's result (approve, ideal response, router label, discard) at the queue
+         *     item's ``version``; 409 when the task changed since.
+         */
+        post: operations["post_decision_api_v2_admin_curation_tasks__task_id__decisions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/admin/export/{kind}": {
         parameters: {
             query?: never;
@@ -16,6 +62,27 @@ export interface paths {
          * @description Stream every task, result or outcome as CSV or JSON Lines, oldest first.
          */
         get: operations["export_api_v2_admin_export__kind__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/judges/agreement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Judges Agreement
+         * @description Show each LLM judge's verdicts, failures and agreement (share and Cohen's kappa) with
+         *     buyers' and curators' labels on the outcomes it judged.
+         */
+        get: operations["judges_agreement_api_v2_admin_judges_agreement_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -505,13 +572,67 @@ export interface paths {
         put?: never;
         /**
          * Register
-         * @description Register a buyer or an agent operator.
+         * @description Register a buyer or an agent operator (rate limited per client address: 429 with
+         *     ``Retry-After``).
          */
         post: operations["register_api_v2_auth_register_post"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v2/buyer-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Buyer Keys
+         * @description List your API keys with their limits and usage (calls, satoshis, tokens).
+         */
+        get: operations["list_buyer_keys_api_v2_buyer_keys_get"];
+        put?: never;
+        /**
+         * Create Buyer Key
+         * @description Create a buyer API key (``dk_...``, shown only here) with optional spend limits in
+         *     satoshis per UTC day and in total; it works on ``/v1`` and on the task API.
+         */
+        post: operations["create_buyer_key_api_v2_buyer_keys_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/buyer-keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Buyer Key
+         * @description Show one of your API keys with its limits and usage.
+         */
+        get: operations["get_buyer_key_api_v2_buyer_keys__key_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Buyer Key
+         * @description Revoke a key; it stops authenticating at once (its tasks go on).
+         */
+        delete: operations["revoke_buyer_key_api_v2_buyer_keys__key_id__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Update Buyer Key
+         * @description Replace a key's spend limits (null: unlimited).
+         */
+        patch: operations["update_buyer_key_api_v2_buyer_keys__key_id__patch"];
         trace?: never;
     };
     "/api/v2/deposits": {
@@ -572,7 +693,8 @@ export interface paths {
          * Task Events
          * @description Stream the caller's task changes as server-sent events (``event: task``, data
          *     ``{"task_id", "status", "agent_id", "updated_at"}``): a buyer's own tasks, the tasks of an
-         *     operator's agents, every task for an admin; a comment line every 15 s keeps it open.
+         *     operator's agents, every task for an admin; a comment line every 15 s keeps it open, and
+         *     ``max_s`` (seconds) ends it (the browser reconnects).
          */
         get: operations["task_events_api_v2_events_tasks_get"];
         put?: never;
@@ -1283,6 +1405,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage
+         * @description Your calls, satoshis spent (refunds excluded) and tokens, grouped by ``day`` (UTC),
+         *     ``agent`` and/or ``api_key``, over tasks created in ``[created_from, created_to)``.
+         */
+        get: operations["usage_api_v2_usage_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/users/me": {
         parameters: {
             query?: never;
@@ -1323,6 +1466,113 @@ export interface paths {
          *     A wrong current password is 400; attempts count against the login rate limits.
          */
         post: operations["change_password_api_v2_users_me_password_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Webhooks
+         * @description List your webhook endpoints.
+         */
+        get: operations["list_webhooks_api_v2_webhooks_get"];
+        put?: never;
+        /**
+         * Create Webhook
+         * @description Register an HTTPS endpoint for task events (all when ``events`` is empty); the signing
+         *     secret is shown only here.
+         */
+        post: operations["create_webhook_api_v2_webhooks_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/webhooks/{endpoint_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Webhook
+         * @description Stop sending events to an endpoint (deliveries already queued are still sent).
+         */
+        delete: operations["delete_webhook_api_v2_webhooks__endpoint_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/webhooks/{endpoint_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Deliveries
+         * @description An endpoint's deliveries, newest first, each with its attempts (status, error, ms).
+         */
+        get: operations["list_deliveries_api_v2_webhooks__endpoint_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Chat Completions
+         * @description Create a chat completion: the call becomes a DukeNET task (``model``: ``duke`` routes,
+         *     an agent's name pins it) that this request waits for; ``stream: true`` answers in
+         *     server-sent events. The ``dukenet`` extension carries the task, agent, price and receipt.
+         */
+        post: operations["chat_completions_v1_chat_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Models
+         * @description List the models: ``duke`` (Duke routes) and every enabled agent by name (pinned).
+         */
+        get: operations["list_models_v1_models_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1538,6 +1788,20 @@ export interface components {
             llm?: components["schemas"]["LLMAgentUpdate"] | null;
         };
         /**
+         * AgreementRead
+         * @description How often a judge's pass/fail (quality >= the success threshold) matched one kind of
+         *     reference label on the same outcomes: ``n`` outcomes, ``agreement`` the share that matched
+         *     (null when n = 0) and Cohen's ``kappa`` (agreement beyond chance; null when undefined).
+         */
+        AgreementRead: {
+            /** Agreement */
+            agreement: number | null;
+            /** Kappa */
+            kappa: number | null;
+            /** N */
+            n: number;
+        };
+        /**
          * AliasEventRead
          * @description One move of a model alias: which alias, to which version from which, by whom, when
          *     (``actor`` is None for the trainer's automatic promotion).
@@ -1635,6 +1899,88 @@ export interface components {
             balance_sat: number;
         };
         /**
+         * BuyerKeyCreate
+         * @description A new buyer API key: a name and optional spend limits (satoshis per UTC day, in total).
+         */
+        BuyerKeyCreate: {
+            /** Daily Limit Sat */
+            daily_limit_sat?: number | null;
+            /** Name */
+            name: string;
+            /** Total Limit Sat */
+            total_limit_sat?: number | null;
+        };
+        /**
+         * BuyerKeyCreated
+         * @description A new key with its secret ``key`` (``dk_...``), shown this once only.
+         */
+        BuyerKeyCreated: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Daily Limit Sat */
+            daily_limit_sat: number | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Key */
+            key: string;
+            /** Last Used At */
+            last_used_at: string | null;
+            /** Name */
+            name: string;
+            /** Prefix */
+            prefix: string;
+            /** Revoked At */
+            revoked_at: string | null;
+            /** Total Limit Sat */
+            total_limit_sat: number | null;
+            usage: components["schemas"]["KeyUsage"];
+        };
+        /**
+         * BuyerKeyRead
+         * @description A buyer API key without its secret, with its limits and usage.
+         */
+        BuyerKeyRead: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Daily Limit Sat */
+            daily_limit_sat: number | null;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Last Used At */
+            last_used_at: string | null;
+            /** Name */
+            name: string;
+            /** Prefix */
+            prefix: string;
+            /** Revoked At */
+            revoked_at: string | null;
+            /** Total Limit Sat */
+            total_limit_sat: number | null;
+            usage: components["schemas"]["KeyUsage"];
+        };
+        /**
+         * BuyerKeyUpdate
+         * @description New spend limits of a key (null: unlimited); both are replaced.
+         */
+        BuyerKeyUpdate: {
+            /** Daily Limit Sat */
+            daily_limit_sat?: number | null;
+            /** Total Limit Sat */
+            total_limit_sat?: number | null;
+        };
+        /**
          * CalibrationBinRead
          * @description One reliability bin of held-out predictions in ``(low, high]``: their mean predicted
          *     P(success), the observed success rate and the number of rows.
@@ -1724,6 +2070,8 @@ export interface components {
             context?: string;
             /** Description */
             description: string;
+            /** External Id */
+            external_id?: string | null;
             /** File Ids */
             file_ids: string[];
             /**
@@ -1775,6 +2123,135 @@ export interface components {
              */
             memo?: string;
         };
+        /**
+         * CurationAction
+         * @description What a curator decided: ``approve`` (the result is good), ``ideal_response`` (here is
+         *     the answer it should have been; the result was not), ``router_label`` (this agent should
+         *     have been chosen), ``discard`` (keep the task out of every dataset).
+         * @enum {string}
+         */
+        CurationAction: "approve" | "ideal_response" | "router_label" | "discard";
+        /**
+         * CurationDecisionCreate
+         * @description A curator's decision on the task at ``version`` (from the queue).
+         *
+         *     ``approve`` grades the result ``quality`` (default 1.0); ``ideal_response`` needs the
+         *     answer it should have been and grades the result ``quality`` (default 0.0);
+         *     ``router_label`` needs ``router_agent_id``; ``discard`` keeps the task out of datasets.
+         */
+        CurationDecisionCreate: {
+            action: components["schemas"]["CurationAction"];
+            /** Ideal Response */
+            ideal_response?: string | null;
+            /**
+             * Note
+             * @default
+             */
+            note?: string;
+            /** Quality */
+            quality?: number | null;
+            /** Router Agent Id */
+            router_agent_id?: string | null;
+            /** Version */
+            version: string;
+        };
+        /**
+         * CurationDecisionRead
+         * @description A curator's decision as recorded: who, when, what.
+         */
+        CurationDecisionRead: {
+            action: components["schemas"]["CurationAction"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Curator Id
+             * Format: uuid
+             */
+            curator_id: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Ideal Response */
+            ideal_response: string | null;
+            /** Note */
+            note: string;
+            /** Quality */
+            quality: number | null;
+            /** Router Agent Id */
+            router_agent_id: string | null;
+            /**
+             * Task Id
+             * Format: uuid
+             */
+            task_id: string;
+            /** Task Version */
+            task_version: string;
+        };
+        /**
+         * CurationItemRead
+         * @description A task in the queue: its reasons, result, label and the last decision on it.
+         *     ``version`` changes whenever the task, its labels or its feedback change; send it back with
+         *     a decision.
+         */
+        CurationItemRead: {
+            /**
+             * Agent Id
+             * Format: uuid
+             */
+            agent_id: string;
+            /** Complexity */
+            complexity: number;
+            /** Correction */
+            correction: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            decision: components["schemas"]["CurationDecisionRead"] | null;
+            /** Description */
+            description: string;
+            /** Evaluation Error */
+            evaluation_error: string | null;
+            label_source: components["schemas"]["LabelSource"];
+            /** Quality */
+            quality: number;
+            /** Rating */
+            rating: number | null;
+            /** Reasons */
+            reasons: components["schemas"]["CurationReason"][];
+            /** Rejection Reason */
+            rejection_reason: string | null;
+            /** Result Text */
+            result_text: string | null;
+            status: components["schemas"]["TaskStatus"];
+            /** Suggested Agent Ids */
+            suggested_agent_ids: string[];
+            /**
+             * Task Id
+             * Format: uuid
+             */
+            task_id: string;
+            /** Thumbs Up */
+            thumbs_up: boolean | null;
+            /** Version */
+            version: string;
+        };
+        /**
+         * CurationReason
+         * @description Why a task is in the queue: the buyer ``rejected``, rated low (``low_rating``: 1-2 or
+         *     thumbs down) or ``corrected`` the result; an evaluator failed it (``evaluator_failed``) or
+         *     could not judge it (``evaluator_error``); its routing looks wrong (``routing_suspect``: the
+         *     chosen agent failed while the receipt gave another agent a higher predicted success, or a
+         *     cheaper one at least as high, or the same buyer's identical task succeeded elsewhere).
+         * @enum {string}
+         */
+        CurationReason: "rejected" | "low_rating" | "corrected" | "evaluator_failed" | "evaluator_error" | "routing_suspect";
         /**
          * DepositCreate
          * @description Deposit satoshis into your wallet through the payment provider (a Lightning invoice).
@@ -2075,6 +2552,28 @@ export interface components {
             kind: "json_schema";
         };
         /**
+         * JudgeAgreementRead
+         * @description One judge agent's record: verdicts given, evaluations that failed (with the last
+         *     reasons), and its agreement with buyers' and curators' labels on the same outcomes.
+         */
+        JudgeAgreementRead: {
+            /**
+             * Agent Id
+             * Format: uuid
+             */
+            agent_id: string;
+            /** Agent Name */
+            agent_name: string;
+            buyer: components["schemas"]["AgreementRead"];
+            curator: components["schemas"]["AgreementRead"];
+            /** Failure Reasons */
+            failure_reasons: string[];
+            /** Failures */
+            failures: number;
+            /** Verdicts */
+            verdicts: number;
+        };
+        /**
          * JudgeSpec
          * @description An LLM judge (a registered ``llm`` agent) grades the answer by ``rubric`` on ``scale``.
          */
@@ -2099,6 +2598,23 @@ export interface components {
              * @enum {string}
              */
             scale?: "pass_fail" | "1-10";
+        };
+        /**
+         * KeyUsage
+         * @description What a key spent: calls, satoshis held or paid (refunds excluded) and tokens, in total
+         *     and today (UTC).
+         */
+        KeyUsage: {
+            /** Calls */
+            calls: number;
+            /** Completion Tokens */
+            completion_tokens: number;
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /** Spent Sat */
+            spent_sat: number;
+            /** Spent Today Sat */
+            spent_today_sat: number;
         };
         /**
          * LLMAgentCreate
@@ -2410,6 +2926,17 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** Page[CurationItemRead] */
+        Page_CurationItemRead_: {
+            /** Items */
+            items: components["schemas"]["CurationItemRead"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
         /** Page[DepositRead] */
         Page_DepositRead_: {
             /** Items */
@@ -2469,6 +2996,17 @@ export interface components {
         Page_UserRead_: {
             /** Items */
             items: components["schemas"]["UserRead"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** Page[WebhookDeliveryRead] */
+        Page_WebhookDeliveryRead_: {
+            /** Items */
+            items: components["schemas"]["WebhookDeliveryRead"][];
             /** Limit */
             limit: number;
             /** Offset */
@@ -2895,7 +3433,9 @@ export interface components {
          * TaskCreate
          * @description A buyer's task: the quote request plus attached files and an ``idempotency_key`` that
          *     makes a retried submission return the first task instead of paying twice; ``chat`` carries
-         *     a conversation and sampling parameters for ``llm`` agents (the gateway fills it).
+         *     a conversation and sampling parameters for ``llm`` agents (the gateway fills it);
+         *     ``external_id`` is the buyer's own reference for the task (e.g. a replayed dataset's task id),
+         *     shown with the task and handed to the runner that executes it.
          */
         TaskCreate: {
             /** Agent Id */
@@ -2911,12 +3451,19 @@ export interface components {
             evaluator?: (components["schemas"]["ExactMatchSpec"] | components["schemas"]["ChoiceSpec"] | components["schemas"]["NumberSpec"] | components["schemas"]["JsonSchemaSpec"] | components["schemas"]["JudgeSpec"]) | null;
             /** Exclude Agent Ids */
             exclude_agent_ids?: string[];
+            /** External Id */
+            external_id?: string | null;
             /** File Ids */
             file_ids?: string[];
             /** Idempotency Key */
             idempotency_key?: string | null;
             /** Max Price Sat */
             max_price_sat?: number | null;
+            /**
+             * Private
+             * @default false
+             */
+            private?: boolean;
         };
         /**
          * TaskDetail
@@ -2947,6 +3494,8 @@ export interface components {
             error: string | null;
             /** Escrow Sat */
             escrow_sat: number;
+            /** External Id */
+            external_id?: string | null;
             /** File Ids */
             file_ids: string[];
             /** Finished At */
@@ -2962,6 +3511,11 @@ export interface components {
             model_version: number | null;
             /** Price Sat */
             price_sat: number;
+            /**
+             * Private
+             * @default false
+             */
+            private?: boolean;
             /** Propensity */
             propensity: number | null;
             /** Rejection Reason */
@@ -3027,6 +3581,8 @@ export interface components {
             error: string | null;
             /** Escrow Sat */
             escrow_sat: number;
+            /** External Id */
+            external_id?: string | null;
             /** Finished At */
             finished_at: string | null;
             /**
@@ -3040,6 +3596,11 @@ export interface components {
             model_version: number | null;
             /** Price Sat */
             price_sat: number;
+            /**
+             * Private
+             * @default false
+             */
+            private?: boolean;
             /** Propensity */
             propensity: number | null;
             /** Rejection Reason */
@@ -3138,6 +3699,39 @@ export interface components {
             task_id: string | null;
         };
         /**
+         * UsageReport
+         * @description A buyer's usage grouped as asked, and the totals.
+         */
+        UsageReport: {
+            /** Group By */
+            group_by: string[];
+            /** Rows */
+            rows: components["schemas"]["UsageRow"][];
+            total: components["schemas"]["UsageRow"];
+        };
+        /**
+         * UsageRow
+         * @description One group of a usage report: calls, satoshis spent, tokens (None: not grouped by it).
+         */
+        UsageRow: {
+            /** Agent Id */
+            agent_id?: string | null;
+            /** Agent Name */
+            agent_name?: string | null;
+            /** Api Key Id */
+            api_key_id?: string | null;
+            /** Calls */
+            calls: number;
+            /** Completion Tokens */
+            completion_tokens: number;
+            /** Day */
+            day?: string | null;
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /** Spent Sat */
+            spent_sat: number;
+        };
+        /**
          * UserCreate
          * @description Registration form; admins are created with ``dukenet users create-admin``, not here.
          */
@@ -3208,6 +3802,132 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /**
+         * WebhookAttemptRead
+         * @description One try at a delivery.
+         */
+        WebhookAttemptRead: {
+            /** Attempt */
+            attempt: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Duration Ms */
+            duration_ms: number;
+            /** Error */
+            error: string | null;
+            /** Status Code */
+            status_code: number | null;
+        };
+        /**
+         * WebhookCreate
+         * @description A webhook endpoint: an HTTPS URL (checked like ``llm`` agent URLs), the events to send
+         *     (all when empty) and a description.
+         */
+        WebhookCreate: {
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /** Events */
+            events?: ("task.assigned" | "task.delivered" | "task.completed" | "task.rejected" | "task.failed" | "task.refunded")[];
+            /** Url */
+            url: string;
+        };
+        /**
+         * WebhookCreated
+         * @description A new endpoint with its signing ``secret`` (``whsec_...``), shown this once only.
+         */
+        WebhookCreated: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Description */
+            description: string;
+            /** Events */
+            events: string[];
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Is Active */
+            is_active: boolean;
+            /** Secret */
+            secret: string;
+            /** Url */
+            url: string;
+        };
+        /**
+         * WebhookDeliveryRead
+         * @description One event sent (or being sent) to an endpoint, with its attempts.
+         */
+        WebhookDeliveryRead: {
+            /** Attempt Log */
+            attempt_log?: components["schemas"]["WebhookAttemptRead"][];
+            /** Attempts */
+            attempts: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Delivered At */
+            delivered_at: string | null;
+            /** Event */
+            event: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Last Error */
+            last_error: string | null;
+            /** Last Status Code */
+            last_status_code: number | null;
+            /**
+             * Next Attempt At
+             * Format: date-time
+             */
+            next_attempt_at: string;
+            /** Payload */
+            payload: {
+                [key: string]: unknown;
+            };
+            /** Status */
+            status: string;
+            /** Task Id */
+            task_id: string | null;
+        };
+        /**
+         * WebhookRead
+         * @description A webhook endpoint without its secret.
+         */
+        WebhookRead: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Description */
+            description: string;
+            /** Events */
+            events: string[];
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Is Active */
+            is_active: boolean;
+            /** Url */
+            url: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -3217,6 +3937,224 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_queue_api_v2_admin_curation_queue_get: {
+        parameters: {
+            query?: {
+                reason?: components["schemas"]["CurationReason"] | null;
+                status?: "open" | "decided" | "all";
+                agent_id?: string | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_CurationItemRead_"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    get_decisions_api_v2_admin_curation_tasks__task_id__decisions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CurationDecisionRead"][];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    post_decision_api_v2_admin_curation_tasks__task_id__decisions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CurationDecisionCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CurationDecisionRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
     export_api_v2_admin_export__kind__get: {
         parameters: {
             query?: {
@@ -3272,7 +4210,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    judges_agreement_api_v2_admin_judges_agreement_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JudgeAgreementRead"][];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3427,7 +4412,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3503,7 +4488,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3539,6 +4524,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PayoutRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Missing, invalid or expired credentials */
@@ -3583,7 +4577,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3646,7 +4640,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3682,6 +4676,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BalanceRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Missing, invalid or expired credentials */
@@ -3726,7 +4729,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3802,7 +4805,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3878,7 +4881,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -3954,7 +4957,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4028,7 +5031,7 @@ export interface operations {
                     "application/json": components["schemas"]["AgentDetail"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4070,7 +5073,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4119,7 +5122,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4177,7 +5180,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4215,7 +5218,7 @@ export interface operations {
                     "application/json": components["schemas"]["AgentDetail"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4266,7 +5269,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4342,7 +5345,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4418,7 +5421,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4476,7 +5479,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4550,6 +5553,15 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -4583,7 +5595,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4648,7 +5660,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4684,6 +5696,15 @@ export interface operations {
                     "application/json": components["schemas"]["TokenRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -4708,7 +5729,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Too many attempts for this email or from this address */
@@ -4749,6 +5770,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
                 headers: {
@@ -4764,7 +5794,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4845,6 +5875,15 @@ export interface operations {
                     "application/json": components["schemas"]["TokenRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -4869,7 +5908,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4905,6 +5944,15 @@ export interface operations {
                     "application/json": components["schemas"]["UserRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
                 headers: {
@@ -4920,7 +5968,317 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    list_buyer_keys_api_v2_buyer_keys_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BuyerKeyRead"][];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    create_buyer_key_api_v2_buyer_keys_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BuyerKeyCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BuyerKeyCreated"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    get_buyer_key_api_v2_buyer_keys__key_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BuyerKeyRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    revoke_buyer_key_api_v2_buyer_keys__key_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    update_buyer_key_api_v2_buyer_keys__key_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BuyerKeyUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BuyerKeyRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -4971,7 +6329,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5007,6 +6365,15 @@ export interface operations {
                     "application/json": components["schemas"]["DepositRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -5031,7 +6398,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5089,7 +6456,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5105,7 +6472,10 @@ export interface operations {
     };
     task_events_api_v2_events_tasks_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Close the stream after this many seconds. */
+                max_s?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -5128,6 +6498,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5177,7 +6556,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5332,7 +6711,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5397,7 +6776,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5463,7 +6842,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5521,7 +6900,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5651,7 +7030,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5774,7 +7153,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -5888,7 +7267,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6014,7 +7393,7 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingRunRead"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6209,7 +7588,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6270,7 +7649,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6306,6 +7685,15 @@ export interface operations {
                     "application/json": components["schemas"]["PayoutRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -6339,7 +7727,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6453,7 +7841,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6536,6 +7924,15 @@ export interface operations {
                     "application/json": components["schemas"]["ClaimRead"] | null;
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -6569,7 +7966,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6630,7 +8027,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6708,7 +8105,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6787,7 +8184,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6823,6 +8220,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ResultRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Missing, invalid or expired credentials */
@@ -6867,7 +8273,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6908,7 +8314,7 @@ export interface operations {
                     "application/json": components["schemas"]["Page_TaskRead_"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6932,7 +8338,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -6959,6 +8365,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description A retry: the task first created with this key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskDetail"];
+                };
+            };
             /** @description Successful Response */
             201: {
                 headers: {
@@ -6968,7 +8383,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskDetail"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7019,7 +8434,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7055,7 +8470,7 @@ export interface operations {
                     "application/json": components["schemas"]["QuoteRead"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7097,7 +8512,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7155,7 +8570,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7222,7 +8637,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7289,7 +8704,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7347,7 +8762,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7383,6 +8798,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["FeedbackRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Missing, invalid or expired credentials */
@@ -7427,7 +8851,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7485,7 +8909,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7523,6 +8947,15 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -7556,7 +8989,59 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    usage_api_v2_usage_get: {
+        parameters: {
+            query?: {
+                group_by?: string[];
+                api_key_id?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7630,6 +9115,15 @@ export interface operations {
                     "application/json": components["schemas"]["ProfileRead"];
                 };
             };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Missing, invalid or expired credentials */
             401: {
                 headers: {
@@ -7654,7 +9148,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description The database is unavailable or busy; retry after Retry-After seconds */
@@ -7690,7 +9184,7 @@ export interface operations {
                     "application/json": components["schemas"]["TokenRead"];
                 };
             };
-            /** @description The request is well-formed but not acceptable */
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7723,7 +9217,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Too many attempts for this account or from this address */
@@ -7740,6 +9234,281 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    list_webhooks_api_v2_webhooks_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookRead"][];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    create_webhook_api_v2_webhooks_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookCreated"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    delete_webhook_api_v2_webhooks__endpoint_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    list_deliveries_api_v2_webhooks__endpoint_id__deliveries_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_WebhookDeliveryRead_"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    chat_completions_v1_chat_completions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
+    list_models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
                 };
             };
         };

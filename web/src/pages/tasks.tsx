@@ -366,7 +366,7 @@ export function TaskPage() {
       />
       {cancel.error ? <ErrorNote error={cancel.error} /> : null}
       <div className="grid gap-6 lg:grid-cols-3">
-        <div className="space-y-6 lg:col-span-2">
+        <div className="min-w-0 space-y-6 lg:col-span-2">
           <Card title="Description">
             <p className="whitespace-pre-wrap text-sm text-slate-800">{t.description}</p>
             <dl className="mt-4 grid grid-cols-2 gap-2 text-sm sm:grid-cols-4">
@@ -396,7 +396,7 @@ export function TaskPage() {
             <Receipt routing={t.routing} />
           </Card>
         </div>
-        <div className="space-y-6">
+        <div className="min-w-0 space-y-6">
           {isBuyer && windowOpen ? <Settle task={t} /> : null}
           {isBuyer && t.result ? <Feedback taskId={t.id} /> : null}
           <Card title="Ledger entries">
