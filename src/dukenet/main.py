@@ -27,6 +27,7 @@ from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
 from dukenet.gateway import api as gateway_api
 from dukenet.gateway import webhooks
+from dukenet.kit import docs as offline_docs
 from dukenet.kit import hardening
 from dukenet.kit.netguard import EgressPolicy, guarded_client
 from dukenet.kit.openapi import declare_implied_errors
@@ -139,8 +140,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A self-improving AI agent marketplace. Money is in satoshis.",
         lifespan=lifespan,
+        docs_url=None,  # kit/docs.py serves /docs offline (no CDN); no ReDoc
+        redoc_url=None,
     )
     hardening.install(app, settings)  # before the routers: its dependency reaches every route
+    offline_docs.install(app)
 
     @app.exception_handler(DukenetError)
     async def _domain_error(request: Request, exc: DukenetError) -> JSONResponse:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from dukenet.config import Settings
 from dukenet.db import create_engine
@@ -74,3 +75,19 @@ class TestOwnerOnlyFiles:
         var = tmp_path / "var"
         assert stat.S_IMODE(var.stat().st_mode) == 0o700
         assert stat.S_IMODE((var / "dukenet.db").stat().st_mode) == 0o600
+
+
+class TestOfflineDocs:
+    async def test_docs_load_their_assets_from_this_server(self, app: FastAPI) -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            page = await c.get("/docs")
+            assert page.status_code == 200
+            assert (
+                "cdn" not in page.text.lower() and "/docs/assets/swagger-ui-bundle.js" in page.text
+            )
+            for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+                response = await c.get(f"/docs/assets/{asset}")
+                assert response.status_code == 200 and len(response.content) > 10_000
+            redoc = await c.get("/redoc")  # ReDoc would load from a CDN: not served
+            assert "cdn.jsdelivr.net" not in redoc.text
