@@ -1321,6 +1321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--knn-k", type=int, default=20, help="neighbours of the kNN reference")
     parser.add_argument("--json", help="write the per-seed figures and references to this file")
     parser.add_argument(
+        "--skip-full-information",
+        action="store_true",
+        help="do not fit the full-information Duke reference (slow on MMLU-Pro)",
+    )
+    parser.add_argument(
         "--combine", nargs="+", help="print the interval table of several --json files and exit"
     )
     parser.add_argument("--config", default="{}", help='RouterConfig overrides, JSON: {"C": 1.0}')
@@ -1404,14 +1409,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     category = category_curve(train, test, ref)
 
-    full, full_fit_s, full_metrics = full_information_curve(train, test, config, ref, args.seeds[0])
-    print(
-        f"\nfull-information Duke (all {train.n_prompts} x {train.n_agents} train outcomes): "
-        f"fit {full_fit_s:.2f}s brier {full_metrics['brier']:.4f} "
-        f"auc {full_metrics['roc_auc']:.3f}"
-    )
-    if not args.quiet:
-        _print_curve(full)
+    full: Curve | None = None
+    if not args.skip_full_information:
+        full, full_fit_s, full_metrics = full_information_curve(
+            train, test, config, ref, args.seeds[0]
+        )
+        print(
+            f"\nfull-information Duke (all {train.n_prompts} x {train.n_agents} train outcomes): "
+            f"fit {full_fit_s:.2f}s brier {full_metrics['brier']:.4f} "
+            f"auc {full_metrics['roc_auc']:.3f}"
+        )
+        if not args.quiet:
+            _print_curve(full)
 
     summary: dict[str, list[tuple[int, Curve | None, Simulation]]] = {}
     for exploration in explorations:
@@ -1486,7 +1495,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'random':34s} {_fmt(ref.random)}  PGR {ref.pgr(ref.random.success_rate):6.3f}")
     print(_curve_line("oracle (lambda sweep)", ref.oracle, ref, 0.0))
     print(_curve_line("category routing (train full info)", category, ref, 0.0))
-    print(_curve_line("full-information Duke", full, ref, args.cost_weight))
+    if full is not None:
+        print(_curve_line("full-information Duke", full, ref, args.cost_weight))
     for method, runs in summary.items():
         curves = [c for _, c, _ in runs if c is not None]
         if not curves:
@@ -1521,7 +1531,7 @@ def main(argv: list[str] | None = None) -> int:
         key=lambda kv: kv[1].success_rate - 10.0 * kv[1].cost_per_1k_usd / ref.c_hi,
     )
     reference_rows: list[tuple[str, Curve | None, PolicyResult]] = [
-        ("full-information Duke", full, full.at(args.cost_weight)),
+        *([("full-information Duke", full, full.at(args.cost_weight))] if full else []),
         (f"TF-IDF kNN (k={args.knn_k}, full information)", knn, knn.at(args.cost_weight)),
         (f"best single agent: {ref.best_agent}", None, ref.best),
         (f"cheap good agent: {cheap_good[0]}", None, cheap_good[1]),
