@@ -101,8 +101,6 @@ class TrainingRunRead(Schema):
     finished_at: datetime | None
 
 
-class LearningCurvePoint(Schema):
-    """One model version's held-out metrics against the outcomes it saw.
 class AliasEventRead(Schema):
     """One move of a model alias: which alias, to which version from which, by whom, when
     (``actor`` is None for the trainer's automatic promotion)."""
@@ -117,6 +115,8 @@ class AliasEventRead(Schema):
     created_at: datetime
 
 
+class LearningCurvePoint(Schema):
+    """One model version's held-out metrics against the outcomes it saw.
 
     ``policy_value`` / ``champion_policy_value``: the doubly robust estimates of the version's and
     the then champion's greedy policy value (mean ``success - price / value``) on ``policy_rows``
