@@ -150,6 +150,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from dukenet.config import Settings
 from dukenet.learning.evaluation import (
     LoggedDecision,
     PolicyResult,
@@ -1300,6 +1301,7 @@ def main(argv: list[str] | None = None) -> int:
         help="retrain when outcomes reach this x those of the last fit (1: every --retrain-every)",
     )
     gate_default = PromotionGate()
+    product = Settings()
     parser.add_argument(
         "--gate-rule",
         choices=["guardrail", "non-inferiority", "superiority"],
@@ -1309,13 +1311,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=-1.0 if default.budget is None else default.budget,
+        default=-1.0 if product.exploration_budget is None else product.exploration_budget,
         help="Thompson exploration budget: most probability on non-greedy agents (negative: none)",
     )
     parser.add_argument(
         "--thompson-top-k",
         type=int,
-        default=default.top_k or 0,
+        default=product.thompson_top_k or 0,
         help="only the k best agents by posterior-mean utility are drawn (0: all)",
     )
     parser.add_argument("--knn-k", type=int, default=20, help="neighbours of the kNN reference")

@@ -292,5 +292,11 @@ class TestServing:
         propensities = {c["agent_id"]: c["propensity"] for c in receipt["candidates"]}
         assert sum(propensities.values()) == pytest.approx(1.0, abs=1e-5)
         floor = state.settings.thompson_floor
-        assert min(propensities.values()) >= floor / 3 - 1e-12
+        # The exploration budget mixes the draws with the greedy choice (explore_share <= 1), so
+        # the floor's share shrinks by that factor but never reaches 0.
+        share = receipt["exploration"]["explore_share"]
+        assert (
+            0 < share <= 1 and receipt["exploration"]["budget"] == state.settings.exploration_budget
+        )
+        assert min(propensities.values()) >= share * floor / 3 - 1e-12 > 0
         assert task["propensity"] == pytest.approx(propensities[task["agent_id"]], abs=1e-6)

@@ -215,7 +215,10 @@ class TestSettings:
             scale=Settings().thompson_scale,
             cost_cap=Settings().exploration_cost_cap,
             n_draws=Settings().thompson_draws,
+            budget=Settings().exploration_budget,
+            top_k=Settings().thompson_top_k,
         )
+        assert exploration.budget == 0.1  # the product bounds the explored share by default
 
     def test_epsilon_remains_available(self, router: DukeRouter) -> None:
         settings = Settings(exploration="epsilon", exploration_epsilon=0.2)
