@@ -631,7 +631,7 @@ class TestNonInferiorityGate:
         # promotes it (where non-inferiority's lower bound does not clear the margin) ...
         slightly, champion = self._pair(200, 0.01, seed=4)
         guard = policy_promotion_decision(slightly, champion, rule="guardrail", margin=0.02)
-        assert guard.difference is not None and -0.02 <= guard.difference
+        assert guard.difference is not None and guard.difference >= -0.02
         assert guard.promote and guard.rule == "guardrail"
         assert not policy_promotion_decision(
             slightly, champion, rule="non-inferiority", margin=0.02
