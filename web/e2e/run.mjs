@@ -44,7 +44,7 @@ const uid = () => Math.random().toString(36).slice(2, 8);
 async function newPage(viewport = DESKTOP) {
   const context = await browser.newContext({ viewport, baseURL: server.url });
   const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
+  page.setDefaultTimeout(60_000);
   page.on("console", (msg) => {
     if (msg.type() !== "error") return;
     const text = msg.text();
@@ -168,7 +168,7 @@ await test("buyer registers, is credited by an admin, uploads a file, quotes, cr
   await buyer.getByRole("button", { name: /Confirm and pay/ }).click();
   await buyer.waitForURL(/\/tasks\/[0-9a-f-]{36}$/);
   // the runner delivers it; the page updates from the event stream, no reload
-  await buyer.getByText("Accept or reject").waitFor({ timeout: 60_000 });
+  await buyer.getByText("Accept or reject").waitFor({ timeout: 240_000 });
   await buyer.getByRole("table", { name: "Routing candidates" }).waitFor();
   expect(await buyer.getByText("1 attached file(s)").isVisible(), "the attached file is on the task");
   await capture(buyer, "task-delivered");
@@ -222,7 +222,7 @@ await test("operator creates a human agent; a buyer's task to it is answered fro
   await capture(operator, "inbox");
 
   // the buyer's open page updates live and offers the dispute
-  await buyer.getByText("A prince avenges his father.").waitFor({ timeout: 30_000 });
+  await buyer.getByText("A prince avenges his father.").waitFor({ timeout: 120_000 });
   expect(buyer.url() === taskUrl, "no navigation happened");
   await buyer.getByLabel("Reason for rejecting").fill("Too short: I asked for the plot.");
   await buyer.getByRole("button", { name: "Reject and refund" }).click();
@@ -269,7 +269,7 @@ await test("admin triggers training, sees the new version and rolls back", async
   for (let i = 0; i < 12; i++) {
     await api.call("POST", "/tasks", { token, body: { description: PROMPTS[1 + i], complexity: 1 + (i % 5) } });
   }
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < 1500; i++) {
     const page = await api.call("GET", "/tasks?status=delivered&limit=100", { token });
     if (page.total >= 12) break;
     await new Promise((r) => setTimeout(r, 200));

@@ -50,6 +50,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/admin/datasets/{kind}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Dataset
+         * @description Export a TRL-format dataset (sft, dpo, kto, router) of the labelled outcomes as JSON
+         *     Lines or Parquet, or its manifest (counts, filters, source task ids, label sources, the
+         *     JSONL's SHA-256); private and discarded tasks are never included.
+         */
+        get: operations["export_dataset_api_v2_admin_datasets__kind__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/admin/export/{kind}": {
         parameters: {
             query?: never;
@@ -1269,7 +1291,9 @@ export interface paths {
         put?: never;
         /**
          * Quote Task
-         * @description Quote before you buy: the agent Duke would choose, the price and the alternatives.
+         * @description Quote before you buy: the agent Duke would choose, the price and the alternatives. The
+         *     quote binds: ``POST /tasks`` with its ``quote_id`` before ``expires_at`` gets this agent at
+         *     no more than this price, or 409.
          */
         post: operations["quote_task_api_v2_tasks_quote_post"];
         delete?: never;
@@ -1529,6 +1553,47 @@ export interface paths {
          * @description An endpoint's deliveries, newest first, each with its attempts (status, error, ms).
          */
         get: operations["list_deliveries_api_v2_webhooks__endpoint_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Health
+         * @description Liveness: the process serves requests (touches nothing else; restart it if this fails).
+         */
+        get: operations["health_health_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Ready
+         * @description Readiness: the database answers within 2 s and its schema is at the migrations' head
+         *     (503 with the reason otherwise: take the process out of the load balancer, do not restart).
+         */
+        get: operations["ready_ready_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2031,6 +2096,11 @@ export interface components {
          *     prompt) instead of the description alone; other agents answer the description.
          */
         ChatPayload: {
+            /**
+             * Accept On Delivery
+             * @default false
+             */
+            accept_on_delivery?: boolean;
             /** Messages */
             messages: components["schemas"]["ChatMessage"][];
             params?: components["schemas"]["ChatParams"];
@@ -2252,6 +2322,12 @@ export interface components {
          * @enum {string}
          */
         CurationReason: "rejected" | "low_rating" | "corrected" | "evaluator_failed" | "evaluator_error" | "routing_suspect";
+        /**
+         * DatasetKind
+         * @description The dataset kinds exported.
+         * @enum {string}
+         */
+        DatasetKind: "sft" | "dpo" | "kto" | "router";
         /**
          * DepositCreate
          * @description Deposit satoshis into your wallet through the payment provider (a Lightning invoice).
@@ -3192,7 +3268,9 @@ export interface components {
          * PromotionRead
          * @description The promotion gate's decision on a version and every figure it used.
          *
-         *     ``rule``: ``non-inferiority`` (a champion existed: promoted unless worse beyond the margin,
+         *     ``rule``: ``guardrail`` (a champion existed: promoted unless worse beyond noise, the upper
+         *     bound ``high`` below 0, or the estimate ``difference`` below ``-margin``), ``non-inferiority``
+         *     (promoted unless worse beyond the margin,
          *     iff the one-sided ``level`` lower bound ``low`` of challenger - champion held-out policy value,
          *     estimated with ``estimator``, is above ``-margin``), ``policy-bootstrap`` (the superiority
          *     test: iff the lower bound ``low`` of the two-sided ``level`` interval is above 0) or
@@ -3259,12 +3337,16 @@ export interface components {
             }[];
             /** Eligible Agents */
             eligible_agents: number;
+            /** Expires At */
+            expires_at?: string | null;
             /** Model Version */
             model_version: number | null;
             /** P Success */
             p_success: number;
             /** Price Sat */
             price_sat: number;
+            /** Quote Id */
+            quote_id?: string | null;
         };
         /**
          * RefreshRequest
@@ -3464,6 +3546,8 @@ export interface components {
              * @default false
              */
             private?: boolean;
+            /** Quote Id */
+            quote_id?: string | null;
         };
         /**
          * TaskDetail
@@ -4135,6 +4219,89 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    export_dataset_api_v2_admin_datasets__kind__get: {
+        parameters: {
+            query?: {
+                format?: "jsonl" | "parquet" | "manifest";
+                source?: components["schemas"]["LabelSource"][] | null;
+                min_confidence?: number;
+                agent_id?: string | null;
+                created_from?: string | null;
+                created_to?: string | null;
+            };
+            header?: never;
+            path: {
+                kind: components["schemas"]["DatasetKind"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -4168,13 +4335,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The rows as CSV (format=csv) or JSON Lines (format=jsonl) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": unknown;
+                    "application/x-ndjson": string;
+                    "text/csv": string;
                 };
             };
             /** @description Missing, invalid or expired credentials */
@@ -4571,6 +4740,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -4716,6 +4894,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5067,6 +5254,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -5256,6 +5452,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5589,6 +5794,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -5723,6 +5937,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -5781,6 +6004,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5902,6 +6134,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -5955,6 +6196,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6062,6 +6312,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6272,6 +6531,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -6385,6 +6653,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7712,8 +7989,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7953,6 +8248,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8267,6 +8571,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -8428,6 +8741,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -8499,6 +8821,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8845,6 +9176,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -8983,6 +9323,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -9024,6 +9373,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
                 };
             };
             /** @description Missing, invalid or expired credentials */
@@ -9142,6 +9500,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
             };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -9204,6 +9571,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9318,6 +9694,15 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9468,6 +9853,55 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorRead"];
                 };
+            };
+        };
+    };
+    health_health_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: string;
+                    };
+                };
+            };
+        };
+    };
+    ready_ready_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Not ready; the body says why. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
