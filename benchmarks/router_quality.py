@@ -127,6 +127,31 @@ sentence-embedding featurizer (``--config '{"features": "embedding"}'``) does no
 bandit feedback: gated AIQ -0.013 +- 0.008 paired against hashing (20 seeds; 11/20 above the
 hull against 15/20), with full information it ties (``benchmarks/featurizers.py``).
 
+Issue #16 (the gate and exploration redesigned on two markets; ``--dataset mmlu-pro`` is the
+packaged 7,000-question x 31-model subset, ``--max-train 1500 --retrain-growth 1.4`` to fit the
+machine: retrain at 100 outcomes and then whenever they grew 1.4x; RouterBench every 100 as the
+product; seeds 0-9, 95% t-intervals across seeds; AIQ of the served champion on the test prompts):
+
+==========================================  ===============  ===============  ================
+gate, exploration                           MMLU-Pro AIQ     RouterBench AIQ  online success
+==========================================  ===============  ===============  ================
+superiority (old gate), no budget           0.6647+-0.0342   0.8216 (24 sds)  MMLU 0.556
+guardrail, no budget                        0.6818+-0.0175   0.8389+-0.0066   0.577 / 0.776
+guardrail, budget 0.1 (the new defaults)    0.6900+-0.0194   0.8309+-0.0078   0.621 / 0.803
+==========================================  ===============  ===============  ================
+
+Paired per seed: guardrail - superiority on MMLU-Pro +0.017+-0.035 (promotions 8.0 against 2.3
+of 11 versions; the old gate kept the first model on 2 of 10 seeds); budget 0.1 - none: AIQ
++0.008+-0.032 (MMLU-Pro) and -0.008+-0.011 (RouterBench), online success after the first 300
+tasks +0.044+-0.037 and +0.026+-0.020, greedy share 0.84 / 0.86 against 0.42 / 0.58. The
+RouterBench row of the old gate is the 24-seed figure above. Top-k Thompson (k = 3 or 5) was worse
+on MMLU-Pro (2 seeds, AIQ 0.63-0.68 against 0.69-0.71) and is off by default. References on
+MMLU-Pro's test prompts: gpt-4o 0.727 at $6.51/1k, gemini-1.5-flash-002 0.651 at $0.04, hull
+0.7167, full-information Duke (1,500 train prompts x 31 agents) 0.7348, TF-IDF kNN 0.6942, oracle
+0.9448. Not met: the champion after 1,500 prompts reaches 0.683+-0.024 success, below gpt-4o's
+0.727, and AIQ 0.690 is below the hull (0.717) and level with the kNN reference; the online
+market stays below the single agents' hull (0.621 against 0.699 at its cost).
+
 Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2, Thompson and epsilon; about 2-3 min
 on one core); ``--exploration thompson`` (or ``epsilon``) runs one; ``--quiet`` prints summaries;
 ``--config '{"C": 1.0}'`` overrides ``RouterConfig``.
