@@ -168,7 +168,7 @@ await test("buyer registers, is credited by an admin, uploads a file, quotes, cr
   await buyer.getByRole("button", { name: /Confirm and pay/ }).click();
   await buyer.waitForURL(/\/tasks\/[0-9a-f-]{36}$/);
   // the runner delivers it; the page updates from the event stream, no reload
-  await buyer.getByText("Accept or reject").waitFor({ timeout: 240_000 });
+  await buyer.getByRole("button", { name: "Accept and pay" }).waitFor({ timeout: 240_000 });
   await buyer.getByRole("table", { name: "Routing candidates" }).waitFor();
   expect(await buyer.getByText("1 attached file(s)").isVisible(), "the attached file is on the task");
   await capture(buyer, "task-delivered");
