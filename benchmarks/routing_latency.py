@@ -84,7 +84,9 @@ def measure(
     id_router = _RenamedRouter(router, {str(a.id): a.name for a in agents})
     test = load_routerbench("test")
     prompts = [test.prompts[i % test.n_prompts] for i in range(decisions)]
+    thompson = exploration_from_settings(Settings()) if exploration == "thompson" else None
     timings = []
+    cpu_timings = []
     for prompt in prompts:
         request = RoutingRequest(
             description=prompt,
@@ -93,6 +95,7 @@ def measure(
             max_price_sat=None,
         )
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         route(
             request,
             agents,
@@ -101,10 +104,12 @@ def measure(
             reference_price_sat=100_000,
             epsilon=0.1,
             rng=rng,
-            thompson=exploration_from_settings(Settings()) if exploration == "thompson" else None,
+            thompson=thompson,
         )
         timings.append((time.perf_counter() - started) * 1000)
+        cpu_timings.append((time.thread_time() - cpu_started) * 1000)
     arr = np.array(timings)
+    cpu = np.array(cpu_timings)
     return {
         "agents": n_agents,
         "samples": len(samples),
@@ -112,6 +117,8 @@ def measure(
         "p50_ms": float(np.percentile(arr, 50)),
         "p99_ms": float(np.percentile(arr, 99)),
         "mean_ms": float(arr.mean()),
+        "cpu_p50_ms": float(np.percentile(cpu, 50)),
+        "cpu_p99_ms": float(np.percentile(cpu, 99)),
     }
 
 
@@ -141,14 +148,17 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[11, 31, 1000])
     args = parser.parse_args()
     print(f"exploration: {args.exploration} {exploration_from_settings(Settings())}")
-    print(f"{'agents':>7} {'samples':>8} {'fit s':>7} {'p50 ms':>8} {'p99 ms':>8}  target p99")
+    print(
+        f"{'agents':>7} {'samples':>8} {'fit s':>7} {'p50 ms':>8} {'p99 ms':>8}  target p99"
+        f"  (CPU time of the decision's thread: p50 / p99 ms; wall time counts a busy machine)"
+    )
     for n in args.agents:
         target = 5.0 if n <= 31 else 20.0
         r = measure(n, args.decisions, exploration=args.exploration)
         ok = "met" if r["p99_ms"] < target else "NOT met"
         print(
             f"{n:>7} {r['samples']:>8} {r['fit_s']:>7.2f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
-            f"  < {target:.0f} ms: {ok}"
+            f"  < {target:.0f} ms: {ok}  (CPU {r['cpu_p50_ms']:.3f} / {r['cpu_p99_ms']:.3f})"
         )
 
 
