@@ -240,6 +240,16 @@ def from_world(make: Callable[[World], Any], then: Prepare = shared) -> Prepare:
     return prepare
 
 
+def unknown(param: str) -> Prepare:
+    """A path parameter naming an object that does not exist: the authorization layers answer
+    first (401, 403), then 404 to everyone allowed to ask."""
+
+    async def prepare(world: World, role: str) -> Call:
+        return Call(path_params={param: str(uuid.uuid4())})
+
+    return prepare
+
+
 async def dataset_kind(world: World, role: str) -> Call:
     return Call({"kind": "router"}, params={"format": "manifest"})
 
@@ -308,6 +318,14 @@ BUYERS_THING = (401, 200, 404, 404, 404, 404, 200)
 """The buyer's own object: others get 404 (existence not revealed), admins see it."""
 OPERATORS_AGENT = (401, 403, 403, 200, 200, 403, 200)
 """Changing the operator's agent: its operator (token or key) and admins."""
+UNKNOWN = (401, 404, 404, 404, 404, 404, 404)
+"""An id that does not exist, to anyone signed in (an API key included)."""
+UNKNOWN_SESSION = (401, 404, 404, 404, 401, 404, 404)
+"""An id that does not exist, on an endpoint that takes an access token only."""
+ADMIN_UNKNOWN = (401, 403, 403, 403, 401, 403, 404)
+"""An admin endpoint on an id that does not exist."""
+OPERATOR_SESSION = (401, 403, 403, 200, 401, 200, 200)
+"""An operator's own money: operators' (and admins') access tokens."""
 RUNNER = (401, 403, 403, 200, 200, 404, 200)
 """The runner protocol on a task leased by the operator's agent: to another operator's runner the
 task does not exist (404, as an unknown id), buyers are not runners (403)."""
@@ -404,6 +422,41 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v2/admin/metrics", ADMIN),
     Row("GET", "/api/v2/admin/export/{kind}", ADMIN),
     Row("GET", "/metrics", (200,) * 7, shared, "public, like /health would be"),
+    Row("GET", "/health", (200,) * 7, shared, "liveness: public"),
+    Row("GET", "/api/v2/runner/agents", (401, 403, 403, 200, 200, 200, 200)),
+    # gateway: buyer API keys, usage, webhooks (ids unknown: 404 to whoever may ask)
+    Row("POST", "/api/v2/buyer-keys", (401, 201, 201, 403, 401, 403, 201), body({"name": "k"})),
+    Row("GET", "/api/v2/buyer-keys", ANYONE_SIGNED_IN),
+    Row("GET", "/api/v2/buyer-keys/{key_id}", UNKNOWN, unknown("key_id")),
+    Row("PATCH", "/api/v2/buyer-keys/{key_id}", UNKNOWN_SESSION,
+        body({"daily_limit_sat": 10}, unknown("key_id"))),
+    Row("DELETE", "/api/v2/buyer-keys/{key_id}", UNKNOWN_SESSION, unknown("key_id")),
+    Row("GET", "/api/v2/usage", ANYONE_SIGNED_IN),
+    Row("POST", "/api/v2/webhooks", (401, 201, 201, 201, 401, 201, 201),
+        body({"url": "http://127.0.0.1:9/hook", "events": ["task.completed"]}),
+        "the tests allow loopback targets"),
+    Row("GET", "/api/v2/webhooks", SESSION_ONLY),
+    Row("GET", "/api/v2/webhooks/{endpoint_id}/deliveries", UNKNOWN_SESSION,
+        unknown("endpoint_id")),
+    Row("DELETE", "/api/v2/webhooks/{endpoint_id}", UNKNOWN_SESSION, unknown("endpoint_id")),
+    # payments: payouts and deposits
+    Row("GET", "/api/v2/payouts/balances", OPERATOR_SESSION),
+    Row("GET", "/api/v2/payouts", OPERATOR_SESSION),
+    Row("GET", "/api/v2/payouts/{payout_id}", (401, 403, 403, 404, 401, 404, 404),
+        unknown("payout_id")),
+    Row("POST", "/api/v2/payouts", (401, 403, 403, 409, 401, 404, 404),
+        from_world(lambda w: {"agent_id": w.ids["agent_id"], "amount_sat": 1,
+                              "destination": "wallet"}),
+        "the world's agent has earned nothing yet: 409; another's agent: 404"),
+    Row("GET", "/api/v2/admin/payouts", ADMIN),
+    Row("POST", "/api/v2/admin/payouts/{payout_id}/approve", ADMIN_UNKNOWN,
+        unknown("payout_id")),
+    Row("POST", "/api/v2/admin/payouts/{payout_id}/reject", ADMIN_UNKNOWN,
+        body({"reason": "no"}, unknown("payout_id"))),
+    Row("GET", "/api/v2/deposits", SESSION_ONLY),
+    Row("GET", "/api/v2/deposits/{deposit_id}", UNKNOWN_SESSION, unknown("deposit_id")),
+    Row("POST", "/api/v2/deposits", (401, 409, 409, 409, 401, 409, 409), body({"amount_sat": 1000}),
+        "the default ledger-only provider takes no deposits"),
 )
 # fmt: on
 
