@@ -34,9 +34,22 @@ class TestReady:
         self, app: FastAPI, state: AppState
     ) -> None:
         async with state.engine.begin() as conn:
+            heads = list(
+                (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars()
+            )
             await conn.execute(text("UPDATE alembic_version SET version_num = 'behind'"))
-        async with _root(app) as client:
-            response = await client.get("/ready")
+        try:
+            async with _root(app) as client:
+                response = await client.get("/ready")
+        finally:
+            # The PostgreSQL database is shared by the session's tests (and the servers they
+            # start, which migrate it): put the real heads back.
+            async with state.engine.begin() as conn:
+                await conn.execute(text("DELETE FROM alembic_version"))
+                for head in heads:
+                    await conn.execute(
+                        text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head}
+                    )
         assert response.status_code == 503
         assert "dukenet db upgrade" in response.json()["reason"]
         assert response.json()["database"] == ["behind"]
