@@ -27,6 +27,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._generation = 0  # bumped by every cut
 
     def __enter__(self) -> TcpProxy:
         self._thread.start()
@@ -56,6 +57,7 @@ class TcpProxy:
             )
 
     async def _cut(self) -> None:
+        self._generation += 1
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -64,12 +66,19 @@ class TcpProxy:
         self._writers.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        generation = self._generation
+        self._writers.add(writer)  # a cut while the upstream side connects resets this one too
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return
-        self._writers.update((writer, upstream_writer))
+        if generation != self._generation or writer.transport.is_closing():
+            # Cut meanwhile: nothing accepted before a cut may outlive it.
+            upstream_writer.transport.abort()
+            writer.transport.abort()
+            return
+        self._writers.add(upstream_writer)
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
         )
