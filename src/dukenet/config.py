@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # the gate's margin in normalised utility (success - price / V) units
     promotion_margin: float = Field(default=0.02, ge=0.0, lt=1.0)
     routing_seed: int | None = None
+    # pairwise comparisons (comparisons/): this share of new tasks also goes to a second agent
+    # (drawn at random, the probability recorded in the task's receipt); "winner" pays only the
+    # agent the buyer picks (the other's escrow is refunded), "both" pays both agents
+    comparison_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    comparison_payment: Literal["both", "winner"] = "winner"
 
     # gateway (/v1): a call waits this long for its task, then answers 504 with the task id;
     # out-of-process runners' results are polled every gateway_poll_s

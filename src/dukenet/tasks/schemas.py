@@ -83,6 +83,10 @@ class TaskCreate(TaskQuoteRequest):
     # private: the task, its result and its labels never leave the database (no dataset, no
     # export); it is still routed, paid and counted in reputation like any other
     private: bool = False
+    # a second agent answers the same task and the buyer picks one (comparisons/); the payment
+    # mode (``both`` agents or the ``winner`` only) defaults to DUKENET_COMPARISON_PAYMENT
+    compare: bool = False
+    compare_payment: Literal["both", "winner"] | None = None
 
 
 class QuoteRead(Schema):
