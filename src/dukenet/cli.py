@@ -4,43 +4,31 @@ ledger, models, demo. Administration commands act on the configured database dir
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import httpx
 import typer
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from dukenet.accounts import repository as accounts_repository
-from dukenet.accounts import service as accounts_service
-from dukenet.accounts.models import User, UserRole
-from dukenet.agents import repository as agents_repository
-from dukenet.agents import service as agents_service
 from dukenet.config import Settings
 from dukenet.datasets.cli import datasets_app
-from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
-from dukenet.files.storage import storage_from_settings
-from dukenet.kit import netguard
-from dukenet.kit.secrets import SECRET_KEY_FILE, SecretBox
-from dukenet.learning import service as learning_service
-from dukenet.learning.trainer import Trainer
-from dukenet.ledger import service as ledger_service
-from dukenet.migrate import upgrade
-from dukenet.monitoring import service as monitoring_service
-from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
-from dukenet.payments import service as payments_service
-from dukenet.payments.models import Payout, PayoutStatus
-from dukenet.payments.providers import open_provider
 from dukenet.replay import BuiltinDataset, Complexity, Pricing
-from dukenet.runners.worker import Runner
-from dukenet.tasks import service as tasks_service
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from dukenet.accounts.models import User
+    from dukenet.agents import service as agents_service
+    from dukenet.learning import tuning
+    from dukenet.payments import service as payments_service
+    from dukenet.payments.models import Payout
+
+# Heavy modules (the ORM, scikit-learn, uvicorn, the app) are imported by the commands that use
+# them, so that ``dukenet --help`` answers in well under a second (tests/test_cli_imports.py).
 
 app = typer.Typer(help="DukeNET: a self-improving AI agent marketplace.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -63,6 +51,8 @@ T = TypeVar("T")
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from dukenet.db import create_engine, create_sessionmaker
+
     async def run() -> T:
         engine = create_engine(settings.resolved_database_url)
         try:
@@ -86,6 +76,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Run the API with in-process runners and trainer (OpenAPI at /docs)."""
+    import uvicorn
+
     from dukenet.main import create_app
 
     settings = Settings()
@@ -131,8 +123,15 @@ def runner(
 ) -> None:
     """Run a stand-alone runner: from the database (scale-out path) or, with --server and
     --api-key, over HTTP for an operator's own agents on any machine."""
+    import httpx
+
+    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.files.storage import storage_from_settings
+    from dukenet.kit import netguard
+    from dukenet.kit.secrets import SecretBox
     from dukenet.main import build_executors
     from dukenet.runners.remote import RemoteRunner
+    from dukenet.runners.worker import Runner
 
     settings = Settings()
     if (server is None) != (api_key is None):
@@ -171,6 +170,9 @@ def runner(
 @app.command()
 def trainer() -> None:
     """Run a stand-alone trainer that watches the retraining triggers (scale-out path)."""
+    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.learning.trainer import Trainer
+
     settings = Settings()
 
     async def work(stop: asyncio.Event) -> None:
@@ -184,6 +186,8 @@ def trainer() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
+    from dukenet.migrate import upgrade
+
     upgrade(Settings().resolved_database_url)
     typer.echo("database is at head")
 
@@ -199,6 +203,10 @@ def create_admin(
     ],
 ) -> None:
     """Create an administrator."""
+    from dukenet.accounts import service as accounts_service
+    from dukenet.accounts.models import UserRole
+    from dukenet.migrate import upgrade
+
     settings = Settings()
     upgrade(settings.resolved_database_url)
     if len(password) < 8:
@@ -225,6 +233,9 @@ def credit(
     amount_sat: Annotated[int, typer.Option(min=1, help="Satoshis to deposit.")],
 ) -> None:
     """Deposit satoshis into a user's wallet."""
+    from dukenet.accounts import repository as accounts_repository
+    from dukenet.ledger import service as ledger_service
+
     settings = Settings()
 
     async def work(session: AsyncSession) -> int:
@@ -243,6 +254,8 @@ def credit(
 def _console_admin() -> User:
     """Return the unsaved administrator that commands act as: whoever runs them on the
     database's machine (it owns nothing and cannot be deactivated)."""
+    from dukenet.accounts.models import User, UserRole
+
     return User(id=uuid.UUID(int=0), email="console@localhost", role=UserRole.ADMIN)
 
 
@@ -263,6 +276,9 @@ def users_list(
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
 ) -> None:
     """List users, newest first, as GET /api/v2/admin/users does."""
+    from dukenet.accounts import service as accounts_service
+    from dukenet.accounts.models import UserRole
+
     roles = [r.value for r in UserRole]
     if role is not None and role not in roles:
         _bad_option("--role", f"must be {', '.join(roles[:-1])} or {roles[-1]}")
@@ -288,6 +304,9 @@ def users_list(
 
 
 def _set_user_active(email: str, active: bool) -> None:
+    from dukenet.accounts import repository as accounts_repository
+    from dukenet.accounts import service as accounts_service
+
     async def work(session: AsyncSession) -> str:
         user = await accounts_repository.get_by_email(session, email)
         if user is None:
@@ -316,6 +335,7 @@ def users_reactivate(email: Annotated[str, typer.Argument(help="Whom to reactiva
 @agents_app.command("list")
 def agents_list() -> None:
     """List every agent, enabled or not, with its price and record."""
+    from dukenet.agents import service as agents_service
 
     async def work(session: AsyncSession) -> list[str]:
         agents = await agents_service.list_agents(session)
@@ -335,6 +355,10 @@ def agents_list() -> None:
 
 
 def _set_agent_enabled(name: str, enabled: bool) -> None:
+    from dukenet.agents import repository as agents_repository
+    from dukenet.agents import service as agents_service
+    from dukenet.tasks import service as tasks_service
+
     settings = Settings()
 
     async def work(session: AsyncSession) -> str:
@@ -374,6 +398,9 @@ def agents_rotate_keys() -> None:
     1; the others are re-encrypted and committed all the same (they stay readable with the
     keys configured), so it can simply run again once those agents are fixed.
     """
+    from dukenet.agents import service as agents_service
+    from dukenet.kit.secrets import SECRET_KEY_FILE, SecretBox
+
     settings = Settings()
     if not settings.secret_key.strip():
         _bad_option(
@@ -407,6 +434,8 @@ def agents_rotate_keys() -> None:
 @admin_app.command("metrics")
 def admin_metrics() -> None:
     """Print the system metrics (JSON) as GET /api/v2/admin/metrics returns them."""
+    from dukenet.monitoring import service as monitoring_service
+
     metrics = _with_session(Settings(), monitoring_service.system_metrics)
     typer.echo(metrics.model_dump_json(indent=2))
 
@@ -420,6 +449,9 @@ def export(
     ] = None,
 ) -> None:
     """Export every task, result or outcome as CSV or JSON Lines, oldest first (streamed)."""
+    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
+
     kinds = [k.value for k in ExportKind]
     if kind not in kinds:
         _bad_option("KIND", f"must be {', '.join(kinds[:-1])} or {kinds[-1]}")
@@ -482,6 +514,9 @@ def payouts_list(
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
 ) -> None:
     """List every operator's payouts, newest first, as GET /api/v2/admin/payouts does."""
+    from dukenet.payments import service as payments_service
+    from dukenet.payments.models import PayoutStatus
+
     states = [s.value for s in PayoutStatus]
     if status is not None and status not in states:
         _bad_option("--status", f"must be {', '.join(states[:-1])} or {states[-1]}")
@@ -508,6 +543,10 @@ def payouts_approve(
 ) -> None:
     """Approve a requested payout and pay it through the configured provider (paid, failed
     with the amount returned to the agent, or still sending); approving again pays once."""
+    from dukenet.payments import service as payments_service
+    from dukenet.payments.models import PayoutStatus
+    from dukenet.payments.providers import open_provider
+
     settings = Settings()
     target = _payout_id(payout_id)
 
@@ -530,6 +569,8 @@ def payouts_reject(
     reason: Annotated[str, typer.Option(help="Why (shown to the operator).")],
 ) -> None:
     """Reject a requested payout: the held amount returns to the agent's earnings."""
+    from dukenet.payments import service as payments_service
+
     target = _payout_id(payout_id)
     if not 1 <= len(reason) <= 2000:
         _bad_option("--reason", "must be 1 to 2000 characters")
@@ -547,6 +588,12 @@ def payouts_reject(
 def payouts_sync() -> None:
     """Resolve every sending payout and pending deposit with the provider (after a crash, or as
     a poll that credits paid deposit invoices); print what it did as JSON."""
+    import dataclasses
+
+    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.payments import service as payments_service
+    from dukenet.payments.providers import open_provider
+
     settings = Settings()
 
     async def run() -> payments_service.SyncReport:
@@ -566,6 +613,8 @@ def payouts_sync() -> None:
 @ledger_app.command("check")
 def ledger_check() -> None:
     """Recompute every balance from the entries; exit 1 on any difference."""
+    from dukenet.ledger import service as ledger_service
+
     report = _with_session(Settings(), ledger_service.check)
     typer.echo(report.model_dump_json(indent=2))
     if not report.ok:
@@ -575,6 +624,7 @@ def ledger_check() -> None:
 @models_app.command("list")
 def models_list() -> None:
     """List model versions with their held-out metrics; * marks the champion."""
+    from dukenet.learning import service as learning_service
 
     async def work(session: AsyncSession) -> list[str]:
         champion = await learning_service.champion_version(session)
@@ -599,6 +649,7 @@ def models_promote(
     version: Annotated[int, typer.Argument(help="Version to make champion.")],
 ) -> None:
     """Make a version the champion."""
+    from dukenet.learning import service as learning_service
 
     async def work(session: AsyncSession) -> int:
         return (await learning_service.promote(session, version, reason="cli")).version
@@ -609,6 +660,7 @@ def models_promote(
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Return the champion to the previous one."""
+    from dukenet.learning import service as learning_service
 
     async def work(session: AsyncSession) -> int:
         return (await learning_service.rollback(session)).version
@@ -632,6 +684,7 @@ def models_tune(
 
     import optuna
 
+    from dukenet.db import create_engine, create_sessionmaker
     from dukenet.learning import tuning
 
     if objective not in ("log_loss", "brier"):
@@ -721,6 +774,8 @@ def replay(
     ] = None,
 ) -> None:
     """Drive a running market with a recorded-outcomes dataset (long format; see README)."""
+    import httpx
+
     from dukenet.replay.dataset import DatasetError, read_outcomes
     from dukenet.replay.market import (
         ReplayError,

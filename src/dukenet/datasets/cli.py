@@ -11,11 +11,7 @@ from typing import Annotated
 import typer
 
 from dukenet.config import Settings
-from dukenet.datasets import service
-from dukenet.datasets.formats import DatasetKind
-from dukenet.db import create_engine, create_sessionmaker
 from dukenet.errors import DukenetError
-from dukenet.learning.models import LabelSource
 
 datasets_app = typer.Typer(help="Training datasets (TRL formats).", no_args_is_help=True)
 
@@ -41,6 +37,12 @@ def export(
     """Export a dataset of labelled outcomes as <kind>.jsonl (+ .parquet) and manifest.json;
     private and discarded tasks are never included, and an empty match writes an empty
     dataset whose manifest says so."""
+    # imported here: the ORM and pyarrow stay out of ``dukenet --help``
+    from dukenet.datasets import service
+    from dukenet.datasets.formats import DatasetKind
+    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.learning.models import LabelSource
+
     kinds = [k.value for k in DatasetKind]
     if kind not in kinds:
         raise _fail("KIND", f"must be one of {', '.join(kinds)}")
