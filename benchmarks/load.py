@@ -447,6 +447,8 @@ async def run(args: argparse.Namespace) -> None:
                 "DUKENET_EMBEDDED_TRAINER": "false",
                 "DUKENET_RETRY_BACKOFF_S": "0",
                 "DUKENET_LOGIN_RATE_LIMIT_PER_IP": "1000/minute",
+                # one buyer per concurrent client registers from 127.0.0.1
+                "DUKENET_REGISTER_RATE_LIMIT_PER_IP": "1000/minute",
             }
             print(
                 f"database {make_url(url).get_backend_name()}, {args.api_processes} API process(es)"
