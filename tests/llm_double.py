@@ -9,12 +9,20 @@ is recorded in :attr:`LLMDouble.requests`.
         double.script(Reply.error(429), Reply.error(429))   # then the default answer
         ... agent config base_url=double.base_url ...
         assert len(double.requests) == 3
+
+Streaming: :meth:`Reply.streamed` answers in server-sent events (``chat.completion.chunk``
+objects, written and flushed one by one, ``delay_s`` apart, then ``data: [DONE]``), whatever
+was asked; an ``LLMDouble(streaming=True)`` also answers a request with ``"stream": true``
+whose reply is a plain completion by streaming that completion's content word by word (its
+usage in a last chunk when ``stream_options.include_usage`` asks for it), as OpenAI does.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +46,9 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
     hang: bool = False
+    # server-sent events' data, each written and flushed on its own, delay_s apart
+    events: tuple[str, ...] = ()
+    delay_s: float = 0.0
 
     @classmethod
     def completion(
@@ -64,6 +75,63 @@ class Reply:
             "usage": DEFAULT_USAGE if usage is None else usage,
         }
         return cls(status=200, body=json.dumps(body).encode())
+
+    @classmethod
+    def streamed(
+        cls,
+        pieces: list[str],
+        *,
+        model: str = "test-model",
+        usage: dict[str, int] | None = None,
+        finish_reason: str = "stop",
+        delay_s: float = 0.0,
+        cut_after: int | None = None,
+    ) -> Reply:
+        """Return a streamed completion: a role chunk, one chunk per piece, the finish
+        reason, a usage chunk (``usage``, if given) and ``[DONE]``; ``cut_after`` closes the
+        connection after that many events instead (a stream that breaks off)."""
+        base = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+        }
+
+        def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return json.dumps({**base, "choices": [choice]})
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in pieces]
+        events.append(chunk({}, finish_reason))
+        if usage is not None:
+            events.append(json.dumps({**base, "choices": [], "usage": usage}))
+        events.append("[DONE]")
+        if cut_after is not None:
+            events = events[:cut_after]
+        return cls(
+            status=200,
+            headers=(("Content-Type", "text/event-stream"),),
+            events=tuple(events),
+            delay_s=delay_s,
+        )
+
+    def as_stream(self, *, include_usage: bool, delay_s: float = 0.0) -> Reply:
+        """Return this plain completion streamed word by word (itself if it is not one)."""
+        try:
+            body = json.loads(self.body)
+            content = body["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return self
+        if self.status != 200 or not isinstance(content, str):
+            return self
+        return Reply.streamed(
+            re.findall(r"\S+\s*|\s+", content),
+            model=body.get("model", "test-model"),
+            usage=body.get("usage") if include_usage else None,
+            finish_reason=body["choices"][0].get("finish_reason") or "stop",
+            delay_s=delay_s,
+        )
 
     @classmethod
     def error(cls, status: int, message: str = "scripted error") -> Reply:
@@ -103,6 +171,8 @@ class _Script:
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Condition = field(default_factory=threading.Condition)
     stopping: threading.Event = field(default_factory=threading.Event)
+    streaming: bool = False  # stream plain completions to requests that ask for a stream
+    stream_delay_s: float = 0.0  # between the events of such a stream
 
     def record(self, request: RecordedRequest) -> None:
         with self.lock:
@@ -146,22 +216,45 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.hang:
             script.stopping.wait()
             return
+        asked = _asked_stream(request)
+        if script.streaming and asked is not None and not reply.events:
+            reply = reply.as_stream(include_usage=asked, delay_s=script.stream_delay_s)
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
+        if reply.events:  # no length: the body ends when the connection closes (HTTP/1.0)
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            for k, data in enumerate(reply.events):
+                if k and reply.delay_s:
+                    time.sleep(reply.delay_s)
+                self.wfile.write(f"data: {data}\n\n".encode())
+                self.wfile.flush()
+            return
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         self.wfile.write(reply.body)
 
 
+def _asked_stream(request: RecordedRequest) -> bool | None:
+    """None if the request did not ask for a stream, else whether it asked for usage."""
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("stream") is not True:
+        return None
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
 class LLMDouble:
     """The server; a context manager that starts it on enter and stops it on exit."""
 
-    def __init__(self) -> None:
-        self._script = _Script()
+    def __init__(self, *, streaming: bool = False, stream_delay_s: float = 0.0) -> None:
+        self._script = _Script(streaming=streaming, stream_delay_s=stream_delay_s)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

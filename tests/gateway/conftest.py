@@ -74,6 +74,13 @@ def _register(api: httpx.Client, role: str) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture
+def double() -> Iterator[LLMDouble]:
+    """The LLM double, streaming its answers word by word (5 ms apart) when asked to stream."""
+    with LLMDouble(streaming=True, stream_delay_s=0.005) as server:
+        yield server
+
+
+@pytest.fixture
 def live_settings(settings: Settings) -> Settings:
     """The test settings with one embedded runner, fast webhook polling and a short LLM
     timeout (a hanging double's request ends, and the runner with it, within seconds)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -24,7 +23,7 @@ from dukenet.deps import (
     current_user,
 )
 from dukenet.errors import DukenetError
-from dukenet.gateway import keys, service, webhooks
+from dukenet.gateway import keys, service, streaming, webhooks
 from dukenet.gateway.errors import GatewayError
 from dukenet.gateway.schemas import (
     BuyerKeyCreate,
@@ -109,19 +108,11 @@ async def chat_completions(
     if not chat.stream:
         return JSONResponse(await completion())
     include_usage = chat.stream_options is not None and chat.stream_options.include_usage
-
-    async def events() -> AsyncIterator[str]:
-        yield service.role_frame(task, chat.model)
-        try:
-            body = await completion()
-        except GatewayError as exc:
-            yield service.sse(exc.body())
-            return
-        for frame in service.stream_frames(body, include_usage=include_usage):
-            yield frame
-
+    frames = streaming.events(
+        state.relay, task, model=chat.model, include_usage=include_usage, completion=completion
+    )
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        frames, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -88,6 +87,7 @@ def _task_create(
             accept_on_delivery=(
                 settings.gateway_auto_accept if options.accept is None else options.accept
             ),
+            stream=request.stream,
         ),
     )
 
@@ -272,58 +272,6 @@ def _p_success(task: Task) -> float | None:
             value = candidate.get("p_success")
             return float(value) if value is not None else None
     return None
-
-
-def stream_frames(completion: dict[str, Any], *, include_usage: bool) -> list[str]:
-    """Return a completion as server-sent events in OpenAI's ``chat.completion.chunk`` format:
-    the content in one chunk, the finish reason, the usage chunk if asked, ``[DONE]``."""
-    base = {
-        "id": completion["id"],
-        "object": "chat.completion.chunk",
-        "created": completion["created"],
-        "model": completion["model"],
-    }
-    choice = completion["choices"][0]
-    chunks: list[dict[str, Any]] = [
-        {
-            **base,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"content": choice["message"]["content"]},
-                    "finish_reason": None,
-                }
-            ],
-        },
-        {
-            **base,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
-            "dukenet": completion["dukenet"],
-        },
-    ]
-    if include_usage:
-        chunks.append({**base, "choices": [], "usage": completion["usage"]})
-    return [sse(chunk) for chunk in chunks] + ["data: [DONE]\n\n"]
-
-
-def role_frame(task: Task, model: str) -> str:
-    """Return the first chunk of a stream (the assistant's role), sent before the answer."""
-    return sse(
-        {
-            "id": f"chatcmpl-{task.id.hex}",
-            "object": "chat.completion.chunk",
-            "created": int(task.created_at.timestamp()),
-            "model": model,
-            "choices": [
-                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            ],
-        }
-    )
-
-
-def sse(data: dict[str, Any]) -> str:
-    """Return one server-sent event carrying ``data`` as JSON."""
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 async def list_models(session: AsyncSession) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dukenet.accounts.rate_limit import LoginRateLimiter
 from dukenet.accounts.service import TokenCodec
 from dukenet.config import Settings
+from dukenet.events.stream import DeltaRelay
 from dukenet.files.storage import Storage
 from dukenet.kit.bell import TaskBell
 from dukenet.learning.serving import ChampionCache
@@ -30,3 +31,5 @@ class AppState:
     login_limiter: LoginRateLimiter
     storage: Storage
     bell: TaskBell = field(default_factory=TaskBell)  # wakes embedded runners and waiters
+    # streamed answers, runner -> the gateway request waiting for them (thread-safe)
+    relay: DeltaRelay = field(default_factory=DeltaRelay)

@@ -8,6 +8,15 @@ from typing import Any, Protocol, runtime_checkable
 from dukenet.agents.models import Agent
 
 
+class DeltaSink(Protocol):
+    """Where an executor relays its answer while the agent streams it (the gateway's waiting
+    request); the full answer is still returned as ``Execution.text``."""
+
+    def send(self, text: str) -> None:
+        """Relay the next piece of the answer; never blocks, never raises."""
+        ...
+
+
 @dataclass(frozen=True)
 class WorkItem:
     """A claimed task as an executor sees it."""
@@ -19,6 +28,9 @@ class WorkItem:
     chat: dict[str, Any] | None = None
     # the buyer's own reference for the task (e.g. a replayed dataset's task id), or None
     external_id: str | None = None
+    # set when the buyer's call streams (ChatPayload.stream): an executor that can stream
+    # relays the answer's pieces here as they come; one that cannot ignores it
+    deltas: DeltaSink | None = None
 
 
 @dataclass(frozen=True)

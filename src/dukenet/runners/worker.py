@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
 from dukenet.db import in_transaction
+from dukenet.events.stream import DeltaRelay
 from dukenet.files import service as files_service
 from dukenet.files.storage import Storage
 from dukenet.kit.bell import TaskBell
@@ -45,8 +46,10 @@ class Runner:
         name: str | None = None,
         storage: Storage | None = None,
         bell: TaskBell | None = None,
+        relay: DeltaRelay | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._relay = relay  # a streaming chat task's answer is relayed here as it comes
         self._bell = bell  # rung for new work; this runner rings it when a task changes
         self._storage = storage
         self._settings = settings
@@ -79,6 +82,11 @@ class Runner:
                     context,
                     task.payload,
                     external_id=task.external_id,
+                    deltas=(
+                        self._relay.sink(task_id, attempt)
+                        if self._relay is not None and (task.payload or {}).get("stream")
+                        else None
+                    ),
                 ),
             )
         except ExecutionError as exc:

@@ -63,6 +63,9 @@ class ChatPayload(Schema):
     params: ChatParams = Field(default_factory=ChatParams)
     # the buyer accepts the result in advance: the agent is paid on delivery (no dispute window)
     accept_on_delivery: bool = False
+    # the buyer's call streams (the gateway's stream: true): an llm agent is asked to stream and
+    # its answer is relayed as it comes; the stored result is the whole answer either way
+    stream: bool = False
 
 
 class TaskCreate(TaskQuoteRequest):

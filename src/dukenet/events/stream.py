@@ -1,0 +1,184 @@
+"""The relay of an answer while its agent streams it: runner → the gateway request waiting for it.
+
+A runner that executes a streaming chat task (``ChatPayload.stream``) hands each piece of text the
+agent sends to a :class:`DeltaSink`; the relay keeps a task's pieces in order and wakes the
+readers of that task, whatever thread or event loop they (and the runner) run on. Pieces carry
+the attempt they belong to and their character offset within it, so a piece sent twice (a
+retried POST from a remote runner) is kept once and a gap is refused. The relay is bounded:
+``max_chars`` per task (later text is not relayed: the reader sends it from the stored result),
+``max_tasks`` buffers at once, and a buffer nobody reads is dropped after ``idle_s`` seconds.
+
+Nothing here is needed for correctness: the stored result is the answer, and the gateway sends
+whatever the relay did not carry once the task is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+MAX_CHARS = 1_000_000
+MAX_TASKS = 10_000
+IDLE_S = 120.0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of an answer: the attempt that produced it, its offset in characters within
+    that attempt's answer, and the text."""
+
+    attempt: int
+    offset: int
+    text: str
+
+
+class StreamReader:
+    """One reader of one task's pieces, on the event loop that subscribed it."""
+
+    def __init__(self, relay: DeltaRelay, task_id: uuid.UUID) -> None:
+        self._relay = relay
+        self.task_id = task_id
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        self._index = 0
+
+    def take(self) -> list[Delta]:
+        """Return the pieces that arrived since the last call, in order."""
+        pieces, self._index = self._relay._read(self.task_id, self._index)
+        return pieces
+
+    async def wait(self) -> None:
+        """Return once a piece arrived since the last ``take`` or ``wait`` (at once if one
+        did)."""
+        await self._event.wait()
+        self._event.clear()
+
+    def _wake(self) -> None:
+        """Wake ``wait`` from any thread (a runner's own loop or thread)."""
+        with contextlib.suppress(RuntimeError):  # the reader's loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(self._event.set)
+
+
+@dataclass(eq=False)
+class _Buffer:
+    pieces: list[Delta] = field(default_factory=list)
+    lengths: dict[int, int] = field(default_factory=dict)  # attempt -> characters held
+    chars: int = 0
+    readers: set[StreamReader] = field(default_factory=set)
+    touched_at: float = field(default_factory=time.monotonic)
+
+
+class DeltaRelay:
+    """Per-process, thread-safe buffers of streamed answers by task, with their readers."""
+
+    def __init__(
+        self, *, max_chars: int = MAX_CHARS, max_tasks: int = MAX_TASKS, idle_s: float = IDLE_S
+    ) -> None:
+        self.max_chars = max_chars
+        self.max_tasks = max_tasks
+        self.idle_s = idle_s
+        self._lock = threading.Lock()
+        self._buffers: dict[uuid.UUID, _Buffer] = {}
+        self.dropped_chars = 0  # text refused for a full buffer (the reader sends it later)
+
+    def publish(self, task_id: uuid.UUID, delta: Delta) -> bool:
+        """Add ``delta`` to the task's answer and wake its readers; callable from any thread,
+        never blocks. Returns whether the relay holds the piece now (False: a gap before its
+        offset, or the task's buffer is full)."""
+        if not delta.text:
+            return True
+        with self._lock:
+            buffer = self._buffers.get(task_id)
+            if buffer is None:
+                self._prune()
+                buffer = self._buffers[task_id] = _Buffer()
+            buffer.touched_at = time.monotonic()
+            held = buffer.lengths.get(delta.attempt, 0)
+            end = delta.offset + len(delta.text)
+            if end <= held:  # sent before (a retried request)
+                return True
+            if delta.offset > held:
+                return False
+            text = delta.text[held - delta.offset :]  # the part not held yet
+            if buffer.chars + len(text) > self.max_chars:
+                self.dropped_chars += len(text)
+                return False
+            buffer.pieces.append(Delta(delta.attempt, held, text))
+            buffer.lengths[delta.attempt] = end
+            buffer.chars += len(text)
+            readers = list(buffer.readers)
+        for reader in readers:
+            reader._wake()
+        return True
+
+    @contextlib.contextmanager
+    def subscribe(self, task_id: uuid.UUID) -> Iterator[StreamReader]:
+        """Read ``task_id``'s pieces from the first one (also those that arrived before the
+        subscription); the task's buffer is dropped when its last reader leaves."""
+        reader = StreamReader(self, task_id)
+        with self._lock:
+            buffer = self._buffers.get(task_id)
+            if buffer is None:
+                self._prune()
+                buffer = self._buffers[task_id] = _Buffer()
+            buffer.readers.add(reader)
+            if buffer.pieces:
+                reader._wake()
+        try:
+            yield reader
+        finally:
+            with self._lock:
+                buffer = self._buffers.get(task_id)
+                if buffer is not None:
+                    buffer.readers.discard(reader)
+                    if not buffer.readers:
+                        del self._buffers[task_id]
+
+    def sink(self, task_id: uuid.UUID, attempt: int) -> RelaySink:
+        """Return the sink through which an in-process runner relays ``attempt``'s answer."""
+        return RelaySink(self, task_id, attempt)
+
+    def buffered_tasks(self) -> int:
+        """How many tasks have a buffer now."""
+        with self._lock:
+            return len(self._buffers)
+
+    def _read(self, task_id: uuid.UUID, index: int) -> tuple[list[Delta], int]:
+        with self._lock:
+            buffer = self._buffers.get(task_id)
+            if buffer is None:
+                return [], index
+            return buffer.pieces[index:], len(buffer.pieces)
+
+    def _prune(self) -> None:
+        """Drop unread buffers idle for ``idle_s``, then the oldest unread ones past
+        ``max_tasks`` (the lock is held)."""
+        now = time.monotonic()
+        for task_id, buffer in list(self._buffers.items()):
+            if not buffer.readers and now - buffer.touched_at > self.idle_s:
+                del self._buffers[task_id]
+        if len(self._buffers) >= self.max_tasks:
+            unread = sorted((b.touched_at, t) for t, b in self._buffers.items() if not b.readers)
+            for _, task_id in unread[: len(self._buffers) - self.max_tasks + 1]:
+                del self._buffers[task_id]
+
+
+class RelaySink:
+    """Relays one attempt's answer into a :class:`DeltaRelay`, piece by piece (a
+    ``runners.base.DeltaSink``)."""
+
+    def __init__(self, relay: DeltaRelay, task_id: uuid.UUID, attempt: int) -> None:
+        self._relay = relay
+        self._task_id = task_id
+        self._attempt = attempt
+        self._offset = 0
+
+    def send(self, text: str) -> None:
+        """Relay the next piece of the answer (never blocks, never raises)."""
+        self._relay.publish(self._task_id, Delta(self._attempt, self._offset, text))
+        self._offset += len(text)
