@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     name=f"embedded-{i}",
                     storage=state.storage,
                     bell=state.bell,
+                    relay=state.relay,
                 )
                 workers.append(asyncio.create_task(runner.run_forever(stop)))
             if settings.embedded_sweeper:
