@@ -318,6 +318,8 @@ BUYERS_THING = (401, 200, 404, 404, 404, 404, 200)
 """The buyer's own object: others get 404 (existence not revealed), admins see it."""
 OPERATORS_AGENT = (401, 403, 403, 200, 200, 403, 200)
 """Changing the operator's agent: its operator (token or key) and admins."""
+OWN_AGENT_ONLY = (401, 403, 403, 200, 200, 403, 403)
+"""Spending the operator's own resources through its agent: its operator (token or key) only."""
 UNKNOWN = (401, 404, 404, 404, 404, 404, 404)
 """An id that does not exist, to anyone signed in (an API key included)."""
 UNKNOWN_SESSION = (401, 404, 404, 404, 401, 404, 404)
@@ -340,6 +342,10 @@ MATRIX: tuple[Row, ...] = (
     Row("POST", "/api/v2/auth/logout-all", (401, 204, 204, 204, 401, 204, 204), fresh_caller),
     Row("GET", "/api/v2/users/me", ANYONE_SIGNED_IN),
     Row("PATCH", "/api/v2/users/me", ANYONE_SIGNED_IN, body({"display_name": "Matrix"})),
+    Row("GET", "/api/v2/ledger/series", ANYONE_SIGNED_IN),
+    Row("GET", "/api/v2/ledger/series", (401, 404, 404, 200, 200, 404, 200),
+        query_from_world(lambda w: {"agent_id": w.ids["agent_id"]}),
+        "one agent's earnings: its operator and admins; to others the agent does not exist"),
     Row("POST", "/api/v2/users/me/password", SESSION_ONLY, password),
     Row("POST", "/api/v2/api-keys", (401, 403, 403, 201, 401, 201, 201), body({"name": "k"})),
     Row("GET", "/api/v2/api-keys", SESSION_ONLY),
@@ -359,6 +365,8 @@ MATRIX: tuple[Row, ...] = (
     Row("PATCH", "/api/v2/agents/{agent_id}", OPERATORS_AGENT, body({"description": "matrix"})),
     Row("POST", "/api/v2/agents/{agent_id}/enable", OPERATORS_AGENT, fresh_agent),
     Row("POST", "/api/v2/agents/{agent_id}/disable", OPERATORS_AGENT, fresh_agent),
+    Row("POST", "/api/v2/agents/{agent_id}/test-call", OWN_AGENT_ONLY, body({}),
+        "its operator only (the call spends the operator's tokens); 200 with ok=false here"),
     # files
     Row("POST", "/api/v2/files", (401, 201, 201, 201, 201, 201, 201), upload),
     Row("GET", "/api/v2/files", ANYONE_SIGNED_IN),

@@ -11,13 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from dukenet.accounts.models import UserRole
-from dukenet.agents import service
+from dukenet.agents import probe, service
 from dukenet.agents.deps import Secrets
 from dukenet.agents.schemas import (
     AgentCreate,
     AgentDetail,
     AgentRead,
     AgentStatsRead,
+    AgentTestCall,
+    AgentTestCallRead,
     AgentUpdate,
 )
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
@@ -156,3 +158,30 @@ async def disable(
     await tasks_service.reassign_queued(session, settings=state.settings, agent_id=agent.id)
     await session.commit()
     return AgentRead.model_validate(agent)
+
+
+@router.post(
+    "/agents/{agent_id}/test-call",
+    response_model=AgentTestCallRead,
+    responses=error_responses(400, 403, 404),
+)
+async def test_call(
+    agent_id: uuid.UUID,
+    user: OperatorUser,
+    session: Session,
+    state: State,
+    secrets: Secrets,
+    data: AgentTestCall | None = None,
+) -> AgentTestCallRead:
+    """Send a short probe through the caller's own ``llm`` agent's endpoint and report its
+    answer, latency (ms) or error (200 either way); no task is created and no money moves.
+
+    The probe goes out as the runner's calls do (the egress policy, ``llm_timeout_s``, the
+    stored API key), without retries; ``max_tokens`` caps the answer (default 32).
+    """
+    agent = await probe.get_testable(session, actor=user, agent_id=agent_id)
+    # End the read transaction before the call: the endpoint may take up to llm_timeout_s.
+    await session.commit()
+    return await probe.test_call(
+        agent, data or AgentTestCall(), settings=state.settings, secrets=secrets
+    )

@@ -170,3 +170,22 @@ class AgentStatsRead(Schema):
     earnings_sat: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+
+
+class AgentTestCall(Schema):
+    """A probe sent through an ``llm`` agent's endpoint: a short prompt, a small answer."""
+
+    prompt: str = Field(default="Reply with the single word OK.", min_length=1, max_length=2000)
+    max_tokens: int = Field(default=32, ge=1, le=256)
+
+
+class AgentTestCallRead(Schema):
+    """What the endpoint answered a test call: ``ok`` with the answer's ``text`` (at most
+    2,000 characters), or the ``error``; ``latency_ms`` from sending to the full answer."""
+
+    ok: bool
+    latency_ms: float
+    text: str | None
+    error: str | None
+    model: str | None
+    usage: dict[str, int | None]

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import cast
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import BigInteger, Integer, Table, bindparam, case, func, select, update
+from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
-from dukenet.ledger.models import LedgerAccount, LedgerAccountKind, LedgerEntry, LedgerTransaction
+from dukenet.ledger.models import (
+    LedgerAccount,
+    LedgerAccountKind,
+    LedgerEntry,
+    LedgerTransaction,
+    LedgerTransactionKind,
+)
 
 
 async def get_account_by_name(
@@ -95,3 +104,49 @@ async def all_accounts(session: AsyncSession) -> Sequence[LedgerAccount]:
 async def count_transactions(session: AsyncSession) -> int:
     """Return the number of ledger transactions."""
     return int((await session.execute(select(func.count(LedgerTransaction.id)))).scalar_one())
+
+
+def _epoch_s(session: AsyncSession, column: Any) -> ColumnElement[int]:
+    """Return ``column`` as whole seconds since 1970 (UTC) in this session's SQL dialect."""
+    if session.get_bind().dialect.name == "sqlite":  # stored as UTC 'YYYY-MM-DD HH:MM:SS.ffffff'
+        return cast_(func.strftime("%s", column), Integer)
+    return cast_(func.floor(func.extract("epoch", column)), BigInteger)
+
+
+async def bucketed_sums(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    account_kinds: Sequence[LedgerAccountKind],
+    account_name: str | None,
+    since_s: int,
+    bucket_s: int,
+) -> list[tuple[int, LedgerAccountKind, LedgerTransactionKind, int, int]]:
+    """Return (bucket index, account kind, transaction kind, credits, debits) of the entries of
+    ``owner_id``'s accounts of ``account_kinds`` (only ``account_name`` if given) made at or
+    after ``since_s`` (seconds since 1970, UTC), in buckets of ``bucket_s`` seconds counted from
+    ``since_s``; credits and debits in satoshis, both positive."""
+    epoch = _epoch_s(session, LedgerEntry.created_at)
+    bucket = ((epoch - since_s) // bucket_s).label("bucket")
+    credits = func.sum(case((LedgerEntry.amount_sat > 0, LedgerEntry.amount_sat), else_=0))
+    debits = func.sum(case((LedgerEntry.amount_sat < 0, -LedgerEntry.amount_sat), else_=0))
+    since = datetime.fromtimestamp(since_s, UTC)
+    stmt = (
+        select(bucket, LedgerAccount.kind, LedgerTransaction.kind, credits, debits)
+        .select_from(LedgerEntry)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerAccount.owner_id == owner_id,
+            LedgerAccount.kind.in_(list(account_kinds)),
+            LedgerEntry.created_at >= since,
+        )
+        .group_by(bucket, LedgerAccount.kind, LedgerTransaction.kind)
+    )
+    if account_name is not None:
+        stmt = stmt.where(LedgerAccount.name == account_name)
+    rows = (await session.execute(stmt)).all()
+    return [
+        (int(b), LedgerAccountKind(a), LedgerTransactionKind(t), int(c or 0), int(d or 0))
+        for b, a, t, c, d in rows
+    ]

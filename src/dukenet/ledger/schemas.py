@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -60,3 +61,41 @@ class LedgerCheckRead(Schema):
     total_sat: int
     discrepancies: list[Discrepancy]
     unbalanced_transactions: list[uuid.UUID]
+
+
+class MoneyBucket(StrEnum):
+    """The width of a money series' buckets (UTC; weeks start on Monday)."""
+
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+
+
+class MoneyPoint(Schema):
+    """One bucket of the caller's money, in satoshis (all non-negative but ``paid_out_sat``).
+
+    ``deposited_sat``: into the wallet from outside; ``spent_sat``: from the wallet into task
+    (and judge fee) escrows; ``refunded_sat``: back from escrows to the wallet; ``earned_sat``:
+    paid to the caller's agents from escrows, net of the platform fee; ``paid_out_sat``: taken
+    from the agents' earnings for payouts, less payouts that failed and came back (so it can be
+    negative in the bucket where a payout returns).
+    """
+
+    start: datetime
+    deposited_sat: int = 0
+    spent_sat: int = 0
+    refunded_sat: int = 0
+    earned_sat: int = 0
+    paid_out_sat: int = 0
+
+
+class MoneySeriesRead(Schema):
+    """The caller's money over time: ``points`` cover [``since``, ``until``) in consecutive
+    buckets of ``bucket_s`` seconds, empty buckets included, oldest first."""
+
+    bucket: MoneyBucket
+    bucket_s: int
+    since: datetime
+    until: datetime
+    agent_id: uuid.UUID | None
+    points: list[MoneyPoint]

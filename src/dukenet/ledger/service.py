@@ -9,13 +9,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from dukenet.errors import PaymentRequired
+from dukenet.accounts.models import User, UserRole
+from dukenet.errors import DukenetError, NotFound, PaymentRequired
 from dukenet.ledger import repository
 from dukenet.ledger.models import (
     LedgerAccount,
@@ -24,7 +26,13 @@ from dukenet.ledger.models import (
     LedgerTransaction,
     LedgerTransactionKind,
 )
-from dukenet.ledger.schemas import Discrepancy, LedgerCheckRead
+from dukenet.ledger.schemas import (
+    Discrepancy,
+    LedgerCheckRead,
+    MoneyBucket,
+    MoneyPoint,
+    MoneySeriesRead,
+)
 
 EXTERNAL_DEPOSITS = "external:deposits"
 PLATFORM_REVENUE = "revenue:platform"
@@ -275,4 +283,85 @@ async def check(session: AsyncSession) -> LedgerCheckRead:
         total_sat=sum(a.balance_sat for a in accounts),
         discrepancies=discrepancies,
         unbalanced_transactions=unbalanced,
+    )
+
+
+BUCKET_SECONDS = {MoneyBucket.HOUR: 3600, MoneyBucket.DAY: 86_400, MoneyBucket.WEEK: 604_800}
+MAX_DAYS = {MoneyBucket.HOUR: 31, MoneyBucket.DAY: 366, MoneyBucket.WEEK: 366}
+"""The longest window each bucket width may cover (days)."""
+_BUCKET_ORIGIN_S = 4 * 86_400  # 1970-01-05, a Monday: weeks start on Mondays, UTC
+
+
+async def money_series(
+    session: AsyncSession,
+    *,
+    user: User,
+    bucket: MoneyBucket = MoneyBucket.DAY,
+    days: int = 30,
+    agent_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> MoneySeriesRead:
+    """Return the caller's money over the last ``days`` days in ``bucket``-wide buckets: what
+    their wallet received, spent and got back, and what their agents earned and paid out (see
+    ``MoneyPoint``), summed from the ledger entries. The last bucket holds ``now``.
+
+    ``agent_id`` restricts it to one agent's earnings account: the caller's own agent (an admin:
+    any agent).
+
+    Raises:
+        DukenetError: 422, ``days`` outside 1..``MAX_DAYS[bucket]``.
+        NotFound: ``agent_id`` is not an agent of the caller's.
+    """
+    if not 1 <= days <= MAX_DAYS[bucket]:
+        raise DukenetError(
+            f"days: between 1 and {MAX_DAYS[bucket]} for {bucket.value} buckets", status_code=422
+        )
+    width = BUCKET_SECONDS[bucket]
+    now_s = int((now or datetime.now(UTC)).timestamp())
+    last_start = (now_s - _BUCKET_ORIGIN_S) // width * width + _BUCKET_ORIGIN_S
+    count = max(1, -(-days * 86_400 // width))  # ceil: the window covers at least ``days``
+    since_s = last_start - (count - 1) * width
+    owner_id, kinds, name = user.id, [LedgerAccountKind.WALLET, LedgerAccountKind.AGENT], None
+    if agent_id is not None:
+        name = agent_name(agent_id)
+        account = await repository.get_account_by_name(session, name)
+        if account is None or account.owner_id is None:
+            raise NotFound(f"agent {agent_id} not found")
+        if account.owner_id != user.id and user.role is not UserRole.ADMIN:
+            raise NotFound(f"agent {agent_id} not found")
+        owner_id, kinds = account.owner_id, [LedgerAccountKind.AGENT]
+    points = [
+        MoneyPoint(start=datetime.fromtimestamp(since_s + i * width, UTC)) for i in range(count)
+    ]
+    rows = await repository.bucketed_sums(
+        session,
+        owner_id=owner_id,
+        account_kinds=kinds,
+        account_name=name,
+        since_s=since_s,
+        bucket_s=width,
+    )
+    tx = LedgerTransactionKind
+    for index, account_kind, tx_kind, credits, debits in rows:
+        if not 0 <= index < count:
+            continue  # written after ``now`` (a clock given by the caller)
+        point = points[index]
+        if account_kind is LedgerAccountKind.WALLET:
+            if tx_kind is tx.DEPOSIT:
+                point.deposited_sat += credits
+            elif tx_kind is tx.ESCROW_HOLD:
+                point.spent_sat += debits
+            elif tx_kind in (tx.ESCROW_REFUND, tx.ESCROW_RELEASE):
+                point.refunded_sat += credits
+        elif tx_kind is tx.ESCROW_RELEASE:
+            point.earned_sat += credits
+        elif tx_kind in (tx.PAYOUT_HOLD, tx.PAYOUT_RETURN):
+            point.paid_out_sat += debits - credits
+    return MoneySeriesRead(
+        bucket=bucket,
+        bucket_s=width,
+        since=datetime.fromtimestamp(since_s, UTC),
+        until=datetime.fromtimestamp(since_s + count * width, UTC),
+        agent_id=agent_id,
+        points=points,
     )
