@@ -70,22 +70,64 @@ def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T
         raise typer.Exit(1) from exc
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(help="Least level logged: debug, info, warning or error (DUKENET_LOG_LEVEL)."),
+]
+
+
+def _logging_settings(log_level: str | None, access_log: bool | None = None) -> Settings:
+    """Return the settings with the command line's log options applied; they are put in the
+    environment too, so that processes started from this one (workers) log the same way."""
+    import os
+
+    if log_level is not None:
+        if log_level.lower() not in LOG_LEVELS:
+            _bad_option("--log-level", "must be debug, info, warning or error")
+        os.environ["DUKENET_LOG_LEVEL"] = log_level.lower()
+    if access_log is not None:
+        os.environ["DUKENET_ACCESS_LOG"] = "true" if access_log else "false"
+    settings = Settings()
+    from dukenet.kit.hardening import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    log_level: LogLevelOption = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log one line a request (off by default; DUKENET_ACCESS_LOG).",
+        ),
+    ] = None,
 ) -> None:
     """Run the API with in-process runners and trainer (OpenAPI at /docs)."""
+    import structlog
     import uvicorn
 
     from dukenet.main import create_app
 
-    settings = Settings()
+    settings = _logging_settings(log_level, access_log)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    structlog.get_logger("dukenet.serve").info(
+        "api listening",
+        url=f"http://{bind_host}:{bind_port}",
+        docs=f"http://{bind_host}:{bind_port}/docs",
+        access_log=settings.access_log,
+    )
     uvicorn.run(
         create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level="warning",
+        host=bind_host,
+        port=bind_port,
+        log_level="debug" if settings.log_level == "debug" else "warning",
+        access_log=False,  # DUKENET_ACCESS_LOG logs requests as structured lines instead
         **proxy_options(settings),
     )
 
@@ -120,23 +162,27 @@ def runner(
     api_key: Annotated[
         str | None, typer.Option(envvar="DUKENET_API_KEY", help="Operator API key (dk_...).")
     ] = None,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Run a stand-alone runner: from the database (scale-out path) or, with --server and
     --api-key, over HTTP for an operator's own agents on any machine."""
     import httpx
+    import structlog
 
     from dukenet.db import create_engine, create_sessionmaker
     from dukenet.files.storage import storage_from_settings
     from dukenet.kit import netguard
+    from dukenet.kit.logs import printable_database_url
     from dukenet.kit.secrets import SecretBox
     from dukenet.main import build_executors
     from dukenet.runners.remote import RemoteRunner
     from dukenet.runners.worker import Runner
 
-    settings = Settings()
+    settings = _logging_settings(log_level)
     if (server is None) != (api_key is None):
         typer.echo("error: --server and --api-key go together", err=True)
         raise typer.Exit(2)
+    log = structlog.get_logger("dukenet.runner")
 
     async def work(stop: asyncio.Event) -> None:
         # agents' endpoints are called under the egress policy (DUKENET_ALLOWED_AGENT_NETWORKS)
@@ -145,7 +191,9 @@ def runner(
             # A remote runner never receives stored keys: its agents name api_key_env.
             secrets = None if server is not None else SecretBox.from_settings(settings)
             executors = build_executors(llm_client, secrets)
+            kinds = sorted(kind.value for kind in executors)
             if server is not None and api_key is not None:
+                log.info("runner started", name=name, over="http", server=server, kinds=kinds)
                 async with httpx.AsyncClient(
                     base_url=server.rstrip("/") + "/api/v2",
                     headers={"X-API-Key": api_key},
@@ -161,19 +209,35 @@ def runner(
                 name=name,
                 storage=storage_from_settings(settings),
             )
+            log.info(
+                "runner started",
+                name=worker.name,
+                over="database",
+                database=printable_database_url(settings.resolved_database_url),
+                kinds=kinds,
+                poll_s=settings.runner_poll_s,
+                lease_s=settings.lease_s,
+            )
             await worker.run_forever(stop)
             await engine.dispose()
+            log.info("runner stopped", name=worker.name)
 
     _run_until_signal(work)
 
 
 @app.command()
-def trainer() -> None:
+def trainer(log_level: LogLevelOption = None) -> None:
     """Run a stand-alone trainer that watches the retraining triggers (scale-out path)."""
+    import structlog
+
     from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.kit.logs import printable_database_url
     from dukenet.learning.trainer import Trainer
 
-    settings = Settings()
+    settings = _logging_settings(log_level)
+    structlog.get_logger("dukenet.trainer").info(
+        "trainer started", database=printable_database_url(settings.resolved_database_url)
+    )
 
     async def work(stop: asyncio.Event) -> None:
         engine = create_engine(settings.resolved_database_url)

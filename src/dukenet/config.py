@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     auto_migrate: bool = True
+    # logs (structlog, one line an event): the least level shown; one line a request with
+    # access_log (off by default: it is the busiest log of all)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    access_log: bool = False
 
     # accounts
     jwt_secret: str = ""

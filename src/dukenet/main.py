@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
@@ -29,6 +30,7 @@ from dukenet.gateway import api as gateway_api
 from dukenet.gateway import webhooks
 from dukenet.kit import docs as offline_docs
 from dukenet.kit import hardening
+from dukenet.kit.logs import printable_database_url
 from dukenet.kit.netguard import EgressPolicy, guarded_client
 from dukenet.kit.openapi import declare_implied_errors
 from dukenet.kit.secrets import SecretBox
@@ -48,6 +50,7 @@ from dukenet.tasks.sweeper import Sweeper
 from dukenet.webui import default_dist_dir, mount_web_ui
 
 log = structlog.get_logger(__name__)
+access_log = structlog.get_logger("dukenet.access")
 
 
 def build_executors(
@@ -127,9 +130,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.embedded_webhooks:  # webhook targets obey the same egress policy
                 dispatcher = webhooks.Dispatcher(sessionmaker, settings, client)
                 workers.append(asyncio.create_task(dispatcher.run_forever(stop)))
+            log.info(
+                "api ready",
+                database=printable_database_url(url),
+                embedded_runners=settings.embedded_runners,
+                trainer=settings.embedded_trainer,
+                sweeper=settings.embedded_sweeper,
+                judge=settings.embedded_judge,
+                webhooks=settings.embedded_webhooks,
+                redis=bool(settings.redis_url),
+            )
             try:
                 yield
             finally:
+                log.info("api stopping")
                 stop.set()
                 await asyncio.gather(*workers, return_exceptions=True)
         await state.login_limiter.close()
@@ -189,23 +203,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(health_router)
     declare_implied_errors(app)
-    app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, access_log=settings.access_log)
     if settings.web_ui:  # keep last: its catch-all GET route must come after every other route
         mount_web_ui(app, settings.web_dist_dir or default_dist_dir())
     return app
 
 
 class RequestMetricsMiddleware:
-    """Counts requests by method, route template and status (pure ASGI, no body buffering)."""
+    """Counts requests by method, route template and status (pure ASGI, no body buffering);
+    with ``access_log``, logs one line a request: method, path (never the query string, which
+    may carry a token), route, status, duration in ms and the client's address."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status_code = 500
+        started = time.perf_counter()
         # Routing happens in copies of the scope; a shared dict brings the route back out.
         slot: dict[str, str] = {}
         scope[ROUTE_SLOT] = slot
@@ -223,6 +241,17 @@ class RequestMetricsMiddleware:
             state: AppState | None = getattr(scope["app"].state, "dukenet", None)
             if state is not None:
                 state.metrics.requests.labels(scope["method"], route, str(status_code)).inc()
+            if self.access_log:
+                client = scope.get("client")
+                access_log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    route=route,
+                    status=status_code,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                    client=client[0] if client else None,
+                )
 
 
 ROUTE_SLOT = "dukenet.route"

@@ -21,8 +21,10 @@ logs carry no secrets.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import sys
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -316,20 +318,34 @@ def redact_secrets(
     return event
 
 
-def configure_logging() -> None:
-    """Configure structlog for a DukeNET process: level, timestamps, secret fields masked and
-    exceptions rendered as plain tracebacks (never with local variables, which may hold API
-    keys, passwords or hashes). Idempotent."""
+def configure_logging(level: str = "info", fmt: str = "console") -> None:
+    """Configure structlog for a DukeNET process: the least ``level`` shown (debug, info,
+    warning or error), one ``key=value`` line an event (``fmt="json"``: one JSON object, for a
+    log collector; colours only on a terminal), timestamps, secret fields masked and exceptions
+    rendered as plain tracebacks (never with local variables, which may hold API keys,
+    passwords or hashes). Idempotent."""
+    levels = logging.getLevelNamesMapping()
+    if level.upper() not in levels:
+        raise ValueError(f"log level: {level!r} is not debug, info, warning or error")
+    renderer: structlog.types.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(levels[level.upper()]),
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.StackInfoRenderer(),
             structlog.dev.set_exc_info,
-            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.processors.TimeStamper(fmt="iso" if fmt == "json" else "%Y-%m-%d %H:%M:%S"),
             redact_secrets,
-            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
-        ]
+            *([structlog.processors.format_exc_info] if fmt == "json" else []),
+            renderer,
+        ],
     )
 
 
@@ -337,7 +353,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Wire request hardening into ``app``: the int64/NUL parameter check (an app dependency),
     the safe 422 handler, the data-error and overflow handlers, the body guard, security
     headers and (only for ``cors_origins``) CORS. Call once, before the app starts."""
-    configure_logging()
+    configure_logging(settings.log_level, settings.log_format)
     app.router.dependencies.insert(0, Depends(reject_out_of_range))
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OverflowError, _overflow_error)
