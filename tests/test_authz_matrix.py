@@ -397,6 +397,13 @@ MATRIX: tuple[Row, ...] = (
         "admins only; a stale version is a conflict"),
     Row("POST", "/api/v2/tasks/{task_id}/accept", BUYERS_THING, delivered),
     Row("POST", "/api/v2/tasks/{task_id}/reject", BUYERS_THING, body({"reason": "no"}, delivered)),
+    # pairwise comparisons
+    Row("POST", "/api/v2/tasks/{task_id}/compare", (401, 201, 404, 404, 404, 404, 404),
+        body({}, fresh_task), "the buyer's own task only: an admin compares no one else's"),
+    Row("GET", "/api/v2/comparisons", ANYONE_SIGNED_IN),
+    Row("GET", "/api/v2/comparisons/{comparison_id}", UNKNOWN, unknown("comparison_id")),
+    Row("POST", "/api/v2/comparisons/{comparison_id}/pick", UNKNOWN,
+        body(lambda: {"winner_task_id": str(uuid.uuid4())}, unknown("comparison_id"))),
     # runner protocol
     Row("GET", "/api/v2/runner/inbox", (401, 403, 403, 200, 200, 200, 200)),
     Row("POST", "/api/v2/runner/claim", (401, 403, 403, 200, 200, 403, 200), claim,

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from dukenet.accounts.api import router as accounts_router
 from dukenet.agents.api import router as agents_router
+from dukenet.comparisons.api import router as comparisons_router
 from dukenet.curation.api import router as curation_router
 from dukenet.datasets.api import router as datasets_router
 from dukenet.events.api import router as events_router
@@ -32,6 +33,7 @@ def api_router() -> APIRouter:
         gateway_router,
         feedback_router,
         curation_router,
+        comparisons_router,
         datasets_router,
         runner_router,
         ledger_router,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dukenet.accounts.models import ApiKey, RefreshToken, User
 from dukenet.agents.models import Agent
+from dukenet.comparisons.models import Comparison
 from dukenet.curation.models import CurationDecision
 from dukenet.feedback.models import Evaluation, Feedback, OutcomeLabel
 from dukenet.files.models import File, TaskFile
@@ -21,6 +22,7 @@ __all__ = [
     "Agent",
     "ApiKey",
     "ApiKeyLimit",
+    "Comparison",
     "CurationDecision",
     "Deposit",
     "Evaluation",

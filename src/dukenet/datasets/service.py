@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.agents.models import Agent
+from dukenet.comparisons import exports as comparison_exports
 from dukenet.curation.models import CurationAction, CurationDecision
 from dukenet.datasets.formats import BUILDERS, DatasetKind, Example
 from dukenet.errors import BadRequest
@@ -259,6 +260,12 @@ async def export(
     success_threshold: float,
     filters: DatasetFilters,
 ) -> Dataset:
-    """Collect and build one dataset (``collect``, ``build``)."""
+    """Collect and build one dataset (``collect``, ``build``), with what buyers' and curators'
+    picks between two answers add: the winner's agent as the router label of both tasks, and
+    a DPO pair per pick (label source ``pairwise``; ``comparisons.exports``)."""
     examples = await collect(session, success_threshold=success_threshold, filters=filters)
-    return build(kind, examples, filters)
+    examples = await comparison_exports.with_router_labels(session, examples)
+    dataset = build(kind, examples, filters)
+    if kind is DatasetKind.DPO:
+        dataset = await comparison_exports.with_preference_pairs(session, dataset)
+    return dataset

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository as agents_repository
 from dukenet.agents.models import Agent, AgentKind
+from dukenet.comparisons import hooks as comparison_hooks
 from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, Forbidden, NotFound
 from dukenet.feedback import evaluation as evaluation_service
@@ -43,11 +44,14 @@ async def create(
     buyer: User,
     data: TaskCreate,
     api_key_id: uuid.UUID | None = None,
+    sample_comparison: bool = True,
 ) -> tuple[Task, bool]:
     """Route, price and create a task, holding its price in escrow; return (task, created).
 
     A repeated ``idempotency_key`` returns the buyer's first task with ``created=False``. A
     task paid through an API key (``api_key_id``) counts against the key's spend limits.
+    With ``sample_comparison`` (False for a comparison's own second task) a second agent also
+    answers it when the buyer asks (``compare``) or the ``comparison_share`` draw says so.
 
     Raises:
         Forbidden: the caller is not a buyer or admin.
@@ -157,6 +161,16 @@ async def create(
             buyer_id=buyer.id,
             complexity=task.complexity,
             spec=data.evaluator,
+        )
+    if sample_comparison:
+        await comparison_hooks.after_create(
+            session,
+            settings=settings,
+            champion=champion,
+            buyer=buyer,
+            task=task,
+            data=data,
+            api_key_id=api_key_id,
         )
     return task, True
 
@@ -656,7 +670,11 @@ async def _deliver(
     task.delivered_at = now
     verdict = await evaluation_service.check_delivery(session, task.id, result.text)
     await _record_outcome(session, settings, task, success=True, result=result, verdict=verdict)
-    if settings.dispute_window_s <= 0 or (task.payload or {}).get("accept_on_delivery"):
+    # a side of a comparison paying the winner only waits for the pick (comparisons.hooks)
+    held = await comparison_hooks.on_delivered(session, task)
+    if held:
+        task.status = TaskStatus.DELIVERED
+    elif settings.dispute_window_s <= 0 or (task.payload or {}).get("accept_on_delivery"):
         await _complete(session, settings, task)
     else:
         task.status = TaskStatus.DELIVERED
@@ -712,6 +730,7 @@ async def _refund(session: AsyncSession, task: Task) -> None:
     await market_service.refund_escrow(
         session, task_id=task.id, buyer_id=task.buyer_id, amount_sat=task.escrow_sat
     )
+    await comparison_hooks.on_refund(session, task)  # no pick without both answers
 
 
 async def _record_outcome(
@@ -802,6 +821,7 @@ async def accept(
         return task, False
     if task.status is not TaskStatus.DELIVERED:
         raise Conflict(f"task {task_id} is {task.status.value}; only a delivered task is accepted")
+    await comparison_hooks.check_accept(session, task)
     await _complete(session, settings, task)
     await _buyer_label(session, settings, task, user=user, kind="accept", quality=1.0)
     await session.flush()
@@ -875,12 +895,14 @@ async def reject(
 
 async def settle_due(session: AsyncSession, *, settings: Settings) -> int:
     """Pay the agents of delivered tasks whose dispute window has passed (the buyer neither
-    accepted nor rejected); return how many were settled."""
+    accepted nor rejected), and settle the comparisons nobody picked in time
+    (``comparisons.hooks.settle_lapsed``); return how many were settled."""
     tasks = await repository.due_for_settlement(session, utcnow())
     for task in tasks:
         await _complete(session, settings, task)
+    lapsed = await comparison_hooks.settle_lapsed(session, settings)  # unpicked comparisons
     await session.flush()
-    return len(tasks)
+    return len(tasks) + lapsed
 
 
 async def executable_agents(

@@ -1,0 +1,1 @@
+"""Pairwise comparisons: two agents answer one task, the buyer (or a curator) picks one."""
