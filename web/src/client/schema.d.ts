@@ -455,6 +455,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/agents/{agent_id}/test-call": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Test Call
+         * @description Send a short probe through the caller's own ``llm`` agent's endpoint and report its
+         *     answer, latency (ms) or error (200 either way); no task is created and no money moves.
+         *
+         *     The probe goes out as the runner's calls do (the egress policy, ``llm_timeout_s``, the
+         *     stored API key), without retries; ``max_tokens`` caps the answer (default 32).
+         */
+        post: operations["test_call_api_v2_agents__agent_id__test_call_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/api-keys": {
         parameters: {
             query?: never;
@@ -790,6 +814,29 @@ export interface paths {
          * @description Download a file's bytes, streamed (who may: as for ``GET /files/{file_id}``).
          */
         get: operations["download_file_api_v2_files__file_id__content_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/ledger/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Money Series
+         * @description Sum the caller's ledger entries by hour, day or week (UTC): deposits, spending and
+         *     refunds of the wallet, earnings and payouts of the caller's agents, in satoshis.
+         *
+         *     Hour buckets cover at most 31 days; empty buckets are included.
+         */
+        get: operations["money_series_api_v2_ledger_series_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1842,6 +1889,43 @@ export interface components {
             thumbs_up?: boolean | null;
         };
         /**
+         * AgentTestCall
+         * @description A probe sent through an ``llm`` agent's endpoint: a short prompt, a small answer.
+         */
+        AgentTestCall: {
+            /**
+             * Max Tokens
+             * @default 32
+             */
+            max_tokens?: number;
+            /**
+             * Prompt
+             * @default Reply with the single word OK.
+             */
+            prompt?: string;
+        };
+        /**
+         * AgentTestCallRead
+         * @description What the endpoint answered a test call: ``ok`` with the answer's ``text`` (at most
+         *     2,000 characters), or the ``error``; ``latency_ms`` from sending to the full answer.
+         */
+        AgentTestCallRead: {
+            /** Error */
+            error: string | null;
+            /** Latency Ms */
+            latency_ms: number;
+            /** Model */
+            model: string | null;
+            /** Ok */
+            ok: boolean;
+            /** Text */
+            text: string | null;
+            /** Usage */
+            usage: {
+                [key: string]: number | null;
+            };
+        };
+        /**
          * AgentUpdate
          * @description Change an agent's description, base price or (``llm`` agents) configuration.
          */
@@ -2104,6 +2188,11 @@ export interface components {
             /** Messages */
             messages: components["schemas"]["ChatMessage"][];
             params?: components["schemas"]["ChatParams"];
+            /**
+             * Stream
+             * @default false
+             */
+            stream?: boolean;
         };
         /**
          * ChoiceSpec
@@ -2949,6 +3038,78 @@ export interface components {
             version: number;
         };
         /**
+         * MoneyBucket
+         * @description The width of a money series' buckets (UTC; weeks start on Monday).
+         * @enum {string}
+         */
+        MoneyBucket: "hour" | "day" | "week";
+        /**
+         * MoneyPoint
+         * @description One bucket of the caller's money, in satoshis (all non-negative but ``paid_out_sat``).
+         *
+         *     ``deposited_sat``: into the wallet from outside; ``spent_sat``: from the wallet into task
+         *     (and judge fee) escrows; ``refunded_sat``: back from escrows to the wallet; ``earned_sat``:
+         *     paid to the caller's agents from escrows, net of the platform fee; ``paid_out_sat``: taken
+         *     from the agents' earnings for payouts, less payouts that failed and came back (so it can be
+         *     negative in the bucket where a payout returns).
+         */
+        MoneyPoint: {
+            /**
+             * Deposited Sat
+             * @default 0
+             */
+            deposited_sat?: number;
+            /**
+             * Earned Sat
+             * @default 0
+             */
+            earned_sat?: number;
+            /**
+             * Paid Out Sat
+             * @default 0
+             */
+            paid_out_sat?: number;
+            /**
+             * Refunded Sat
+             * @default 0
+             */
+            refunded_sat?: number;
+            /**
+             * Spent Sat
+             * @default 0
+             */
+            spent_sat?: number;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+        };
+        /**
+         * MoneySeriesRead
+         * @description The caller's money over time: ``points`` cover [``since``, ``until``) in consecutive
+         *     buckets of ``bucket_s`` seconds, empty buckets included, oldest first.
+         */
+        MoneySeriesRead: {
+            /** Agent Id */
+            agent_id: string | null;
+            bucket: components["schemas"]["MoneyBucket"];
+            /** Bucket S */
+            bucket_s: number;
+            /** Points */
+            points: components["schemas"]["MoneyPoint"][];
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+        };
+        /**
          * NumberSpec
          * @description The answer's last number must be within ``tolerance`` of ``reference``.
          */
@@ -3523,6 +3684,13 @@ export interface components {
             /** Agent Id */
             agent_id?: string | null;
             chat?: components["schemas"]["ChatPayload"] | null;
+            /**
+             * Compare
+             * @default false
+             */
+            compare?: boolean;
+            /** Compare Payment */
+            compare_payment?: ("both" | "winner") | null;
             /** Complexity */
             complexity: number;
             /** Cost Weight */
@@ -5698,6 +5866,104 @@ export interface operations {
             };
         };
     };
+    test_call_api_v2_agents__agent_id__test_call_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AgentTestCall"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentTestCallRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
     list_api_keys_api_v2_api_keys_get: {
         parameters: {
             query?: never;
@@ -7093,6 +7359,68 @@ export interface operations {
                     "image/png": string;
                     "text/csv": string;
                     "text/plain": string;
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    money_series_api_v2_ledger_series_get: {
+        parameters: {
+            query?: {
+                bucket?: components["schemas"]["MoneyBucket"];
+                /** @description The window: the last N days */
+                days?: number;
+                /** @description Only this agent's earnings (one of the caller's agents) */
+                agent_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoneySeriesRead"];
                 };
             };
             /** @description Missing, invalid or expired credentials */
