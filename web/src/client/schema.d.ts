@@ -681,6 +681,68 @@ export interface paths {
         patch: operations["update_buyer_key_api_v2_buyer_keys__key_id__patch"];
         trace?: never;
     };
+    "/api/v2/comparisons": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Comparisons
+         * @description List your comparisons (every buyer's for an admin), newest first, filtered by status.
+         */
+        get: operations["list_comparisons_api_v2_comparisons_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/comparisons/{comparison_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Comparison
+         * @description Show a comparison: its two tasks, how it pays, and the pick.
+         */
+        get: operations["get_comparison_api_v2_comparisons__comparison_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/comparisons/{comparison_id}/pick": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pick Comparison
+         * @description Pick the better of the two delivered answers (the buyer, or an admin as a curator): the
+         *     winner is labelled a success; in ``winner`` mode it is paid and the other answer's escrow
+         *     refunded in one ledger transaction. A second pick answers 409.
+         */
+        post: operations["pick_comparison_api_v2_comparisons__comparison_id__pick_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/deposits": {
         parameters: {
             query?: never;
@@ -1409,6 +1471,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/tasks/{task_id}/compare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Compare Task
+         * @description Have a second agent answer one of your tasks (Duke's choice among the others, or
+         *     ``agent_id``); its price is held in escrow too. Asking again returns the comparison (200).
+         */
+        post: operations["compare_task_api_v2_tasks__task_id__compare_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/tasks/{task_id}/feedback": {
         parameters: {
             query?: never;
@@ -1783,10 +1866,12 @@ export interface components {
          * @description How an agent produces results.
          *
          *     ``llm``: an OpenAI-compatible chat-completions endpoint; ``replay``: answers from a
-         *     recorded-outcomes dataset; ``builtin``: local code; ``human``: an operator answers.
+         *     recorded-outcomes dataset; ``builtin``: local code; ``human``: an operator answers;
+         *     ``local``: a model DukeNET fine-tuned itself (``dukenet finetune``), run in-process by
+         *     ``runners.local``.
          * @enum {string}
          */
-        AgentKind: "llm" | "replay" | "builtin" | "human";
+        AgentKind: "llm" | "replay" | "builtin" | "human" | "local";
         /**
          * AgentRead
          * @description An agent as listed on the market.
@@ -2269,6 +2354,98 @@ export interface components {
             /** Task Id */
             task_id?: string | null;
         };
+        /**
+         * CompareRequest
+         * @description Ask a second agent to answer one of the buyer's tasks: ``agent_id`` names it (unset:
+         *     Duke's choice among the agents other than the first); ``payment`` is ``both`` or
+         *     ``winner`` (unset: DUKENET_COMPARISON_PAYMENT).
+         */
+        CompareRequest: {
+            /** Agent Id */
+            agent_id?: string | null;
+            payment?: components["schemas"]["ComparisonPayment"] | null;
+        };
+        /**
+         * ComparisonOrigin
+         * @description Why the task was compared: the ``buyer`` asked, or the ``share`` drew it.
+         * @enum {string}
+         */
+        ComparisonOrigin: "buyer" | "share";
+        /**
+         * ComparisonPayment
+         * @description Who is paid: ``both`` agents (each from its own escrow), or the ``winner`` only (the
+         *     loser's escrow returns to the buyer in the winner's settlement transaction).
+         * @enum {string}
+         */
+        ComparisonPayment: "both" | "winner";
+        /**
+         * ComparisonRead
+         * @description A comparison: its two tasks (``task_id`` routed by Duke as usual, ``sibling_task_id``
+         *     for the second agent), how it came about (``origin``, ``probability`` of being compared),
+         *     how it pays, and the pick. In ``winner`` mode both answers wait for the pick until
+         *     ``pick_by`` (set once both are delivered).
+         */
+        ComparisonRead: {
+            /**
+             * Buyer Id
+             * Format: uuid
+             */
+            buyer_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Loser Failed */
+            loser_failed: boolean;
+            origin: components["schemas"]["ComparisonOrigin"];
+            payment: components["schemas"]["ComparisonPayment"];
+            /** Pick By */
+            pick_by: string | null;
+            pick_source: components["schemas"]["LabelSource"] | null;
+            /** Picked At */
+            picked_at: string | null;
+            /** Picked By Id */
+            picked_by_id: string | null;
+            /** Probability */
+            probability: number;
+            /** Reason */
+            reason: string | null;
+            /** Settlement Transaction Id */
+            settlement_transaction_id: string | null;
+            /**
+             * Sibling Task Id
+             * Format: uuid
+             */
+            sibling_task_id: string;
+            status: components["schemas"]["ComparisonStatus"];
+            /**
+             * Task Id
+             * Format: uuid
+             */
+            task_id: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /** Winner Task Id */
+            winner_task_id: string | null;
+        };
+        /**
+         * ComparisonStatus
+         * @description ``open`` until a pick (``picked``); ``void`` when a side failed, was rejected or was
+         *     cancelled before the pick (no preference; the other side settles as a plain task);
+         *     ``lapsed`` when, in ``winner`` mode, the pick window passed without a pick (Duke's own
+         *     choice was paid, the second agent's escrow refunded).
+         * @enum {string}
+         */
+        ComparisonStatus: "open" | "picked" | "void" | "lapsed";
         /**
          * CreditRequest
          * @description An admin's deposit into a user's wallet, in satoshis.
@@ -3163,6 +3340,17 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** Page[ComparisonRead] */
+        Page_ComparisonRead_: {
+            /** Items */
+            items: components["schemas"]["ComparisonRead"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
         /** Page[CurationItemRead] */
         Page_CurationItemRead_: {
             /** Items */
@@ -3387,6 +3575,26 @@ export interface components {
          * @enum {string}
          */
         PayoutStatus: "requested" | "sending" | "paid" | "rejected" | "failed";
+        /**
+         * PickRequest
+         * @description The better answer of a comparison: ``winner_task_id`` is one of its two tasks.
+         *     ``loser_failed`` says the other answer is wrong, not only worse (it is then labelled a
+         *     failure; otherwise its label is left as it was and only the preference is recorded).
+         */
+        PickRequest: {
+            /**
+             * Loser Failed
+             * @default false
+             */
+            loser_failed?: boolean;
+            /** Reason */
+            reason?: string | null;
+            /**
+             * Winner Task Id
+             * Format: uuid
+             */
+            winner_task_id: string;
+        };
         /**
          * ProfileRead
          * @description The caller's own profile, with their wallet balance in satoshis.
@@ -6826,6 +7034,204 @@ export interface operations {
             };
         };
     };
+    list_comparisons_api_v2_comparisons_get: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["ComparisonStatus"] | null;
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ComparisonRead_"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    get_comparison_api_v2_comparisons__comparison_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                comparison_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComparisonRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    pick_comparison_api_v2_comparisons__comparison_id__pick_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                comparison_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PickRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComparisonRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
     list_deposits_api_v2_deposits_get: {
         parameters: {
             query?: {
@@ -9350,6 +9756,113 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    compare_task_api_v2_tasks__task_id__compare_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompareRequest"];
+            };
+        };
+        responses: {
+            /** @description The task's comparison, made earlier */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComparisonRead"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComparisonRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The balance does not cover the price */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
