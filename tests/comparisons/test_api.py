@@ -5,6 +5,7 @@ the share of drawn comparisons records its probability."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -247,6 +248,20 @@ class TestWinnerMode:
         again = await pick(client, market.buyer, comp["id"], winner_task_id=first["id"])
         assert again.status_code == 409
         assert await balance(client, market) == START_SAT - second["price_sat"]
+
+    async def test_two_picks_at_once_settle_once(
+        self, client: httpx.AsyncClient, market: Market
+    ) -> None:
+        first, second, comp = await both_answered(client, market)
+        responses = await asyncio.gather(
+            pick(client, market.buyer, comp["id"], winner_task_id=first["id"]),
+            pick(client, market.buyer, comp["id"], winner_task_id=second["id"]),
+        )
+        assert sorted(r.status_code for r in responses) == [200, 409]
+        (won,) = [r.json() for r in responses if r.status_code == 200]
+        winner = first if won["winner_task_id"] == first["id"] else second
+        assert await balance(client, market) == START_SAT - winner["price_sat"]
+        await ledger_ok(client, market)
 
     async def test_a_loser_the_buyer_calls_wrong_is_labelled_a_failure(
         self, client: httpx.AsyncClient, market: Market
