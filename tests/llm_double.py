@@ -288,6 +288,12 @@ class LLMDouble:
             if default is not None:
                 self._script.default = default
 
+    def stream_when_asked(self, on: bool) -> None:
+        """Whether a plain completion is streamed to a request that asks for a stream (an
+        endpoint that cannot stream answers the plain completion anyway)."""
+        with self._script.lock:
+            self._script.streaming = on
+
     def start(self) -> LLMDouble:
         """Bind 127.0.0.1 on a free port and serve from a daemon thread."""
         server = _Server(("127.0.0.1", 0), _Handler)

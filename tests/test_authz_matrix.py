@@ -202,6 +202,11 @@ async def heartbeat(world: World, role: str) -> Call:
     return Call({"task_id": task_id}, params={"lease_token": lease})
 
 
+async def stream_piece(world: World, role: str) -> Call:
+    task_id, lease = await world.claimed_task()
+    return Call({"task_id": task_id}, json={"lease_token": lease, "offset": 0, "text": "3"})
+
+
 async def release(world: World, role: str) -> Call:
     task_id, lease = await world.claimed_task()
     return Call({"task_id": task_id}, params={"lease_token": lease, "error": "matrix"})
@@ -412,6 +417,7 @@ MATRIX: tuple[Row, ...] = (
     Row("POST", "/api/v2/runner/tasks/{task_id}/result", (401, 403, 403, 201, 201, 404, 201),
         submit_result),
     Row("POST", "/api/v2/runner/tasks/{task_id}/release", RUNNER, release),
+    Row("POST", "/api/v2/runner/tasks/{task_id}/stream", RUNNER, stream_piece),
     # ledger, model registry, monitoring
     Row("GET", "/api/v2/admin/ledger/check", ADMIN),
     Row("GET", "/api/v2/model/versions", ADMIN),

@@ -198,3 +198,83 @@ class TestMalformedReplies:
         with pytest.raises(ExecutionError, match="malformed chat completion"):
             await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), ITEM)
         assert len(double.requests) == 1
+
+
+class _Pieces:
+    """A ``DeltaSink`` that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+
+    def send(self, text: str) -> None:
+        self.pieces.append(text)
+
+
+def _streaming(sink: _Pieces) -> WorkItem:
+    return WorkItem(description="Stream it.", complexity=1, deltas=sink)
+
+
+class TestStreaming:
+    async def test_pieces_are_relayed_in_order_and_the_answer_is_their_sum(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        pieces = ["def ", "add(a, b):", "\n    return ", "a + b"]
+        double.script(default=Reply.streamed(pieces, usage=DEFAULT_USAGE, delay_s=0.01))
+        sink = _Pieces()
+
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(
+            llm(double.base_url), _streaming(sink)
+        )
+
+        assert sink.pieces == pieces
+        assert execution.text == "".join(pieces)
+        assert execution.metadata["usage"] == DEFAULT_USAGE
+        assert execution.metadata["finish_reason"] == "stop"
+        assert 0 < execution.metadata["first_token_ms"] <= execution.latency_ms
+        sent = double.requests[-1].json()
+        assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+    async def test_an_endpoint_that_does_not_stream_is_relayed_in_one_piece(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        sink = _Pieces()  # the double (not streaming) answers a plain completion
+        execution = await LLMExecutor(http).execute(llm(double.base_url), _streaming(sink))
+        assert sink.pieces == [DEFAULT_ANSWER] and execution.text == DEFAULT_ANSWER
+
+    async def test_a_stream_that_breaks_off_after_a_piece_is_not_retried(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(Reply.streamed(["half ", "an answer"], cut_after=2))
+        sink = _Pieces()
+        with pytest.raises(ExecutionError, match="ended before"):
+            await LLMExecutor(http, backoff_s=0.01).execute(llm(double.base_url), _streaming(sink))
+        assert sink.pieces == ["half "]
+        assert len(double.requests) == 1  # another try would relay the answer twice
+
+    async def test_a_failure_before_the_first_piece_is_retried(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(
+            Reply.error(429),
+            Reply.streamed(["never"], cut_after=1),  # only the role chunk, then closed
+            Reply.streamed(["whole"]),
+        )
+        sink = _Pieces()
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(
+            llm(double.base_url), _streaming(sink)
+        )
+        assert execution.text == "whole" and sink.pieces == ["whole"]
+        assert len(double.requests) == 3
+
+    async def test_an_error_event_fails_the_execution(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        error = Reply(
+            headers=(("Content-Type", "text/event-stream"),),
+            events=('{"error": {"message": "overloaded"}}',),
+        )
+        double.script(error)
+        with pytest.raises(ExecutionError, match="overloaded"):
+            await LLMExecutor(http, max_retries=0).execute(
+                llm(double.base_url), _streaming(_Pieces())
+            )

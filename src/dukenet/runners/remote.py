@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -135,6 +135,8 @@ class RemoteRunner:
             await self._release(task_id, token, f"this runner cannot execute {agent.name}")
             return True
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token))
+        chat = claim.get("chat")
+        deltas = StreamRelay(self._call, task_id, token) if (chat or {}).get("stream") else None
         try:
             execution: Execution = await executor.execute(
                 agent,
@@ -142,8 +144,9 @@ class RemoteRunner:
                     claim["description"],
                     claim["complexity"],
                     claim.get("context", ""),
-                    claim.get("chat"),
+                    chat,
                     external_id=claim.get("external_id"),
+                    deltas=deltas,
                 ),
             )
         except ExecutionError as exc:
@@ -157,6 +160,8 @@ class RemoteRunner:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await heartbeat
+            if deltas is not None:  # every piece relayed before the result is submitted
+                await deltas.close()
         submitted = await self._call(
             "POST",
             f"/runner/tasks/{task_id}/result",
@@ -204,6 +209,84 @@ class RemoteRunner:
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._poll_s)
+
+
+class StreamRelay:
+    """Relays a streamed answer to the server while the agent streams it (``POST
+    /runner/tasks/{id}/stream``, a ``DeltaSink``): one request at a time, the pieces that come
+    meanwhile together in the next (so a slow link sends fewer, larger pieces), each at most
+    ``max_chars``. A refused or failing request ends relaying for the task: the submitted
+    result is the answer, and the gateway sends what the relay did not carry from it."""
+
+    def __init__(
+        self,
+        call: Callable[..., Awaitable[httpx.Response]],
+        task_id: str,
+        lease_token: str,
+        *,
+        max_chars: int = 65_536,
+    ) -> None:
+        self._call = call
+        self._path = f"/runner/tasks/{task_id}/stream"
+        self._token = lease_token
+        self._max_chars = max_chars
+        self._pending: list[str] = []
+        self._offset = 0  # characters the server acknowledged
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.failed = False
+        self._sender = asyncio.create_task(self._send_loop())
+
+    def send(self, text: str) -> None:
+        """Queue the next piece of the answer (never blocks, never raises)."""
+        if text and not self.failed:
+            self._pending.append(text)
+            self._wake.set()
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is queued (waiting at most ``timeout_s`` seconds), then stop."""
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._sender), timeout_s)
+        except TimeoutError:
+            log.warning("streamed pieces not relayed in time", path=self._path)
+            self._sender.cancel()
+        except Exception:
+            log.warning("relaying the streamed answer failed", path=self._path, exc_info=True)
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending and not self.failed:
+                text = "".join(self._pending)
+                self._pending.clear()
+                for start in range(0, len(text), self._max_chars):
+                    if not await self._post(text[start : start + self._max_chars]):
+                        self.failed = True
+                        self._pending.clear()
+                        break
+            if self._closing:
+                return
+
+    async def _post(self, piece: str) -> bool:
+        try:
+            response = await self._call(
+                "POST",
+                self._path,
+                json={"lease_token": self._token, "offset": self._offset, "text": piece},
+            )
+        except httpx.HTTPError as exc:
+            log.warning("relaying a streamed piece failed", path=self._path, error=str(exc))
+            return False
+        if response.status_code >= 400 or not response.json().get("accepted"):
+            log.warning(
+                "a streamed piece was refused", path=self._path, status=response.status_code
+            )
+            return False
+        self._offset += len(piece)
+        return True
 
 
 def _agent_from(body: dict[str, Any]) -> Agent:

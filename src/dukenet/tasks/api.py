@@ -16,6 +16,7 @@ from dukenet.agents.models import AgentKind
 from dukenet.agents.schemas import AgentDetail
 from dukenet.deps import CurrentApiKeyId, CurrentUser, OperatorUser, Session, State
 from dukenet.errors import Forbidden
+from dukenet.events.stream import Delta
 from dukenet.files import service as files_service
 from dukenet.kit.openapi import error_responses
 from dukenet.kit.schema import Page
@@ -33,6 +34,8 @@ from dukenet.tasks.schemas import (
     RejectRequest,
     ResultRead,
     ResultSubmit,
+    StreamAck,
+    StreamPiece,
     TaskCreate,
     TaskDetail,
     TaskQuoteRequest,
@@ -363,6 +366,23 @@ async def heartbeat(
     )
     await session.commit()
     return TaskRead.model_validate(task)
+
+
+@runner_router.post("/tasks/{task_id}/stream", response_model=StreamAck)
+async def relay_stream(
+    task_id: uuid.UUID, data: StreamPiece, user: OperatorUser, session: Session, state: State
+) -> StreamAck:
+    """Relay a piece of the answer of a task you hold while its agent streams it, to the
+    buyer's streaming ``/v1`` call; a piece sent again (same ``offset``) is kept once. Nothing
+    is stored: the result you submit is the answer."""
+    ids = await _agent_ids(session, user, None, enabled_only=False)
+    task = await service.leased(
+        session, task_id=task_id, lease_token=data.lease_token, agent_ids=ids
+    )
+    attempt = task.attempts
+    await session.commit()
+    accepted = state.relay.publish(task_id, Delta(attempt, data.offset, data.text))
+    return StreamAck(accepted=accepted)
 
 
 @runner_router.post("/tasks/{task_id}/result", response_model=ResultRead)

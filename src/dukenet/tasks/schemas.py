@@ -188,6 +188,22 @@ class ClaimRead(Schema):
     chat: ChatPayload | None = None  # the conversation and parameters of a chat request
 
 
+class StreamPiece(Schema):
+    """A piece of the answer of a task a runner holds, relayed while its agent streams it:
+    ``offset`` is where it starts, in characters, within this attempt's answer."""
+
+    lease_token: uuid.UUID
+    offset: int = Field(ge=0, le=10_000_000)
+    text: str = Field(min_length=1, max_length=65_536)
+
+
+class StreamAck(Schema):
+    """Whether the server holds the piece now (False: a gap before it, or the relay's buffer
+    for the task is full; the submitted result is the answer either way)."""
+
+    accepted: bool
+
+
 class ResultSubmit(Schema):
     """A runner's result; ``idempotency_key`` makes retries of the same submission safe."""
 

@@ -361,13 +361,32 @@ async def inbox(
     return await repository.inbox(session, agent_ids, statuses=statuses, limit=limit, offset=offset)
 
 
+async def leased(
+    session: AsyncSession,
+    *,
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    agent_ids: Sequence[uuid.UUID],
+) -> Task:
+    """Return the task if ``lease_token`` holds it for one of ``agent_ids``; reads only (no
+    row lock, nothing written: a streamed piece's check).
+
+    Raises:
+        NotFound: no such task, or it is not assigned to one of ``agent_ids`` (not revealed).
+        Conflict: the lease was lost.
+    """
+    return await _leased_task(session, task_id, lease_token, agent_ids, for_update=False)
+
+
 async def _leased_task(
     session: AsyncSession,
     task_id: uuid.UUID,
     lease_token: uuid.UUID,
     agent_ids: Sequence[uuid.UUID],
+    *,
+    for_update: bool = True,
 ) -> Task:
-    task = await repository.get(session, task_id, for_update=True)
+    task = await repository.get(session, task_id, for_update=for_update)
     if task is None or task.agent_id not in agent_ids:
         # Another operator's task answers as an unknown one: its existence is not revealed.
         raise NotFound(f"task {task_id} not found")
