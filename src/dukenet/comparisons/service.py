@@ -27,6 +27,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User, UserRole
@@ -185,6 +186,7 @@ async def open_for(
         BadRequest: ``agent_id`` is the first task's agent, or no other agent is within budget.
         NotFound: the named agent does not exist or is disabled.
         PaymentRequired: the buyer's balance does not cover the second price.
+        Conflict: the second task's idempotency key is taken by another of the buyer's tasks.
     """
     assert task.agent_id is not None
     if agent_id is not None and agent_id == task.agent_id:
@@ -195,21 +197,25 @@ async def open_for(
     evaluator = None
     if evaluation is not None and evaluation.kind in evaluators.REFERENCE_KINDS:
         evaluator = evaluators.SPEC_ADAPTER.validate_python(evaluation.spec)
-    sibling_data = TaskCreate(
-        description=task.description,
-        complexity=task.complexity,
-        max_price_sat=task.max_price_sat,
-        cost_weight=task.cost_weight,
-        agent_id=agent_id,
-        exclude_agent_ids=[] if agent_id is not None else [*excluded, task.agent_id],
-        file_ids=[f.id for f in await files_service.list_for_task(session, task.id)],
-        idempotency_key=f"compare:{task.id}",
-        external_id=task.external_id,
-        chat=ChatPayload.model_validate(task.payload) if task.payload is not None else None,
-        evaluator=evaluator,
-        private=task.private,
-    )
-    sibling, _ = await tasks_service.create(
+    file_ids = [f.id for f in await files_service.list_for_task(session, task.id)]
+    try:
+        sibling_data = TaskCreate(
+            description=task.description,
+            complexity=task.complexity,
+            max_price_sat=task.max_price_sat,
+            cost_weight=task.cost_weight,
+            agent_id=agent_id,
+            exclude_agent_ids=[] if agent_id is not None else [*excluded, task.agent_id],
+            file_ids=file_ids,
+            idempotency_key=f"compare:{task.id}",
+            external_id=task.external_id,
+            chat=ChatPayload.model_validate(task.payload) if task.payload is not None else None,
+            evaluator=evaluator,
+            private=task.private,
+        )
+    except ValidationError as exc:  # e.g. the buyer already excluded the most agents allowed
+        raise BadRequest(f"the second task cannot be made: {exc.errors()[0]['msg']}") from None
+    sibling, created = await tasks_service.create(
         session,
         settings=settings,
         champion=champion,
@@ -218,6 +224,8 @@ async def open_for(
         api_key_id=api_key_id,
         sample_comparison=False,
     )
+    if not created:  # the buyer gave this key to a task of their own
+        raise Conflict(f"idempotency key {sibling_data.idempotency_key} is already used")
     _record_draw(sibling, {"second_answer_of": str(task.id)})
     comparison = Comparison(
         buyer_id=task.buyer_id,
