@@ -1361,6 +1361,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/runner/tasks/{task_id}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Relay Stream
+         * @description Relay a piece of the answer of a task you hold while its agent streams it, to the
+         *     buyer's streaming ``/v1`` call; a piece sent again (same ``offset``) is kept once. Nothing
+         *     is stored: the result you submit is the answer.
+         */
+        post: operations["relay_stream_api_v2_runner_tasks__task_id__stream_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/tasks": {
         parameters: {
             query?: never;
@@ -3842,6 +3864,31 @@ export interface components {
              * @default 0
              */
             tasks?: number;
+        };
+        /**
+         * StreamAck
+         * @description Whether the server holds the piece now (False: a gap before it, or the relay's buffer
+         *     for the task is full; the submitted result is the answer either way).
+         */
+        StreamAck: {
+            /** Accepted */
+            accepted: boolean;
+        };
+        /**
+         * StreamPiece
+         * @description A piece of the answer of a task a runner holds, relayed while its agent streams it:
+         *     ``offset`` is where it starts, in characters, within this attempt's answer.
+         */
+        StreamPiece: {
+            /**
+             * Lease Token
+             * Format: uuid
+             */
+            lease_token: string;
+            /** Offset */
+            offset: number;
+            /** Text */
+            text: string;
         };
         /**
          * SystemMetricsRead
@@ -9258,6 +9305,104 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ResultRead"];
+                };
+            };
+            /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The resource's state does not allow this, or a concurrent change conflicted */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    relay_stream_api_v2_runner_tasks__task_id__stream_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StreamPiece"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamAck"];
                 };
             };
             /** @description The body is not valid JSON, or the request is well-formed but not acceptable */
