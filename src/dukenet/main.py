@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.task_events = hub
         workers.append(asyncio.create_task(hub.run(stop)))
+        if settings.redis_url:  # a streamed answer reaches the gateway request in any process
+            workers.append(asyncio.create_task(state.relay.run_fanout(settings.redis_url, stop)))
         egress = EgressPolicy.from_settings(settings)
         async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
             executors = build_executors(client, SecretBox.from_settings(settings))

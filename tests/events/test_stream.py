@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 import uuid
+from urllib.parse import urlparse
+
+import pytest
 
 from dukenet.events.stream import Delta, DeltaRelay
+
+REDIS_URL = os.environ.get("DUKENET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_up() -> bool:
+    url = urlparse(REDIS_URL)
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), 0.5):
+            return True
+    except OSError:
+        return False
 
 
 class TestRelay:
@@ -75,3 +91,29 @@ class TestRelay:
         relay.sink(uuid.uuid4(), 1).send("nobody reads this")
         relay.sink(uuid.uuid4(), 1).send("nor this")  # creating a buffer prunes idle ones
         assert relay.buffered_tasks() == 1
+
+
+@pytest.mark.skipif(not _redis_up(), reason="Redis")
+class TestRedisFanout:
+    async def test_a_piece_published_in_one_process_reaches_a_reader_in_another(self) -> None:
+        here, there = DeltaRelay(), DeltaRelay()  # two API processes' relays
+        stop = asyncio.Event()
+        workers = [asyncio.create_task(r.run_fanout(REDIS_URL, stop)) for r in (here, there)]
+        task_id = uuid.uuid4()
+        try:
+            with there.subscribe(task_id) as reader:
+                await asyncio.sleep(0.3)  # both subscribed to the channel
+                sink = here.sink(task_id, attempt=1)  # a runner reporting to the other process
+                pieces = ["one ", "two ", "three"]
+                for piece in pieces:
+                    sink.send(piece)
+                received: list[str] = []
+                while len(received) < len(pieces):
+                    await asyncio.wait_for(reader.wait(), 5)
+                    received += [d.text for d in reader.take()]
+            assert received == pieces
+            with here.subscribe(task_id) as local:  # the publisher's own copy, once
+                assert [d.text for d in local.take()] == pieces
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)

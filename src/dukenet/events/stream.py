@@ -8,6 +8,13 @@ retried POST from a remote runner) is kept once and a gap is refused. The relay 
 ``max_chars`` per task (later text is not relayed: the reader sends it from the stored result),
 ``max_tasks`` buffers at once, and a buffer nobody reads is dropped after ``idle_s`` seconds.
 
+With ``redis_url`` set, :meth:`DeltaRelay.run_fanout` also publishes every piece published
+here on one Redis channel and adds the pieces other processes publish there, so the piece a
+remote runner posts to one API process (or an embedded runner of another process relays) reaches
+the gateway request wherever it is held. Pieces of other processes are buffered like local ones
+(bounded and dropped when idle just the same); a piece lost on the way only means that the
+reader sends the rest of the answer from the stored result.
+
 Nothing here is needed for correctness: the stored result is the answer, and the gateway sends
 whatever the relay did not carry once the task is delivered.
 """
@@ -16,11 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import structlog
+from redis.asyncio import Redis
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "dukenet:task-deltas"
+OUTBOX_SIZE = 10_000
 
 MAX_CHARS = 1_000_000
 MAX_TASKS = 10_000
@@ -85,13 +101,29 @@ class DeltaRelay:
         self._lock = threading.Lock()
         self._buffers: dict[uuid.UUID, _Buffer] = {}
         self.dropped_chars = 0  # text refused for a full buffer (the reader sends it later)
+        self.node = uuid.uuid4().hex
+        self._fanout: tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]] | None = None
 
-    def publish(self, task_id: uuid.UUID, delta: Delta) -> bool:
-        """Add ``delta`` to the task's answer and wake its readers; callable from any thread,
-        never blocks. Returns whether the relay holds the piece now (False: a gap before its
-        offset, or the task's buffer is full)."""
+    def publish(self, task_id: uuid.UUID, delta: Delta, *, fan_out: bool = True) -> bool:
+        """Add ``delta`` to the task's answer and wake its readers (and, with the Redis
+        fan-out running and ``fan_out``, send it to the other processes); callable from any
+        thread, never blocks. Returns whether the relay holds the piece now (False: a gap
+        before its offset, or the task's buffer is full)."""
         if not delta.text:
             return True
+        fanout = self._fanout
+        if fan_out and fanout is not None:
+            message = json.dumps(
+                {
+                    "node": self.node,
+                    "task_id": str(task_id),
+                    "attempt": delta.attempt,
+                    "offset": delta.offset,
+                    "text": delta.text,
+                }
+            )
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the app stopped
+                fanout[0].call_soon_threadsafe(_offer, fanout[1], message)
         with self._lock:
             buffer = self._buffers.get(task_id)
             if buffer is None:
@@ -139,6 +171,62 @@ class DeltaRelay:
                     if not buffer.readers:
                         del self._buffers[task_id]
 
+    async def run_fanout(self, redis_url: str, stop: asyncio.Event) -> None:
+        """Exchange pieces with the other processes through Redis until ``stop`` is set (a
+        lifespan worker): publish this process's pieces, add theirs. A failing Redis is
+        retried every second; pieces meanwhile are dropped."""
+        redis = Redis.from_url(redis_url)
+        outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_SIZE)
+        self._fanout = (asyncio.get_running_loop(), outbox)
+        workers = [
+            asyncio.create_task(self._forward(redis, outbox)),
+            asyncio.create_task(self._listen(redis)),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            self._fanout = None
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await redis.aclose()
+
+    async def _forward(self, redis: Redis, outbox: asyncio.Queue[str]) -> None:
+        while True:
+            message = await outbox.get()
+            try:
+                await redis.publish(CHANNEL, message)
+            except Exception:
+                log.warning("relaying a streamed piece through Redis failed", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _listen(self, redis: Redis) -> None:
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._receive(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("streamed pieces' Redis subscription failed", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    def _receive(self, raw: bytes | str) -> None:
+        """Add a piece another process published (its own are skipped)."""
+        try:
+            data = json.loads(raw)
+            if data["node"] == self.node:
+                return
+            delta = Delta(int(data["attempt"]), int(data["offset"]), str(data["text"]))
+            task_id = uuid.UUID(data["task_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("a malformed streamed piece on Redis was skipped")
+            return
+        self.publish(task_id, delta, fan_out=False)
+
     def sink(self, task_id: uuid.UUID, attempt: int) -> RelaySink:
         """Return the sink through which an in-process runner relays ``attempt``'s answer."""
         return RelaySink(self, task_id, attempt)
@@ -166,6 +254,12 @@ class DeltaRelay:
             unread = sorted((b.touched_at, t) for t, b in self._buffers.items() if not b.readers)
             for _, task_id in unread[: len(self._buffers) - self.max_tasks + 1]:
                 del self._buffers[task_id]
+
+
+def _offer(outbox: asyncio.Queue[str], message: str) -> None:
+    """Queue a piece for Redis; drop it when the queue is full (Redis is too slow or down)."""
+    with contextlib.suppress(asyncio.QueueFull):
+        outbox.put_nowait(message)
 
 
 class RelaySink:
