@@ -55,7 +55,8 @@ async def prometheus(
     state: State, session: Session, authorization: str | None = Header(default=None)
 ) -> Response:
     """Prometheus exposition: this process's requests, task transitions, routing latency and
-    settlements, and the database-wide tasks by status, ledger totals and active agents. With
+    settlements, and the database-wide tasks by status, ledger totals, active agents, ledger
+    check, outcomes, training runs, queue age and runner leases. With
     ``DUKENET_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>`` (else 401)."""
     token = state.settings.metrics_token
     if token and not hmac.compare_digest(
@@ -66,7 +67,9 @@ async def prometheus(
             "a bearer token is required for /metrics",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    totals = await service.prometheus_totals(session)
+    totals = await service.prometheus_totals(
+        session, settings=state.settings, check_ledger=state.metrics.ledger_check_due()
+    )
     await session.commit()  # end the read transaction before rendering
     state.metrics.set_totals(**totals)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

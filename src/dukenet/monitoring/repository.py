@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User
 from dukenet.agents.models import Agent
-from dukenet.learning.models import ModelVersion, Outcome
+from dukenet.learning.models import (
+    TUNE_TRIGGER,
+    ModelVersion,
+    Outcome,
+    TrainingRun,
+    TrainingRunStatus,
+)
 from dukenet.ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
+from dukenet.tasks.models import Task, TaskStatus
 
 
 async def users_by_role(session: AsyncSession) -> dict[str, int]:
@@ -62,3 +71,71 @@ async def moved_sat_by_kind(session: AsyncSession) -> dict[str, int]:
         .group_by(LedgerTransaction.kind)
     )
     return {str(kind.value): int(n) for kind, n in (await session.execute(stmt)).all()}
+
+
+async def recent_outcomes(session: AsyncSession, window: int) -> tuple[int, int]:
+    """Return (outcomes, successes) over the ``window`` most recently recorded outcomes."""
+    recent = select(Outcome.success).order_by(Outcome.created_at.desc()).limit(window).subquery()
+    stmt = select(
+        func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0)
+    ).select_from(recent)
+    total, successes = (await session.execute(stmt)).one()
+    return int(total), int(successes)
+
+
+async def training_runs_by_status(session: AsyncSession) -> dict[str, int]:
+    """Return the number of training runs per status (hyperparameter studies excluded)."""
+    stmt = (
+        select(TrainingRun.status, func.count(TrainingRun.id))
+        .where(TrainingRun.trigger != TUNE_TRIGGER)
+        .group_by(TrainingRun.status)
+    )
+    return {str(status.value): int(n) for status, n in (await session.execute(stmt)).all()}
+
+
+async def training_failures_since_success(session: AsyncSession) -> tuple[int, datetime | None]:
+    """Return (failed training runs started after the newest successful one, when that
+    successful run finished); hyperparameter studies are not counted."""
+    trains = TrainingRun.trigger != TUNE_TRIGGER
+    last_success = (
+        await session.execute(
+            select(func.max(TrainingRun.started_at), func.max(TrainingRun.finished_at)).where(
+                trains, TrainingRun.status == TrainingRunStatus.SUCCEEDED
+            )
+        )
+    ).one()
+    failed = select(func.count(TrainingRun.id)).where(
+        trains, TrainingRun.status == TrainingRunStatus.FAILED
+    )
+    if last_success[0] is not None:
+        failed = failed.where(TrainingRun.started_at > last_success[0])
+    return int((await session.execute(failed)).scalar_one()), last_success[1]
+
+
+async def oldest_claimable_by_kind(session: AsyncSession, now: datetime) -> dict[str, datetime]:
+    """Return, per agent kind, when the longest-waiting assigned task became claimable (its
+    creation, or the end of its last retry backoff); tasks still in backoff are not counted."""
+    since = func.coalesce(Task.available_at, Task.created_at)
+    stmt = (
+        select(Agent.kind, func.min(since))
+        .join(Agent, Task.agent_id == Agent.id)
+        .where(Task.status == TaskStatus.ASSIGNED, since <= now)
+        .group_by(Agent.kind)
+    )
+    return {str(kind.value): at for kind, at in (await session.execute(stmt)).all()}
+
+
+async def leases_by_kind(session: AsyncSession, now: datetime) -> dict[str, tuple[int, datetime]]:
+    """Return, per agent kind with executing tasks, (leases expired before ``now``, the
+    earliest lease expiry): the stalest lease, whose runner heartbeated longest ago."""
+    expired = func.sum(func.cast(Task.lease_expires_at < now, Integer))
+    stmt = (
+        select(Agent.kind, func.coalesce(expired, 0), func.min(Task.lease_expires_at))
+        .join(Agent, Task.agent_id == Agent.id)
+        .where(Task.status == TaskStatus.EXECUTING, Task.lease_expires_at.is_not(None))
+        .group_by(Agent.kind)
+    )
+    return {
+        str(kind.value): (int(n), earliest)
+        for kind, n, earliest in (await session.execute(stmt)).all()
+    }

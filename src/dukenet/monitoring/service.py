@@ -6,7 +6,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dukenet.config import Settings
+from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
+from dukenet.ledger import service as ledger_service
 from dukenet.monitoring import repository
 from dukenet.monitoring.schemas import SystemMetricsRead
 from dukenet.tasks import repository as tasks_repository
@@ -36,11 +39,28 @@ async def system_metrics(session: AsyncSession) -> SystemMetricsRead:
     )
 
 
-async def prometheus_totals(session: AsyncSession) -> dict[str, Any]:
+async def prometheus_totals(
+    session: AsyncSession, *, settings: Settings, check_ledger: bool
+) -> dict[str, Any]:
     """Return the database-wide figures ``Metrics.set_totals`` takes: ``tasks_by_status``,
-    ``moved_sat`` (satoshis per ledger transaction kind) and ``active_agents``."""
+    ``moved_sat`` (satoshis per ledger transaction kind), ``active_agents``, outcomes (all and
+    the last ``success_drop_window``), training runs, the queue's oldest claimable task and the
+    executing tasks' leases per agent kind, and, when ``check_ledger``, the ledger check (a full
+    scan of its entries)."""
+    now = utcnow()
+    failures, succeeded_at = await repository.training_failures_since_success(session)
     return {
+        "now": now,
         "tasks_by_status": await tasks_repository.count_by_status(session),
         "moved_sat": await repository.moved_sat_by_kind(session),
         "active_agents": await repository.count_enabled_agents(session),
+        "ledger": await ledger_service.check(session) if check_ledger else None,
+        "outcomes": await repository.outcome_totals(session),
+        "recent_outcomes": await repository.recent_outcomes(session, settings.success_drop_window),
+        "training_runs": await repository.training_runs_by_status(session),
+        "training_failures": failures,
+        "training_succeeded_at": succeeded_at,
+        "oldest_claimable": await repository.oldest_claimable_by_kind(session, now),
+        "leases": await repository.leases_by_kind(session, now),
+        "lease_s": settings.lease_s,
     }
