@@ -16,6 +16,7 @@ import typer
 from dukenet.config import Settings
 from dukenet.datasets.cli import datasets_app
 from dukenet.errors import DukenetError
+from dukenet.finetune.cli import finetune_app
 from dukenet.replay import BuiltinDataset, Complexity, Pricing
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(agents_app, name="agents")
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(finetune_app, name="finetune")
 
 T = TypeVar("T")
 

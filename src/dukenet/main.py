@@ -42,8 +42,10 @@ from dukenet.migrate import upgrade
 from dukenet.monitoring.api import metrics_router
 from dukenet.monitoring.health import health_router
 from dukenet.monitoring.metrics import Metrics
+from dukenet.runners.background import RunnerThread
 from dukenet.runners.base import Executor
 from dukenet.runners.llm import LLMExecutor
+from dukenet.runners.local import LocalExecutor
 from dukenet.runners.replay import ReplayExecutor
 from dukenet.runners.worker import Runner
 from dukenet.tasks.sweeper import Sweeper
@@ -61,6 +63,7 @@ def build_executors(
     return {
         AgentKind.LLM: LLMExecutor(client, secrets=secrets),
         AgentKind.REPLAY: ReplayExecutor(),
+        AgentKind.LOCAL: LocalExecutor(),
     }
 
 

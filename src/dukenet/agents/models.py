@@ -16,13 +16,16 @@ class AgentKind(StrEnum):
     """How an agent produces results.
 
     ``llm``: an OpenAI-compatible chat-completions endpoint; ``replay``: answers from a
-    recorded-outcomes dataset; ``builtin``: local code; ``human``: an operator answers.
+    recorded-outcomes dataset; ``builtin``: local code; ``human``: an operator answers;
+    ``local``: a model DukeNET fine-tuned itself (``dukenet finetune``), run in-process by
+    ``runners.local``.
     """
 
     LLM = "llm"
     REPLAY = "replay"
     BUILTIN = "builtin"
     HUMAN = "human"
+    LOCAL = "local"
 
 
 class Agent(IdMixin, TimestampMixin, Base):

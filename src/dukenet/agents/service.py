@@ -64,16 +64,57 @@ async def register(
             data.llm.api_key,
             secrets or SecretBox.from_settings(settings),
         )
-    if await repository.get_by_name(session, data.name) is not None:
-        raise Conflict(f"agent name {data.name!r} is taken")
-    agent = Agent(
-        name=data.name,
-        kind=AgentKind(data.kind),
-        owner_id=owner.id,
-        description=data.description,
-        base_price_sat=data.base_price_sat or settings.default_base_price_sat,
-        config=config,
+    return await _add(
+        session,
+        settings=settings,
+        owner=owner,
+        agent=Agent(
+            name=data.name,
+            kind=AgentKind(data.kind),
+            owner_id=owner.id,
+            description=data.description,
+            base_price_sat=data.base_price_sat or settings.default_base_price_sat,
+            config=config,
+        ),
     )
+
+
+async def register_local(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    owner: User,
+    name: str,
+    config: dict[str, Any],
+    description: str = "",
+    base_price_sat: int | None = None,
+    enabled: bool = True,
+) -> Agent:
+    """Register a ``local`` agent (a fine-tuned model ``runners.local`` serves; ``config`` is a
+    ``LocalAgentConfig``) owned by the admin ``owner``, priced and rated like any agent.
+
+    Raises:
+        Forbidden: ``owner`` is not an admin.
+        Conflict: the name is taken.
+    """
+    if owner.role is not UserRole.ADMIN:
+        raise Forbidden("only admins register local agents")
+    agent = Agent(
+        name=name,
+        kind=AgentKind.LOCAL,
+        owner_id=owner.id,
+        description=description,
+        base_price_sat=base_price_sat or settings.default_base_price_sat,
+        config=config,
+        is_enabled=enabled,
+    )
+    return await _add(session, settings=settings, owner=owner, agent=agent)
+
+
+async def _add(session: AsyncSession, *, settings: Settings, owner: User, agent: Agent) -> Agent:
+    """Add ``agent`` at the reputation prior and open its earnings account."""
+    if await repository.get_by_name(session, agent.name) is not None:
+        raise Conflict(f"agent name {agent.name!r} is taken")
     prior = reputation.smoothed_success_rate(
         0,
         0,

@@ -78,9 +78,20 @@ TUNE_TRIGGER = "tune"
 """``TrainingRun.trigger`` of a hyperparameter study (``learning.tuning``): it trains no version
 and is not a training run for the triggers."""
 
+FINETUNE_TRIGGERS = ("finetune-sft", "finetune-dpo")
+"""``TrainingRun.trigger`` of a fine-tune of DukeNET's own model (``dukenet finetune``): it trains
+a ``local`` agent's model, not a router version."""
+
+NOT_ROUTER_TRIGGERS = (TUNE_TRIGGER, *FINETUNE_TRIGGERS)
+"""Triggers of training runs that train no router version (the router's triggers skip them)."""
+
 
 class TrainingRun(IdMixin, Base):
-    """One attempt to train a challenger; ``trigger_key`` is unique so a trigger trains once."""
+    """One attempt to train a challenger; ``trigger_key`` is unique so a trigger trains once.
+
+    A fine-tune (``FINETUNE_TRIGGERS``) records the model directory it wrote in
+    ``artifact_path`` and that directory's content hash (SHA-256) in ``artifact_sha256``.
+    """
 
     __tablename__ = "training_run"
 
@@ -94,6 +105,8 @@ class TrainingRun(IdMixin, Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     log: Mapped[str] = mapped_column(Text, default="")
+    artifact_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -10,7 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning.models import (
-    TUNE_TRIGGER,
+    NOT_ROUTER_TRIGGERS,
     ModelAlias,
     ModelAliasEvent,
     ModelVersion,
@@ -117,7 +117,8 @@ async def runs(session: AsyncSession, *, limit: int = 100) -> Sequence[TrainingR
 async def last_successful_outcomes_used(session: AsyncSession) -> int:
     """Return how many outcomes the newest successful training run used (0 if none)."""
     stmt = select(func.max(TrainingRun.outcomes_used)).where(
-        TrainingRun.status == TrainingRunStatus.SUCCEEDED, TrainingRun.trigger != TUNE_TRIGGER
+        TrainingRun.status == TrainingRunStatus.SUCCEEDED,
+        TrainingRun.trigger.not_in(NOT_ROUTER_TRIGGERS),
     )
     return int((await session.execute(stmt)).scalar_one() or 0)
 
@@ -135,7 +136,8 @@ async def last_successful_run(session: AsyncSession) -> TrainingRun | None:
     stmt = (
         select(TrainingRun)
         .where(
-            TrainingRun.status == TrainingRunStatus.SUCCEEDED, TrainingRun.trigger != TUNE_TRIGGER
+            TrainingRun.status == TrainingRunStatus.SUCCEEDED,
+            TrainingRun.trigger.not_in(NOT_ROUTER_TRIGGERS),
         )
         .order_by(TrainingRun.outcomes_used.desc(), TrainingRun.finished_at.desc())
         .limit(1)

@@ -33,7 +33,7 @@ from dukenet.tasks import quotes, repository
 from dukenet.tasks.models import FINAL_STATUSES, Task, TaskResult, TaskStatus
 from dukenet.tasks.schemas import ResultSubmit, TaskCreate, TaskQuoteRequest
 
-EXECUTABLE_KINDS = (AgentKind.LLM, AgentKind.REPLAY, AgentKind.BUILTIN)
+EXECUTABLE_KINDS = (AgentKind.LLM, AgentKind.REPLAY, AgentKind.BUILTIN, AgentKind.LOCAL)
 
 
 async def create(
