@@ -169,6 +169,8 @@ class TestTraining:
         samples = await _scrape(client)
         assert samples[("dukenet_training_consecutive_failures", ())] == 0
         assert samples[("dukenet_training_last_success_timestamp_seconds", ())] == 0
+        for status in ("running", "succeeded", "failed"):
+            assert samples[("dukenet_training_runs", (("status", status),))] == 0
 
 
 class TestQueueAndLeases:

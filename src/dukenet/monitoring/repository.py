@@ -84,13 +84,16 @@ async def recent_outcomes(session: AsyncSession, window: int) -> tuple[int, int]
 
 
 async def training_runs_by_status(session: AsyncSession) -> dict[str, int]:
-    """Return the number of training runs per status (hyperparameter studies excluded)."""
+    """Return the number of training runs per status, every status present (0 without runs);
+    hyperparameter studies are excluded."""
     stmt = (
         select(TrainingRun.status, func.count(TrainingRun.id))
         .where(TrainingRun.trigger != TUNE_TRIGGER)
         .group_by(TrainingRun.status)
     )
-    return {str(status.value): int(n) for status, n in (await session.execute(stmt)).all()}
+    counts = {str(status.value): 0 for status in TrainingRunStatus}
+    counts.update({str(s.value): int(n) for s, n in (await session.execute(stmt)).all()})
+    return counts
 
 
 async def training_failures_since_success(session: AsyncSession) -> tuple[int, datetime | None]:
