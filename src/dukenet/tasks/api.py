@@ -133,6 +133,7 @@ async def create_task(
     )
     await session.commit()
     if created:
+        state.bell.new_work()  # an idle embedded runner claims it now, not at its next poll
         state.metrics.routing_seconds.observe(time.perf_counter() - started)
         state.metrics.task_transitions.labels(TaskStatus.ASSIGNED.value).inc()
     else:
