@@ -10,11 +10,15 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from dukenet.cli import app as cli_app
 from dukenet.comparisons.models import Comparison
 from dukenet.config import Settings
 from dukenet.kit.orm import utcnow
@@ -420,6 +424,33 @@ class TestDatasets:
             for row in map(json.loads, router.text.splitlines())
         }
         assert labels == {first["id"]: second["agent_id"], second["id"]: second["agent_id"]}
+
+    async def test_the_cli_exports_the_pair_as_jsonl_and_parquet(
+        self,
+        client: httpx.AsyncClient,
+        market: Market,
+        settings: Settings,
+        database_url: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        first, second, comp = await both_answered(client, market)
+        response = await pick(client, market.admin, comp["id"], winner_task_id=first["id"])
+        assert response.status_code == 200, response.text
+        monkeypatch.setenv("DUKENET_VAR_DIR", str(settings.var_dir))
+        monkeypatch.setenv("DUKENET_DATABASE_URL", database_url)
+        out = tmp_path / "dpo"
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli_app, ["datasets", "export", "dpo", "--output", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["rows"] == 1 and manifest["label_sources"] == {"pairwise": 1}
+        assert manifest["source_task_ids"] == [second["id"]]  # keyed by the rejected answer
+        (row,) = [json.loads(line) for line in (out / "dpo.jsonl").read_text().splitlines()]
+        assert row["chosen"][0]["content"] == "def add(a, b): return a - b"
+        assert row["rejected"][0]["content"] == "def add(a, b): return a + b"
+        assert pq.read_table(out / "dpo.parquet").to_pylist() == [row]
 
     async def test_a_private_task_pair_never_leaves(
         self, client: httpx.AsyncClient, market: Market
