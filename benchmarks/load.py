@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/load.py [--database-url URL | --postgres SERVER_URL] [--api-processes 1]
         [--concurrency 1,8,32] [--seconds 10] [--embedded-runners 2] [--no-pgbench]
+        [--runners-on thread,loop] [--e2e-only]
 
 It starts its own servers (``python -m dukenet serve`` on free loopback ports, ``--api-processes``
 of them on one database; the load generator spreads requests over them round robin), migrates
@@ -464,21 +465,24 @@ async def run(args: argparse.Namespace) -> None:
                 try:
                     await servers.wait()
                     admin, buyers = await _setup(client, servers, max(levels))
-                    for c in levels:
+                    for c in levels if not args.e2e_only else []:
                         print(await api_phase(client, servers, admin, buyers, c, args.seconds))
                         print(await get_phase(client, servers, buyers[0], c, args.seconds))
                 finally:
                     servers.stop()
-                if args.embedded_runners > 0:
+                for mode in args.runners_on.split(",") if args.embedded_runners > 0 else []:
                     e2e_env = {
                         **env,
                         "DUKENET_EMBEDDED_RUNNERS": str(args.embedded_runners),
+                        # thread: their own thread and loop; loop: the API's (issue #15's before)
+                        "DUKENET_EMBEDDED_RUNNERS_THREAD": str(mode == "thread").lower(),
                         "DUKENET_DISPUTE_WINDOW_S": "0",
                         "DUKENET_RUNNER_POLL_S": "0.05",
                     }
                     servers = Servers(e2e_env, args.api_processes)
                     try:
                         await servers.wait()
+                        print(f"embedded runners on: {mode}")
                         for c in levels:
                             print(
                                 await e2e_phase(
@@ -504,6 +508,13 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--embedded-runners", type=int, default=2)
+    parser.add_argument(
+        "--runners-on",
+        default="thread",
+        help="where the embedded runners run, comma-separated: thread (their own, the "
+        "default) and/or loop (the API's event loop, as before issue #15)",
+    )
+    parser.add_argument("--e2e-only", action="store_true", help="skip the api and get phases")
     parser.add_argument("--no-pgbench", dest="pgbench", action="store_false")
     asyncio.run(run(parser.parse_args()))
 

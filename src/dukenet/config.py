@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     # runners
     embedded_runners: int = Field(default=2, ge=0)
+    # the embedded runners on a thread and event loop of their own (runners/background.py);
+    # false: on the API's loop, where request handlers starve them under load
+    embedded_runners_thread: bool = True
     lease_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     # a released or expired task waits retry_backoff_s x 2^(attempts - 1) s (capped) before

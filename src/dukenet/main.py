@@ -111,17 +111,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         egress = EgressPolicy.from_settings(settings)
         async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
             executors = build_executors(client, SecretBox.from_settings(settings))
-            for i in range(settings.embedded_runners):
-                runner = Runner(
-                    sessionmaker,
+            runner_thread: RunnerThread | None = None
+            if settings.embedded_runners and settings.embedded_runners_thread:
+                # their own thread and loop: request handlers cannot starve them
+                runner_thread = RunnerThread(
                     settings,
-                    executors,
-                    name=f"embedded-{i}",
-                    storage=state.storage,
+                    build_executors,
+                    count=settings.embedded_runners,
                     bell=state.bell,
                     relay=state.relay,
                 )
-                workers.append(asyncio.create_task(runner.run_forever(stop)))
+                await runner_thread.start()
+            else:
+                for i in range(settings.embedded_runners):
+                    runner = Runner(
+                        sessionmaker,
+                        settings,
+                        executors,
+                        name=f"embedded-{i}",
+                        storage=state.storage,
+                        bell=state.bell,
+                        relay=state.relay,
+                    )
+                    workers.append(asyncio.create_task(runner.run_forever(stop)))
             if settings.embedded_sweeper:
                 sweeper = Sweeper(sessionmaker, settings)
                 workers.append(asyncio.create_task(sweeper.run_forever(stop)))
@@ -139,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "api ready",
                 database=printable_database_url(url),
                 embedded_runners=settings.embedded_runners,
+                runners_thread=runner_thread is not None,
                 trainer=settings.embedded_trainer,
                 sweeper=settings.embedded_sweeper,
                 judge=settings.embedded_judge,
@@ -150,6 +163,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 log.info("api stopping")
                 stop.set()
+                if runner_thread is not None:
+                    await runner_thread.stop()
                 await asyncio.gather(*workers, return_exceptions=True)
         await state.login_limiter.close()
         await engine.dispose()
