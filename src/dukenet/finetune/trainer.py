@@ -377,6 +377,9 @@ def _fit(
             processing_class=tokenizer,
             peft_config=peft_config,
         )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # stdout is the CLI's JSON; figures are returned
     for split, data in (("training", trainer.train_dataset), ("held-out", trainer.eval_dataset)):
         if len(data) == 0:
             raise FinetuneError(
