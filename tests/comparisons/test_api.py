@@ -183,6 +183,30 @@ class TestOpening:
         )
         assert on_second.status_code == 409
 
+    async def test_a_delivered_task_compared_afterwards_waits_for_the_pick(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        created = await submit_task(client, market.buyer, agent_id=market.agents[0]["id"])
+        first_id = created.json()["id"]
+        await answer(client, market, first_id, "first")
+        assert (await task_of(client, market, first_id))["accept_by"] is not None
+        response = await client.post(f"/tasks/{first_id}/compare", headers=market.buyer, json={})
+        assert response.status_code == 201, response.text
+        comp = response.json()
+        assert comp["payment"] == "winner" and comp["pick_by"] is None
+        assert (await task_of(client, market, first_id))["accept_by"] is None
+        refused = await client.post(f"/tasks/{first_id}/accept", headers=market.buyer)
+        assert refused.status_code == 409
+        await answer(client, market, comp["sibling_task_id"], "second")
+        assert (await comparison(client, market.buyer, comp["id"]))["pick_by"] is not None
+        second = await task_of(client, market, comp["sibling_task_id"])
+        response = await pick(client, market.buyer, comp["id"], winner_task_id=first_id)
+        assert response.status_code == 200, response.text
+        first = await task_of(client, market, first_id)
+        assert await balance(client, market) == START_SAT - first["price_sat"]
+        assert (await task_of(client, market, second["id"]))["status"] == "rejected"
+        await ledger_ok(client, market)
+
     async def test_another_buyers_task_cannot_be_compared(
         self, client: httpx.AsyncClient, market: Market
     ) -> None:
