@@ -1,15 +1,17 @@
 """Added latency of the ``/v1`` gateway over calling the agent directly and over the task API,
 and the first chunk's latency of a streaming call.
 
-Usage: ``python benchmarks/gateway.py [--calls 200] [--warmup 20] [--poll-ms 5] [--json PATH]``
+Usage: ``python benchmarks/gateway.py [--calls 200] [--warmup 20] [--poll-ms 5] [--json PATH]
+[--env DUKENET_X=VALUE ...]``
 
-Starts a loopback OpenAI-compatible double (``tests/llm_double.py``, answering at once) and the
-embedded default server (``create_app`` with the default settings: SQLite in WAL under a
-temporary ``var/``, two embedded runners, sweeper, trainer, webhooks dispatcher; only
-``DUKENET_ALLOWED_AGENT_NETWORKS=127.0.0.0/8`` so the double may be an ``llm`` agent) under
-uvicorn on a free port. Registers an admin, a credited buyer with a buyer API key and one
-``llm`` agent on the double, then times, one call after another with the official ``openai``
-client:
+Starts a loopback OpenAI-compatible double (``tests/llm_double.py``, answering at once) here and
+the embedded default server in a process of its own (``dukenet serve`` with the default
+settings: SQLite in WAL under a temporary ``var/``, two embedded runners, sweeper, trainer,
+webhooks dispatcher; only ``DUKENET_ALLOWED_AGENT_NETWORKS=127.0.0.0/8`` so the double may be an
+``llm`` agent, and ``--env`` settings) on a free port. Registers an admin, a credited buyer with
+a buyer API key and one ``llm`` agent on the double, then times rounds of one call of each kind
+(interleaved, so the server's background work weighs on each kind alike), one call after
+another with the official ``openai`` client:
 
 - ``direct``: ``chat.completions.create`` against the double itself;
 - ``gateway``: the same call against ``/v1`` with ``model="duke"``: a DukeNET task created
