@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test venv dev lint typecheck pytest clean web-deps web-client web-build web-check web-e2e
+.PHONY: demo test flywheel venv dev lint typecheck pytest clean web-deps web-client web-build web-check web-e2e
 
 # `venv`: what the product needs (the demo); `dev`: plus the test, lint and fine-tuning tools
 # (torch 2.13.0 and TRL: about 1.1 GB more).
@@ -26,6 +26,11 @@ dev: $(VENV)/.dev
 
 demo: venv web-build
 	$(BIN)/dukenet demo
+
+# The data flywheel on real MMLU-Pro answers: market -> labels -> exports -> SFT/DPO of
+# SmolLM2-135M-Instruct -> local agents -> held-out figures (benchmarks/flywheel.py; --smoke: CI size).
+flywheel: dev
+	OMP_NUM_THREADS=$$(nproc) $(BIN)/python benchmarks/flywheel.py $(FLYWHEEL_ARGS)
 
 lint: dev
 	$(BIN)/ruff check src tests benchmarks
