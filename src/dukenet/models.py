@@ -10,7 +10,14 @@ from dukenet.feedback.models import Evaluation, Feedback, OutcomeLabel
 from dukenet.files.models import File, TaskFile
 from dukenet.gateway.models import ApiKeyLimit, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from dukenet.kit.orm import Base
-from dukenet.learning.models import ModelAlias, ModelAliasEvent, ModelVersion, Outcome, TrainingRun
+from dukenet.learning.models import (
+    ModelAlias,
+    ModelAliasEvent,
+    ModelArtifact,
+    ModelVersion,
+    Outcome,
+    TrainingRun,
+)
 from dukenet.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from dukenet.payments.models import Deposit, Payout
 from dukenet.tasks.models import Task, TaskResult
@@ -33,6 +40,7 @@ __all__ = [
     "LedgerTransaction",
     "ModelAlias",
     "ModelAliasEvent",
+    "ModelArtifact",
     "ModelVersion",
     "Outcome",
     "OutcomeLabel",

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dukenet.kit.orm import Base, IdMixin, str_enum, utcnow
@@ -123,6 +123,20 @@ class ModelVersion(IdMixin, Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     promoted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelArtifact(Base):
+    """A model version's artifact (the skops file's bytes) and its SHA-256, so that every API
+    process on any machine can load the router the champion names, not only the trainer that
+    wrote the file; a process without the local file fetches it and checks the hash."""
+
+    __tablename__ = "model_artifact"
+
+    version: Mapped[int] = mapped_column(ForeignKey("model_version.version"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

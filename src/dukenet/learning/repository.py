@@ -13,6 +13,7 @@ from dukenet.learning.models import (
     NOT_ROUTER_TRIGGERS,
     ModelAlias,
     ModelAliasEvent,
+    ModelArtifact,
     ModelVersion,
     Outcome,
     TrainingRun,
@@ -63,6 +64,18 @@ async def versions(session: AsyncSession) -> Sequence[ModelVersion]:
 async def get_version(session: AsyncSession, version: int) -> ModelVersion | None:
     """Return one model version, or None."""
     stmt = select(ModelVersion).where(ModelVersion.version == version)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def artifact_sha256(session: AsyncSession, version: int) -> str | None:
+    """Return the SHA-256 of a version's stored artifact, or None (none stored)."""
+    stmt = select(ModelArtifact.sha256).where(ModelArtifact.version == version)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def artifact_content(session: AsyncSession, version: int) -> bytes | None:
+    """Return the bytes of a version's stored artifact, or None (none stored)."""
+    stmt = select(ModelArtifact.content).where(ModelArtifact.version == version)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -466,9 +466,17 @@ class DukeRouter:
             skops.io.exceptions.UntrustedTypesFoundException: the file holds any other type.
             ValueError: the file is not a Duke router artifact.
         """
-        state = sio.load(Path(path), trusted=list(TRUSTED_TYPES))
+        return cls._from_state(sio.load(Path(path), trusted=list(TRUSTED_TYPES)), str(path))
+
+    @classmethod
+    def loads(cls, data: bytes) -> DukeRouter:
+        """Read a router from the bytes of a file ``save`` wrote (as ``load`` does)."""
+        return cls._from_state(sio.loads(data, trusted=list(TRUSTED_TYPES)), "the artifact")
+
+    @classmethod
+    def _from_state(cls, state: object, source: str) -> DukeRouter:
         if not isinstance(state, dict) or state.get("format") != ARTIFACT_FORMAT:
-            raise ValueError(f"{path} is not a {ARTIFACT_FORMAT} artifact")
+            raise ValueError(f"{source} is not a {ARTIFACT_FORMAT} artifact")
         return cls(
             config=RouterConfig.from_dict(state["config"]),
             agents=[str(a) for a in state["agents"]],

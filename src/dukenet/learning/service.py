@@ -38,6 +38,7 @@ from dukenet.learning.models import (
     LabelSource,
     ModelAlias,
     ModelAliasEvent,
+    ModelArtifact,
     ModelVersion,
     Outcome,
     TrainingRun,
@@ -373,13 +374,18 @@ async def train(
             )
             for o in outcomes
         ]
+        if champion_row is not None:
+            async with sessionmaker() as session:
+                champion_router = await load_router(session, champion_row)
+        else:
+            champion_router = None
         router, raw_metrics, decision = await asyncio.to_thread(
             _fit_and_compare,
             samples,
             decisions,
             config,
             split_seed,
-            champion_row.artifact_path if champion_row else None,
+            champion_router,
             gate or PromotionGate(),
         )
     except Exception as exc:
@@ -403,7 +409,7 @@ async def train(
         latest = await repository.latest_version(session)
         number = (latest.version if latest else 0) + 1
         path = models_dir / f"v{number}.skops"
-        await asyncio.to_thread(_save_artifact, router, path)
+        content = await asyncio.to_thread(_save_artifact, router, path)
         version = ModelVersion(
             version=number,
             run_id=run.id,
@@ -413,6 +419,16 @@ async def train(
             metrics=metrics,
         )
         session.add(version)
+        await session.flush()
+        # the bytes too: API processes on other machines load it from here (load_router)
+        session.add(
+            ModelArtifact(
+                version=number,
+                sha256=hashlib.sha256(content).hexdigest(),
+                size_bytes=len(content),
+                content=content,
+            )
+        )
         await session.flush()
         if decision.promote:
             await _move_champion(
@@ -439,7 +455,7 @@ def _fit_and_compare(
     decisions: list[LoggedDecision | None],
     config: RouterConfig,
     split_seed: int,
-    champion_path: str | None,
+    champion: DukeRouter | None,
     gate: PromotionGate,
 ) -> tuple[DukeRouter, dict[str, Any], PromotionDecision]:
     """Fit on the train side; score the challenger (and the champion) on the held-out side.
@@ -450,7 +466,6 @@ def _fit_and_compare(
         raise BadRequest("need at least 2 outcomes to train")
     train_rows, _ = held_out_split(samples, seed=split_seed)
     router = DukeRouter.fit(train_rows, config)
-    champion = DukeRouter.load(Path(champion_path)) if champion_path is not None else None
     metrics, decision = judge_challenger(
         router, champion, samples, decisions, split_seed=split_seed, gate=gate
     )
@@ -568,9 +583,40 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _save_artifact(router: DukeRouter, path: Path) -> None:
+def _save_artifact(router: DukeRouter, path: Path) -> bytes:
+    """Write the router's artifact to ``path`` and return the file's bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     router.save(path)
+    return path.read_bytes()
+
+
+async def load_router(session: AsyncSession, row: ModelVersion) -> DukeRouter:
+    """Load a version's router from its local file when that file's SHA-256 is the stored
+    artifact's, else from the artifact's bytes in the database (so a process on another
+    machine, or with another ``var_dir``, serves it too); versions trained before artifacts
+    were stored load from their file.
+
+    Raises:
+        ValueError: the stored bytes do not match their SHA-256, or are not a router.
+    """
+    expected = await repository.artifact_sha256(session, row.version)
+    path = Path(row.artifact_path)
+    if expected is None:
+        return await asyncio.to_thread(DukeRouter.load, path)
+    local = await asyncio.to_thread(_read_if_present, path)
+    if local is not None and hashlib.sha256(local).hexdigest() == expected:
+        return await asyncio.to_thread(DukeRouter.loads, local)
+    stored = await repository.artifact_content(session, row.version)
+    if stored is None or hashlib.sha256(stored).hexdigest() != expected:
+        raise ValueError(f"the stored artifact of v{row.version} does not match its SHA-256")
+    return await asyncio.to_thread(DukeRouter.loads, stored)
+
+
+def _read_if_present(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 async def shadow_report(session: AsyncSession) -> ShadowReportRead:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning import repository
 from dukenet.learning.router import DukeRouter
-from dukenet.learning.service import CHALLENGER, CHAMPION
+from dukenet.learning.service import CHALLENGER, CHAMPION, load_router
 
 
 class AliasCache:
@@ -43,7 +42,8 @@ class AliasCache:
                     row = await repository.get_version(session, version)
                     if row is None:
                         return None, None
-                    router = await asyncio.to_thread(DukeRouter.load, Path(row.artifact_path))
+                    # the local file, or the bytes from the database (another machine's)
+                    router = await load_router(session, row)
                     self._version, self._router = version, router
         return self._version, self._router
 
