@@ -150,6 +150,8 @@ def load_base(
                 dtype=torch.float32,
                 local_files_only=True,
             )
+            if source.gguf_file is not None:
+                _forget_gguf_quantization(model)
         model.to(device or default_device())  # type: ignore[arg-type]
     except FinetuneError:
         raise
@@ -159,6 +161,16 @@ def load_base(
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
+
+
+def _forget_gguf_quantization(model: PreTrainedModel) -> None:
+    """Mark a model loaded from GGUF as the plain float32 model it is: transformers de-quantizes
+    every tensor on load but keeps a GGUF "quantizer", which the Trainer refuses to train and
+    ``save_pretrained`` would write into ``config.json``."""
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (nn.Module's __setattr__ typing)
+    setattr(model, "is_quantized", False)  # noqa: B010
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def default_device() -> str:
