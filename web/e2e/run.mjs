@@ -4,6 +4,7 @@
 // violation allowed), and fails on any console error. Prints "N passed, M failed".
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,10 +21,22 @@ const PASSWORD = "e2e-password-123";
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const REPLAY_MODELS = ["gpt-4-1106-preview", "mistralai/mistral-7b-chat", "zero-one-ai/Yi-34B-Chat"];
-// replay agents answer RouterBench prompts with their recorded answers: take real ones
-const PROMPTS = JSON.parse(
-  execFileSync("python", ["-c", "import json; from dukenet.learning.routerbench import load_routerbench; print(json.dumps(load_routerbench('train').prompts[:40]))"], { encoding: "utf8" }),
-);
+// replay agents answer RouterBench prompts with their recorded answers: take real ones. PROMPTS
+// (for training) have mixed outcomes; SOLVED ones every replay agent answered correctly, so the
+// buyer's task is delivered whichever agent the router draws (a wrong answer fails the task).
+const PICK_PROMPTS = `
+import json, sys
+from collections import Counter
+from dukenet.learning.routerbench import load_routerbench
+table = load_routerbench("train")
+models = json.loads(sys.argv[1])
+columns = [table.agents.index(m) for m in models]
+count = Counter(table.prompts)
+unique = [i for i, p in enumerate(table.prompts) if count[p] == 1]
+solved = [table.prompts[i] for i in unique if all(table.success[i, j] for j in columns) and len(table.prompts[i]) < 400]
+print(json.dumps({"prompts": [table.prompts[i] for i in unique[:40]], "solved": solved[:5]}))
+`;
+const { prompts: PROMPTS, solved: SOLVED } = JSON.parse(execFileSync("python", ["-c", PICK_PROMPTS, JSON.stringify(REPLAY_MODELS)], { encoding: "utf8" }));
 
 const started = Date.now();
 const results = [];
@@ -31,7 +44,22 @@ const axeReport = [];
 const consoleErrors = [];
 const screenshots = [];
 
-const server = await startServer();
+// an OpenAI-compatible endpoint on loopback for the llm agent's test call (the server allows
+// 127.0.0.0/8 as an agent network for this run only)
+const llmRequests = [];
+const llmDouble = createServer((req, res) => {
+  let body = "";
+  req.on("data", (chunk) => (body += chunk));
+  req.on("end", () => {
+    llmRequests.push({ path: req.url, body: JSON.parse(body || "{}") });
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ id: "e2e", object: "chat.completion", model: "e2e-model", choices: [{ index: 0, message: { role: "assistant", content: "OK from the e2e double" }, finish_reason: "stop" }], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10 } }));
+  });
+});
+await new Promise((resolve) => llmDouble.listen(0, "127.0.0.1", resolve));
+const llmBaseUrl = `http://127.0.0.1:${llmDouble.address().port}/v1`;
+
+const server = await startServer({ DUKENET_ALLOWED_AGENT_NETWORKS: "127.0.0.0/8" });
 const api = apiClient(server.url);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -41,9 +69,13 @@ const browser = await chromium.launch({
 
 const uid = () => Math.random().toString(36).slice(2, 8);
 
+const openPages = new Set();
+
 async function newPage(viewport = DESKTOP) {
-  const context = await browser.newContext({ viewport, baseURL: server.url });
+  const context = await browser.newContext({ viewport, baseURL: server.url, acceptDownloads: true });
   const page = await context.newPage();
+  openPages.add(page);
+  page.on("close", () => openPages.delete(page));
   page.setDefaultTimeout(60_000);
   page.on("console", (msg) => {
     if (msg.type() !== "error") return;
@@ -72,6 +104,13 @@ async function registerUi(page, email, role) {
   await page.getByLabel("I want to").selectOption(role);
   await page.getByRole("button", { name: "Register" }).click();
   await page.getByText(`Account ${email} created`).waitFor();
+}
+
+/** Take the agent whose page is open off the market (so later tests' tasks are not routed to it). */
+async function disableAgent(page) {
+  await page.getByRole("button", { name: "Disable" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Disable" }).click();
+  await page.getByRole("button", { name: "Enable" }).waitFor();
 }
 
 /** Screenshot `name` at desktop and phone width, and run axe on it. */
@@ -106,6 +145,14 @@ async function test(name, fn) {
   } catch (error) {
     results.push({ name, ok: false, ms: Date.now() - t0, error: String(error?.stack ?? error) });
     console.log(`FAIL ${name}: ${error?.message ?? error}`);
+    // what each open page showed when it failed, then close them: the next test starts clean
+    let i = 0;
+    for (const page of [...openPages]) {
+      const file = join(shots, `FAILED-${results.length}-${i++}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.log(`     ${page.url()} -> ${file.slice(root.length + 1)}`);
+      await page.context().close().catch(() => {});
+    }
   }
 }
 
@@ -158,7 +205,7 @@ await test("buyer registers, is credited by an admin, uploads a file, quotes, cr
   await buyer.goto("/wallet");
   await buyer.getByText("50,000,000 sat").first().waitFor();
   await buyer.goto("/tasks/new");
-  await buyer.getByLabel("Description").fill(PROMPTS[0]);
+  await buyer.getByLabel("Description").fill(SOLVED[0]);
   await buyer.getByLabel("Complexity (1–10)").fill("2");
   await buyer.getByLabel("Attach files").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("Paris is the capital of France.\n") });
   await buyer.getByText("uploaded").waitFor();
@@ -170,7 +217,10 @@ await test("buyer registers, is credited by an admin, uploads a file, quotes, cr
   // the runner delivers it; the page updates from the event stream, no reload
   await buyer.getByRole("button", { name: "Accept and pay" }).waitFor({ timeout: 240_000 });
   await buyer.getByRole("table", { name: "Routing candidates" }).waitFor();
-  expect(await buyer.getByText("1 attached file(s)").isVisible(), "the attached file is on the task");
+  const download = buyer.waitForEvent("download");
+  await buyer.getByRole("button", { name: "Download notes.txt" }).click();
+  const saved = await (await download).path();
+  expect(readFileSync(saved, "utf8") === "Paris is the capital of France.\n", "the attached file downloads with its bytes");
   await capture(buyer, "task-delivered");
   await buyer.getByRole("button", { name: "Accept and pay" }).click();
   await buyer.getByText("completed").first().waitFor();
@@ -182,7 +232,7 @@ await test("buyer registers, is credited by an admin, uploads a file, quotes, cr
   await buyer.getByRole("table", { name: "Tasks" }).getByText("completed").waitFor();
   await capture(buyer, "tasks");
   await buyer.goto("/wallet");
-  await buyer.getByText("Spending over time").waitFor();
+  await buyer.getByRole("img", { name: /Spent per day/ }).waitFor();
   await capture(buyer, "wallet");
   await buyer.goto("/profile");
   await capture(buyer, "profile");
@@ -234,10 +284,33 @@ await test("operator creates a human agent; a buyer's task to it is answered fro
   await operator.getByRole("link", { name: humanAgentName }).click();
   await operator.getByText("Too short: I asked for the plot.").waitFor();
   await capture(operator, "agent");
+  await disableAgent(operator);
   await operator.goto("/agents");
   await capture(operator, "agents");
   await operator.goto("/leaderboard");
   await capture(operator, "leaderboard");
+  await operator.context().close();
+});
+
+await test("operator registers an llm agent and test-calls it: the answer, no task, no money", async () => {
+  const operator = await newPage();
+  await login(operator, operatorEmail);
+  await operator.goto("/agents");
+  await operator.getByLabel("Name").fill(`llm-${uid()}`);
+  await operator.getByLabel("Kind").selectOption("llm");
+  await operator.getByLabel("Base URL").fill(llmBaseUrl);
+  await operator.getByLabel("Model").fill("e2e-model");
+  await operator.getByRole("button", { name: "Create agent" }).click();
+  await operator.waitForURL(/\/agents\/[0-9a-f-]{36}$/);
+  await operator.getByRole("button", { name: "Send test call" }).click();
+  const result = operator.getByTestId("test-call-result");
+  await result.getByText("OK from the e2e double").waitFor();
+  expect((await result.textContent()).startsWith("Answered in"), `a successful test call, got ${await result.textContent()}`);
+  expect(llmRequests.length === 1 && llmRequests[0].path === "/v1/chat/completions", `one request to the endpoint, got ${JSON.stringify(llmRequests)}`);
+  expect(llmRequests[0].body.messages.at(-1).content === "Reply with the single word OK.", "the probe prompt was sent");
+  await operator.getByText("No task yet.").waitFor(); // the probe created no task
+  await capture(operator, "agent-llm-test-call");
+  await disableAgent(operator);
   await operator.context().close();
 });
 
@@ -269,10 +342,16 @@ await test("admin triggers training, sees the new version and rolls back", async
   for (let i = 0; i < 12; i++) {
     await api.call("POST", "/tasks", { token, body: { description: PROMPTS[1 + i], complexity: 1 + (i % 5) } });
   }
-  for (let i = 0; i < 1500; i++) {
-    const page = await api.call("GET", "/tasks?status=delivered&limit=100", { token });
-    if (page.total >= 12) break;
-    await new Promise((r) => setTimeout(r, 200));
+  // every task delivered or failed (a wrong recorded answer fails it): outcomes either way
+  const open = async () => {
+    let n = 0;
+    for (const status of ["created", "assigned", "executing"]) n += (await api.call("GET", `/tasks?status=${status}&limit=1`, { token })).total;
+    return n;
+  };
+  const deadline = Date.now() + 180_000;
+  while ((await open()) > 0) {
+    expect(Date.now() < deadline, "the replay agents settle 12 tasks within 3 minutes");
+    await new Promise((r) => setTimeout(r, 250));
   }
 
   const admin = await newPage();
@@ -306,6 +385,13 @@ await test("admin triggers training, sees the new version and rolls back", async
   await admin.getByRole("link", { name: "v1", exact: true }).click();
   await admin.getByText("Confusion matrix").waitFor();
   await capture(admin, "model-version");
+  // the agent paid for the buyer's accepted task: its earnings over time
+  const earner = (await api.call("GET", "/agents/leaderboard?min_tasks=0", { token: adminToken })).find((a) => a.earnings_sat > 0);
+  expect(earner, "an agent earned from the accepted task");
+  await admin.goto(`/agents/${earner.agent_id}`);
+  await admin.getByRole("img", { name: /Earned per day/ }).waitFor();
+  expect((await admin.getByText(/^Earned: /).textContent()).includes(earner.earnings_sat.toLocaleString("en-US")), "the chart's total is the agent's earnings");
+  await capture(admin, "agent-earnings");
   await admin.goto("/admin/ledger");
   await admin.getByRole("button", { name: "Run check" }).click();
   await admin.getByText("Balanced: every cached balance equals its entries.").waitFor();

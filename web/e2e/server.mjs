@@ -19,7 +19,8 @@ function freePort() {
   });
 }
 
-export async function startServer() {
+/** Start the server; `extraEnv` adds (or overrides) its DUKENET_* settings. */
+export async function startServer(extraEnv = {}) {
   const port = await freePort();
   const varDir = mkdtempSync(join(tmpdir(), "dukenet-e2e-"));
   const env = {
@@ -35,6 +36,7 @@ export async function startServer() {
     DUKENET_RUNNER_POLL_S: "0.2",
     DUKENET_ADMIN_PASSWORD: ADMIN.password,
     OMP_NUM_THREADS: "1",
+    ...extraEnv,
   };
   const made = spawnSync("dukenet", ["users", "create-admin", "--email", ADMIN.email], { env, encoding: "utf8" });
   if (made.status !== 0) throw new Error(`create-admin failed: ${made.stderr}`);

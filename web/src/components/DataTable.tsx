@@ -81,8 +81,10 @@ export function DataTable<T>({ label, columns, rows, rowKey, empty, paging, onRo
                           {active ? (direction === "asc" ? "▲" : "▼") : "↕"}
                         </span>
                       </button>
-                    ) : (
+                    ) : column.header ? (
                       column.header
+                    ) : (
+                      <span className="sr-only">Actions</span>
                     )}
                   </th>
                 );

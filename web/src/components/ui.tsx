@@ -158,29 +158,29 @@ function describedBy(id: string, error?: string, hint?: ReactNode): string | und
   return undefined;
 }
 
-export function TextField({ label, error, hint, ...props }: FieldProps & InputHTMLAttributes<HTMLInputElement>) {
+export function TextField({ label, error, hint, className, ...props }: FieldProps & InputHTMLAttributes<HTMLInputElement>) {
   const id = useId();
   return (
     <FieldShell id={id} label={label} error={error} hint={hint}>
-      <input id={id} aria-invalid={error ? true : undefined} aria-describedby={describedBy(id, error, hint)} className={cx(inputClass, error && "ring-rose-500")} {...props} />
+      <input id={id} aria-invalid={error ? true : undefined} aria-describedby={describedBy(id, error, hint)} className={cx(inputClass, error && "ring-rose-500", className)} {...props} />
     </FieldShell>
   );
 }
 
-export function TextArea({ label, error, hint, ...props }: FieldProps & TextareaHTMLAttributes<HTMLTextAreaElement>) {
+export function TextArea({ label, error, hint, className, ...props }: FieldProps & TextareaHTMLAttributes<HTMLTextAreaElement>) {
   const id = useId();
   return (
     <FieldShell id={id} label={label} error={error} hint={hint}>
-      <textarea id={id} aria-invalid={error ? true : undefined} aria-describedby={describedBy(id, error, hint)} className={cx(inputClass, "min-h-24", error && "ring-rose-500")} {...props} />
+      <textarea id={id} aria-invalid={error ? true : undefined} aria-describedby={describedBy(id, error, hint)} className={cx(inputClass, "min-h-24", error && "ring-rose-500", className)} {...props} />
     </FieldShell>
   );
 }
 
-export function Select({ label, error, hint, children, ...props }: FieldProps & SelectHTMLAttributes<HTMLSelectElement>) {
+export function Select({ label, error, hint, children, className, ...props }: FieldProps & SelectHTMLAttributes<HTMLSelectElement>) {
   const id = useId();
   return (
     <FieldShell id={id} label={label} error={error} hint={hint}>
-      <select id={id} aria-invalid={error ? true : undefined} aria-describedby={describedBy(id, error, hint)} className={cx(inputClass, error && "ring-rose-500")} {...props}>
+      <select id={id} aria-invalid={error ? true : undefined} aria-describedby={describedBy(id, error, hint)} className={cx(inputClass, error && "ring-rose-500", className)} {...props}>
         {children}
       </select>
     </FieldShell>
@@ -207,5 +207,14 @@ export function Badge({ children, tone }: { children: ReactNode; tone?: string }
     <span className={cx("inline-flex items-center rounded-full px-2 py-0.5 text-xs font-medium", statusTones[key] ?? "bg-slate-100 text-slate-800")}>
       {children}
     </span>
+  );
+}
+
+/** A thumb (up or down) drawn as SVG: the emoji needs a colour-emoji font many systems lack. */
+export function Thumb({ down }: { down?: boolean }) {
+  return (
+    <svg aria-hidden="true" viewBox="0 0 20 20" className={cx("h-4 w-4", down && "rotate-180")} fill="currentColor">
+      <path d="M2 9.5A1.5 1.5 0 0 1 3.5 8h1A1.5 1.5 0 0 1 6 9.5v7A1.5 1.5 0 0 1 4.5 18h-1A1.5 1.5 0 0 1 2 16.5v-7ZM7 9.3V16a2 2 0 0 0 2 2h5.6a2 2 0 0 0 1.96-1.6l1.2-6A2 2 0 0 0 15.8 8H12V4.5A2.5 2.5 0 0 0 9.5 2a.5.5 0 0 0-.5.5v.63a4 4 0 0 1-.8 2.4L7.4 6.6A4 4 0 0 0 7 8.1v1.2Z" />
+    </svg>
   );
 }

@@ -38,3 +38,10 @@ export function formatMs(value: number | null | undefined): string {
 export function shortId(id: string | null | undefined): string {
   return id ? id.slice(0, 8) : "—";
 }
+
+export function formatBytes(value: number | null | undefined): string {
+  if (value === null || value === undefined) return "—";
+  if (value < 1024) return `${value} B`;
+  if (value < 1024 * 1024) return `${(value / 1024).toFixed(1)} KiB`;
+  return `${(value / 1024 / 1024).toFixed(1)} MiB`;
+}

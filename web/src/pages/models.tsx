@@ -141,16 +141,16 @@ export function ModelsPage() {
       <Card title="Versions">
         {versions.isPending ? <Loading /> : versions.error ? <ErrorNote error={versions.error} /> : <DataTable label="Model versions" columns={versionColumns} rows={[...versionList].reverse()} rowKey={(v) => String(v.version)} empty="No version yet: train one when there are outcomes." />}
       </Card>
-      <div className="grid gap-6 lg:grid-cols-2">
-        <Card title="Training runs">
+      <div className="grid gap-6 lg:grid-cols-5">
+        <Card title="Training runs" className="lg:col-span-3">
           {runs.isPending ? <Loading /> : runs.error ? <ErrorNote error={runs.error} /> : (
             <>
               <DataTable label="Training runs" columns={runColumns} rows={runs.data} rowKey={(r) => r.id} empty="No training run yet." />
-              {openLog ? <pre className="mt-3 max-h-64 overflow-auto whitespace-pre-wrap rounded-md bg-slate-900 p-3 text-xs text-slate-100">{runs.data.find((r) => r.id === openLog)?.log}</pre> : null}
+              {openLog ? <pre tabIndex={0} aria-label="Training run log" className="mt-3 max-h-64 overflow-auto focus-visible:outline-2 focus-visible:outline-indigo-600 whitespace-pre-wrap rounded-md bg-slate-900 p-3 text-xs text-slate-100">{runs.data.find((r) => r.id === openLog)?.log}</pre> : null}
             </>
           )}
         </Card>
-        <Card title="Alias history">
+        <Card title="Alias history" className="lg:col-span-2">
           {events.isPending ? <Loading /> : events.error ? <ErrorNote error={events.error} /> : events.data.length === 0 ? <p className="text-sm text-slate-600">No alias has moved yet.</p> : (
             <ol className="space-y-2 text-sm">
               {events.data.map((e) => (

@@ -5,11 +5,13 @@ import { useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { Confirm } from "../components/Confirm";
 import { DataTable, type Column } from "../components/DataTable";
-import { Badge, Button, Card, ErrorNote, Loading, Notice, PageHeader, Select, Stat, TextArea, TextField } from "../components/ui";
+import { EARNED, MoneyChart } from "../components/MoneyChart";
+import { Badge, Button, Card, ErrorNote, Loading, Notice, PageHeader, Select, Stat, TextArea, TextField, Thumb } from "../components/ui";
 import { client, errorText, unwrap, type Schemas } from "../lib/api";
 import { useAuth } from "../lib/auth";
 import { formatDate, formatMs, formatPercent, formatSat, shortId } from "../lib/format";
 import { fieldError, formError } from "../lib/useForm";
+import { TaskFiles } from "./tasks";
 
 type Agent = Schemas["AgentRead"];
 
@@ -97,15 +99,47 @@ export function AgentsPage() {
           />
         </Card>
       </div>
+      {profile?.role === "agent" ? (
+        <Card title="Earnings over time" className="mt-6">
+          <MoneyChart measure={EARNED} title="All my agents earned" />
+        </Card>
+      ) : null}
     </div>
   );
 }
 
 type AgentTask = Schemas["AgentTaskRead"];
 
+/** Send a probe through an llm agent's endpoint (no task, no money) and show what came back. */
+function TestCall({ agentId }: { agentId: string }) {
+  const [prompt, setPrompt] = useState("Reply with the single word OK.");
+  const call = useMutation({
+    mutationFn: () => unwrap(client.POST("/api/v2/agents/{agent_id}/test-call", { params: { path: { agent_id: agentId } }, body: { prompt, max_tokens: 32 } })),
+  });
+  const result = call.data;
+  return (
+    <Card title="Test call">
+      <form className="space-y-3" onSubmit={(e) => { e.preventDefault(); call.mutate(); }} noValidate>
+        <p className="text-sm text-slate-600">Sends one short request through the agent’s endpoint, as a runner would; no task is created and nothing is charged.</p>
+        {call.error ? <p role="alert" className="rounded-md bg-rose-50 px-3 py-2 text-sm text-rose-800">{formError(call.error)}</p> : null}
+        <TextField label="Probe prompt" name="probe" value={prompt} onChange={(e) => setPrompt(e.target.value)} error={fieldError(call.error, "prompt")} />
+        <Button type="submit" variant="secondary" busy={call.isPending}>Send test call</Button>
+        {result ? (
+          <div aria-live="polite" data-testid="test-call-result" className={`rounded-md px-3 py-2 text-sm ring-1 ${result.ok ? "bg-emerald-50 text-emerald-900 ring-emerald-200" : "bg-rose-50 text-rose-900 ring-rose-200"}`}>
+            <p className="font-medium">{result.ok ? "Answered" : "Failed"} in {formatMs(result.latency_ms)}{result.model ? ` · ${result.model}` : ""}</p>
+            {result.text ? <pre tabIndex={0} aria-label="The test call’s answer" className="mt-1 max-h-40 overflow-auto whitespace-pre-wrap font-sans">{result.text}</pre> : null}
+            {result.error ? <p className="mt-1 break-words">{result.error}</p> : null}
+          </div>
+        ) : null}
+      </form>
+    </Card>
+  );
+}
+
 export function AgentPage() {
   const { agentId = "" } = useParams();
   const queryClient = useQueryClient();
+  const { profile } = useAuth();
   const path = { params: { path: { agent_id: agentId } } };
   const agent = useQuery({ queryKey: ["agent", agentId], queryFn: () => unwrap(client.GET("/api/v2/agents/{agent_id}", path)) });
   const stats = useQuery({ queryKey: ["agent", agentId, "stats"], queryFn: () => unwrap(client.GET("/api/v2/agents/{agent_id}/stats", path)) });
@@ -144,7 +178,7 @@ export function AgentPage() {
     { key: "description", header: "Task", render: (t) => <span className="line-clamp-2 max-w-sm">{t.description}</span>, sort: (t) => t.description },
     { key: "status", header: "Status", render: (t) => <Badge>{t.status}</Badge>, sort: (t) => t.status },
     { key: "outcome", header: "Outcome", render: (t) => (t.success === null || t.success === undefined ? "—" : `${t.success ? "success" : "failure"} (${formatPercent(t.quality ?? null, 0)})`), sort: (t) => t.quality },
-    { key: "rating", header: "Rating", render: (t) => (t.rating ? "★".repeat(t.rating) : t.thumbs_up === true ? "👍" : t.thumbs_up === false ? "👎" : "—"), sort: (t) => t.rating },
+    { key: "rating", header: "Rating", render: (t) => (t.rating ? "★".repeat(t.rating) : t.thumbs_up === true ? <span className="inline-flex items-center gap-1 text-emerald-700"><Thumb /> good</span> : t.thumbs_up === false ? <span className="inline-flex items-center gap-1 text-rose-700"><Thumb down /> bad</span> : "—"), sort: (t) => t.rating },
     { key: "reason", header: "Rejection reason", render: (t) => t.rejection_reason ?? "—" },
     { key: "price", header: "Price", render: (t) => formatSat(t.price_sat), sort: (t) => t.price_sat, align: "right" },
     { key: "created", header: "Created", render: (t) => formatDate(t.created_at), sort: (t) => t.created_at },
@@ -161,13 +195,14 @@ export function AgentPage() {
       {toggle.error ? <ErrorNote error={toggle.error} /> : null}
       <div className="grid gap-4 sm:grid-cols-2 lg:grid-cols-5">
         <Stat label="Finished tasks" value={stats.data?.tasks ?? a.finished_tasks} />
-        <Stat label="Success rate" value={formatPercent(stats.data?.success_rate ?? a.success_rate)} />
+        <Stat label="Success rate" value={stats.data && stats.data.tasks === 0 ? "—" : formatPercent(stats.data?.success_rate ?? a.success_rate)} hint={stats.data && stats.data.tasks === 0 ? `priced at the prior ${formatPercent(a.success_rate, 0)}` : undefined} />
         <Stat label="Reputation ×" value={(stats.data?.reputation_multiplier ?? a.reputation_multiplier).toFixed(1)} />
         <Stat label="Earnings" value={formatSat(stats.data?.earnings_sat ?? 0)} />
         <Stat label="Latency p50 / p95" value={`${formatMs(stats.data?.latency_p50_ms)} / ${formatMs(stats.data?.latency_p95_ms)}`} />
       </div>
       <div className="grid gap-6 lg:grid-cols-3">
-        <Card title="Settings" className="lg:col-span-1">
+        <div className="min-w-0 space-y-6">
+        <Card title="Settings">
           <form className="space-y-4" onSubmit={(e) => { e.preventDefault(); save.mutate(); }} noValidate>
             {save.error ? <p role="alert" className="rounded-md bg-rose-50 px-3 py-2 text-sm text-rose-800">{formError(save.error)}</p> : null}
             {save.isSuccess && !edit ? <Notice tone="success">Saved.</Notice> : null}
@@ -183,9 +218,16 @@ export function AgentPage() {
             <Button type="submit" disabled={!edit} busy={save.isPending}>Save</Button>
           </form>
         </Card>
-        <Card title="Tasks this agent ran" className="lg:col-span-2">
-          {tasks.isPending ? <Loading /> : tasks.error ? <ErrorNote error={tasks.error} /> : <DataTable label="Tasks of this agent" columns={columns} rows={tasks.data.items} rowKey={(t) => t.id} empty="No task yet." paging={{ total: tasks.data.total, limit: 25, offset, onOffset: setOffset }} />}
-        </Card>
+        {a.kind === "llm" && "owner_id" in a && a.owner_id === profile?.id ? <TestCall agentId={a.id} /> : null}
+        </div>
+        <div className="min-w-0 space-y-6 lg:col-span-2">
+          <Card title="Earnings over time">
+            <MoneyChart measure={EARNED} agentId={a.id} title="Earned" />
+          </Card>
+          <Card title="Tasks this agent ran">
+            {tasks.isPending ? <Loading /> : tasks.error ? <ErrorNote error={tasks.error} /> : <DataTable label="Tasks of this agent" columns={columns} rows={tasks.data.items} rowKey={(t) => t.id} empty="No task yet." paging={{ total: tasks.data.total, limit: 25, offset, onOffset: setOffset }} />}
+          </Card>
+        </div>
       </div>
       <Confirm open={confirmDisable} title={`Disable ${a.name}?`} confirmLabel="Disable" danger busy={toggle.isPending} onClose={() => setConfirmDisable(false)} onConfirm={() => toggle.mutate(false)}>
         Its queued tasks move to the best other agent within each buyer’s budget, or are refunded; a task it is executing finishes.
@@ -323,7 +365,8 @@ export function InboxPage() {
                   <p className="whitespace-pre-wrap text-sm text-slate-800">{item.description}</p>
                   {mine ? (
                     <form className="mt-4 space-y-3" onSubmit={(e) => { e.preventDefault(); submit.mutate(mine); }}>
-                      {mine.claim.context ? <details className="text-sm"><summary className="cursor-pointer text-indigo-700">Attached file context</summary><pre className="mt-2 max-h-48 overflow-auto whitespace-pre-wrap rounded bg-slate-50 p-2 text-xs">{mine.claim.context}</pre></details> : null}
+                      {mine.claim.file_ids.length ? <TaskFiles fileIds={mine.claim.file_ids} taskId={mine.claim.task_id} /> : null}
+                      {mine.claim.context ? <details className="text-sm"><summary className="cursor-pointer text-indigo-700">Attached file context</summary><pre tabIndex={0} aria-label="Attached file context" className="mt-2 max-h-48 overflow-auto whitespace-pre-wrap rounded bg-slate-50 p-2 text-xs">{mine.claim.context}</pre></details> : null}
                       <TextArea label="Your answer" value={mine.answer} onChange={(e) => setClaimed({ ...claimed, [item.id]: { ...mine, answer: e.target.value } })} hint={`Lease until ${formatDate(mine.claim.lease_expires_at)}.`} />
                       <label className="flex items-center gap-2 text-sm">
                         <input type="checkbox" checked={mine.success} onChange={(e) => setClaimed({ ...claimed, [item.id]: { ...mine, success: e.target.checked } })} className="h-4 w-4 accent-indigo-600" />

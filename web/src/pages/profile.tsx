@@ -1,8 +1,8 @@
 // Everyone: profile and password change. Buyer: wallet balance and spending over time.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
-import { Area, AreaChart, CartesianGrid, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
-import { Button, Card, ErrorNote, Loading, Notice, PageHeader, Stat, TextField } from "../components/ui";
+import { MoneyChart, SPENT } from "../components/MoneyChart";
+import { Button, Card, Loading, Notice, PageHeader, Stat, TextField } from "../components/ui";
 import { client, unwrap } from "../lib/api";
 import { useAuth } from "../lib/auth";
 import { saveSession } from "../lib/session";
@@ -84,14 +84,6 @@ export function WalletPage() {
     queryFn: () => unwrap(client.GET("/api/v2/tasks", { params: { query: { limit: 500 } } })),
   });
   if (!profile) return <Loading />;
-  const charged = (tasks.data?.items ?? []).filter((t) => ["delivered", "completed"].includes(t.status) || ["created", "assigned", "executing"].includes(t.status));
-  const byDay = new Map<string, number>();
-  for (const t of charged) {
-    const day = t.created_at.slice(0, 10);
-    byDay.set(day, (byDay.get(day) ?? 0) + t.price_sat);
-  }
-  const days = [...byDay.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-  const series = days.map(([day, sat], i) => ({ day, spent: sat, cumulative: days.slice(0, i + 1).reduce((sum, [, s]) => sum + s, 0) }));
   const settled = (tasks.data?.items ?? []).filter((t) => t.status === "completed").reduce((sum, t) => sum + t.price_sat, 0);
   const held = (tasks.data?.items ?? []).filter((t) => ["created", "assigned", "executing", "delivered"].includes(t.status)).reduce((sum, t) => sum + t.escrow_sat, 0);
   return (
@@ -103,22 +95,9 @@ export function WalletPage() {
         <Stat label="Paid to agents" value={formatSat(settled)} hint="accepted tasks" />
       </div>
       <Card title="Spending over time">
-        {tasks.isPending ? <Loading /> : tasks.error ? <ErrorNote error={tasks.error} /> : series.length === 0 ? (
-          <p className="text-sm text-slate-600">No spending yet.</p>
-        ) : (
-          <div className="h-72" role="img" aria-label="Cumulative spending by day">
-            <ResponsiveContainer width="100%" height="100%">
-              <AreaChart data={series} margin={{ left: 16, right: 8, top: 8 }}>
-                <CartesianGrid strokeDasharray="3 3" stroke="#e2e8f0" />
-                <XAxis dataKey="day" tick={{ fontSize: 12 }} />
-                <YAxis tick={{ fontSize: 12 }} tickFormatter={(v: number) => v.toLocaleString("en-US")} />
-                <Tooltip formatter={(v) => formatSat(Number(v))} />
-                <Area type="monotone" dataKey="cumulative" name="spent (cumulative)" stroke="#4f46e5" fill="#c7d2fe" />
-              </AreaChart>
-            </ResponsiveContainer>
-          </div>
-        )}
+        <MoneyChart measure={SPENT} title="Spent" />
       </Card>
+      <p className="mt-3 text-xs text-slate-600">From the ledger: what your wallet put into task escrows, less what came back (cancelled, failed or rejected tasks).</p>
     </div>
   );
 }

@@ -1,13 +1,14 @@
 // Buyer: the live task list, creating a task from a quote, and one task's page.
-import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { keepPreviousData, useMutation, useQueries, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { DataTable, type Column } from "../components/DataTable";
 import { FileDrop } from "../components/FileDrop";
-import { Badge, Button, Card, ErrorNote, Loading, Notice, PageHeader, Select, TextArea, TextField } from "../components/ui";
-import { client, unwrap, type Schemas } from "../lib/api";
+import { Badge, Button, Card, ErrorNote, Loading, Notice, PageHeader, Select, TextArea, TextField, Thumb } from "../components/ui";
+import { client, errorText, unwrap, type Schemas } from "../lib/api";
+import { downloadFile } from "../lib/download";
 import { useAuth } from "../lib/auth";
-import { formatDate, formatMs, formatPercent, formatSat, shortId } from "../lib/format";
+import { formatBytes, formatDate, formatMs, formatPercent, formatSat, shortId } from "../lib/format";
 import { fieldError, formError } from "../lib/useForm";
 
 type Task = Schemas["TaskRead"];
@@ -253,6 +254,56 @@ function Receipt({ routing }: { routing: Record<string, unknown> }) {
   );
 }
 
+/** A task's attached files with their names and a download each: the buyer's and admins' view,
+ * or (with `taskId`) the operator's whose agent holds the task. */
+export function TaskFiles({ fileIds, taskId }: { fileIds: string[]; taskId?: string }) {
+  const query = taskId ? { task_id: taskId } : undefined;
+  const files = useQueries({
+    queries: fileIds.map((id) => ({
+      queryKey: ["file", id, taskId ?? null],
+      queryFn: () => unwrap(client.GET("/api/v2/files/{file_id}", { params: { path: { file_id: id }, query } })),
+      staleTime: Infinity,
+    })),
+  });
+  const [failed, setFailed] = useState<string | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+  async function download(file: Schemas["FileRead"]) {
+    setFailed(null);
+    setBusy(file.id);
+    try {
+      const suffix = taskId ? `?task_id=${encodeURIComponent(taskId)}` : "";
+      await downloadFile(`/api/v2/files/${file.id}/content${suffix}`, file.name);
+    } catch (error) {
+      setFailed(`${file.name}: ${errorText(error)}`);
+    } finally {
+      setBusy(null);
+    }
+  }
+  return (
+    <div className="mt-4">
+      <h3 className="mb-2 text-sm font-semibold text-slate-800">Attached files</h3>
+      {failed ? <p role="alert" className="mb-2 text-sm text-rose-700">{failed}</p> : null}
+      <ul className="divide-y divide-slate-100 rounded-md ring-1 ring-slate-200" aria-label="Attached files">
+        {files.map((query, i) => (
+          <li key={fileIds[i]} className="flex flex-wrap items-center justify-between gap-2 px-3 py-2 text-sm">
+            {query.isPending ? <Loading label="Loading file…" /> : query.error ? <span className="text-rose-700">File {shortId(fileIds[i])}: {errorText(query.error)}</span> : (
+              <>
+                <span className="min-w-0">
+                  <span className="font-medium break-all">{query.data.name}</span>{" "}
+                  <span className="text-xs text-slate-600">{query.data.content_type} · {formatBytes(query.data.size_bytes)}</span>
+                </span>
+                <Button variant="secondary" className="px-2 py-1 text-xs" busy={busy === query.data.id} aria-label={`Download ${query.data.name}`} onClick={() => void download(query.data)}>
+                  Download
+                </Button>
+              </>
+            )}
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
 function Settle({ task }: { task: Schemas["TaskDetail"] }) {
   const queryClient = useQueryClient();
   const [reason, setReason] = useState("");
@@ -311,8 +362,8 @@ function Feedback({ taskId }: { taskId: string }) {
           {save.error ? <p role="alert" className="rounded-md bg-rose-50 px-3 py-2 text-sm text-rose-800">{formError(save.error)}</p> : null}
           {save.isSuccess && !form ? <Notice tone="success">Thanks: your feedback is saved.</Notice> : null}
           <div className="flex gap-2" role="group" aria-label="Thumbs">
-            <Button variant={value.thumbs_up === true ? "primary" : "secondary"} aria-pressed={value.thumbs_up === true} onClick={() => set({ thumbs_up: value.thumbs_up === true ? null : true })}>👍 Good</Button>
-            <Button variant={value.thumbs_up === false ? "primary" : "secondary"} aria-pressed={value.thumbs_up === false} onClick={() => set({ thumbs_up: value.thumbs_up === false ? null : false })}>👎 Bad</Button>
+            <Button variant={value.thumbs_up === true ? "primary" : "secondary"} aria-pressed={value.thumbs_up === true} onClick={() => set({ thumbs_up: value.thumbs_up === true ? null : true })}><Thumb /> Good</Button>
+            <Button variant={value.thumbs_up === false ? "primary" : "secondary"} aria-pressed={value.thumbs_up === false} onClick={() => set({ thumbs_up: value.thumbs_up === false ? null : false })}><Thumb down /> Bad</Button>
           </div>
           <fieldset>
             <legend className="mb-1 text-sm font-medium text-slate-800">Rating</legend>
@@ -375,12 +426,12 @@ export function TaskPage() {
               <div><dt className="text-slate-600">Agent</dt><dd className="font-medium">{agentName(agents.data, t.agent_id)}</dd></div>
               <div><dt className="text-slate-600">Attempts</dt><dd className="font-medium">{t.attempts}</dd></div>
             </dl>
-            {t.file_ids.length ? <p className="mt-3 text-sm text-slate-700">{t.file_ids.length} attached file(s)</p> : null}
+            {t.file_ids.length ? <TaskFiles fileIds={t.file_ids} /> : null}
           </Card>
           <Card title="Result">
             {t.result ? (
               <div className="space-y-2">
-                <pre className="max-h-96 overflow-auto whitespace-pre-wrap rounded-md bg-slate-50 p-3 text-sm text-slate-900 ring-1 ring-slate-200">{t.result.text}</pre>
+                <pre tabIndex={0} aria-label="The agent’s answer" className="max-h-96 overflow-auto focus-visible:outline-2 focus-visible:outline-indigo-600 whitespace-pre-wrap rounded-md bg-slate-50 p-3 text-sm text-slate-900 ring-1 ring-slate-200">{t.result.text}</pre>
                 <p className="text-xs text-slate-600">
                   {t.result.success ? "reported as a success" : "reported as a failure"} · latency {formatMs(t.result.latency_ms)} · attempt {t.result.attempt}
                 </p>
@@ -409,7 +460,7 @@ export function TaskPage() {
                       {tx.entries.map((e, i) => (
                         <li key={i} className="flex justify-between gap-2 tabular-nums">
                           <span className="truncate text-slate-700">{e.account_name}</span>
-                          <span className={e.amount_sat < 0 ? "text-rose-700" : "text-emerald-700"}>{e.amount_sat > 0 ? "+" : ""}{formatSat(e.amount_sat)}</span>
+                          <span className={`whitespace-nowrap ${e.amount_sat < 0 ? "text-rose-700" : "text-emerald-700"}`}>{e.amount_sat > 0 ? "+" : ""}{formatSat(e.amount_sat)}</span>
                         </li>
                       ))}
                     </ul>
