@@ -82,6 +82,8 @@ class TestRelay:
         sent = double.requests[-1].json()
         assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
         assert _ledger_ok(live)
+        metrics = httpx.get(live.url + "/metrics").text
+        assert "dukenet_gateway_first_chunk_seconds_count 1.0" in metrics.splitlines()
 
     def test_the_raw_stream_is_openai_chunks_ending_in_done(
         self, live: LiveServer, double: LLMDouble

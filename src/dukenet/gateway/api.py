@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -78,6 +79,7 @@ async def chat_completions(
     """Create a chat completion: the call becomes a DukeNET task (``model``: ``duke`` routes,
     an agent's name pins it) that this request waits for; ``stream: true`` answers in
     server-sent events. The ``dukenet`` extension carries the task, agent, price and receipt."""
+    arrived = time.perf_counter()
     chat = service.parse_request(await _body(request), request.headers)
     settings = state.settings
     task, _ = await service.submit(
@@ -109,7 +111,14 @@ async def chat_completions(
         return JSONResponse(await completion())
     include_usage = chat.stream_options is not None and chat.stream_options.include_usage
     frames = streaming.events(
-        state.relay, task, model=chat.model, include_usage=include_usage, completion=completion
+        state.relay,
+        task,
+        model=chat.model,
+        include_usage=include_usage,
+        completion=completion,
+        on_first_content=lambda: state.metrics.gateway_first_chunk_seconds.observe(
+            time.perf_counter() - arrived
+        ),
     )
     return StreamingResponse(
         frames, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -31,10 +31,12 @@ async def events(
     model: str,
     include_usage: bool,
     completion: Callable[[], Awaitable[dict[str, Any]]],
+    on_first_content: Callable[[], None] | None = None,
 ) -> AsyncIterator[str]:
     """Yield the stream of ``task``'s answer: the role chunk at once, a chunk per relayed piece,
     then :func:`closing_frames` of the ``chat.completion`` body ``completion`` returns (or the
-    error it raises, as one event). Closing the iterator stops waiting; the task goes on."""
+    error it raises, as one event); ``on_first_content`` is called as the first chunk with
+    content goes out. Closing the iterator stops waiting; the task goes on."""
     base = _base(task, model)
     with relay.subscribe(task.id) as reader:
         yield sse({**base, "choices": [_choice({"role": "assistant", "content": ""})]})
@@ -47,6 +49,8 @@ async def events(
                 for delta in reader.take():
                     attempt = delta.attempt if attempt is None else attempt
                     if delta.attempt == attempt:
+                        if not sent and on_first_content is not None:
+                            on_first_content()
                         sent.append(delta.text)
                         yield sse({**base, "choices": [_choice({"content": delta.text})]})
                 if finished.done():
@@ -59,7 +63,11 @@ async def events(
             except GatewayError as exc:
                 yield sse(exc.body())
                 return
-            for frame in closing_frames(body, sent="".join(sent), include_usage=include_usage):
+            frames = closing_frames(body, sent="".join(sent), include_usage=include_usage)
+            whole = body["choices"][0]["message"]["content"]
+            if not sent and whole and on_first_content is not None:
+                on_first_content()  # the whole answer in one chunk (an agent that does not stream)
+            for frame in frames:
                 yield frame
         finally:
             finished.cancel()

@@ -46,6 +46,12 @@ class Metrics:
             ["direction"],
             registry=self.registry,
         )
+        self.gateway_first_chunk_seconds = Histogram(
+            "dukenet_gateway_first_chunk_seconds",
+            "Time from a streaming /v1 call's arrival to its first chunk with content, seconds.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
 
         # Marketplace-wide figures read from the database at scrape time, so that they include
         # what other processes (stand-alone runners, sweepers) did.
