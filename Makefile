@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test flywheel venv dev lint typecheck pytest clean web-deps web-client web-build web-check web-e2e
+.PHONY: demo scale-demo test flywheel venv dev lint typecheck pytest clean web-deps web-client web-build web-check web-e2e
 
 # `venv`: what the product needs (the demo); `dev`: plus the test, lint and fine-tuning tools
 # (torch 2.13.0 and TRL: about 1.1 GB more).
@@ -26,6 +26,11 @@ dev: $(VENV)/.dev
 
 demo: venv web-build
 	$(BIN)/dukenet demo
+
+# One machine standing in for many: PostgreSQL (a fresh database on 127.0.0.1:5432), Redis, 2 API
+# processes, 2 runners and a trainer; a RouterBench replay through them; figures; all stopped.
+scale-demo: venv
+	$(BIN)/python scripts/scale_demo.py $(SCALE_DEMO_ARGS)
 
 # The data flywheel on real MMLU-Pro answers: market -> labels -> exports -> SFT/DPO of
 # SmolLM2-135M-Instruct -> local agents -> held-out figures (benchmarks/flywheel.py; --smoke: CI size).
