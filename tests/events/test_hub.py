@@ -4,6 +4,7 @@ fan-out between two API processes on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -153,19 +154,23 @@ def _redis_up() -> bool:
         return False
 
 
-@pytest.fixture
-def two_servers(postgres_database: str, tmp_path: Path) -> Iterator[list[str]]:
-    """Two ``dukenet serve`` processes on one PostgreSQL database, both on Redis."""
+@contextlib.contextmanager
+def serve_processes(
+    database_url: str, tmp_path: Path, *, count: int = 2, env: dict[str, str] | None = None
+) -> Iterator[list[str]]:
+    """Run ``count`` ``dukenet serve`` processes on one PostgreSQL database, all on Redis
+    (no embedded runner or trainer; the first migrates), with ``env`` on top; yield their
+    URLs, stop them on exit."""
     secret = secrets.token_urlsafe(32)
     prefix = f"dukenet-test-{uuid.uuid4().hex[:6]}"
     processes, urls = [], []
     try:
-        for i in range(2):
+        for i in range(count):
             port = _free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DUKENET_")}
-            env.update(
+            process_env = {k: v for k, v in os.environ.items() if not k.startswith("DUKENET_")}
+            process_env.update(
                 {
-                    "DUKENET_DATABASE_URL": postgres_database,
+                    "DUKENET_DATABASE_URL": database_url,
                     "DUKENET_VAR_DIR": str(tmp_path / f"var{i}"),
                     "DUKENET_PORT": str(port),
                     "DUKENET_JWT_SECRET": secret,
@@ -176,11 +181,14 @@ def two_servers(postgres_database: str, tmp_path: Path) -> Iterator[list[str]]:
                     "DUKENET_EVENTS_POLL_S": "0.2",
                     "DUKENET_AUTO_MIGRATE": "1" if i == 0 else "0",
                     "DUKENET_WEB_UI": "0",
+                    **(env or {}),
                 }
             )
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "dukenet", "serve"], env=env, stdout=subprocess.DEVNULL
+                    [sys.executable, "-m", "dukenet", "serve"],
+                    env=process_env,
+                    stdout=subprocess.DEVNULL,
                 )
             )
             url = f"http://127.0.0.1:{port}"
@@ -200,6 +208,13 @@ def two_servers(postgres_database: str, tmp_path: Path) -> Iterator[list[str]]:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+
+
+@pytest.fixture
+def two_servers(postgres_database: str, tmp_path: Path) -> Iterator[list[str]]:
+    """Two ``dukenet serve`` processes on one PostgreSQL database, both on Redis."""
+    with serve_processes(postgres_database, tmp_path) as urls:
+        yield urls
 
 
 async def _create_admin(database_url: str, email: str) -> None:

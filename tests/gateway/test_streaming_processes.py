@@ -4,9 +4,6 @@ serve``, the buyer's ``/v1`` stream is held by another; Redis carries the pieces
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +17,7 @@ from dukenet.agents.models import AgentKind
 from dukenet.runners.llm import LLMExecutor
 from dukenet.runners.remote import RemoteRunner
 from tests.conftest import BACKENDS
-from tests.events.test_hub import REDIS_URL, _create_admin, _free_port, _login, _redis_up
+from tests.events.test_hub import _create_admin, _login, _redis_up, serve_processes
 from tests.llm_double import LLMDouble, Reply
 
 PIECES = ["Across ", "two ", "processes ", "as ", "it ", "comes."]
@@ -30,48 +27,9 @@ PIECES = ["Across ", "two ", "processes ", "as ", "it ", "comes."]
 def servers(postgres_database: str, tmp_path: Path) -> Iterator[list[str]]:
     """Two ``dukenet serve`` processes on one PostgreSQL database and Redis, no embedded
     runner, loopback agents allowed."""
-    processes, urls = [], []
-    try:
-        for i in range(2):
-            port = _free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DUKENET_")}
-            env.update(
-                {
-                    "DUKENET_DATABASE_URL": postgres_database,
-                    "DUKENET_VAR_DIR": str(tmp_path / f"var{i}"),
-                    "DUKENET_PORT": str(port),
-                    "DUKENET_JWT_SECRET": "a shared test secret of enough length, 32+",
-                    "DUKENET_REDIS_URL": REDIS_URL,
-                    "DUKENET_RATE_LIMIT_KEY_PREFIX": f"dukenet-test-{uuid.uuid4().hex[:6]}",
-                    "DUKENET_EMBEDDED_RUNNERS": "0",
-                    "DUKENET_EMBEDDED_TRAINER": "0",
-                    "DUKENET_ALLOWED_AGENT_NETWORKS": "127.0.0.0/8",
-                    "DUKENET_AUTO_MIGRATE": "0",
-                    "DUKENET_WEB_UI": "0",
-                }
-            )
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "dukenet", "serve"], env=env, stdout=subprocess.DEVNULL
-                )
-            )
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                assert processes[-1].poll() is None, "dukenet serve exited"
-                try:
-                    if httpx.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "dukenet serve did not start within 120 s"
-                time.sleep(0.1)
-            urls.append(url)
+    env = {"DUKENET_ALLOWED_AGENT_NETWORKS": "127.0.0.0/8"}
+    with serve_processes(postgres_database, tmp_path, env=env) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def _world(database_url: str, url: str, agent_name: str, agent_url: str) -> tuple[str, str]:
