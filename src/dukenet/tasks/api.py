@@ -404,6 +404,7 @@ async def submit_result(
     )
     await session.commit()
     if created:
+        state.bell.changed(task_id)  # a gateway call waiting here answers now, not at its poll
         task = await repository.get(session, task_id)
         if task is not None:
             state.metrics.task_transitions.labels(task.status.value).inc()
@@ -435,4 +436,6 @@ async def release(
         error=error,
     )
     await session.commit()
+    state.bell.changed(task_id)
+    state.bell.new_work()  # the task may be claimable again
     return TaskRead.model_validate(task)
