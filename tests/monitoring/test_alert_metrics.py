@@ -71,6 +71,27 @@ class TestLedgerCheck:
         assert after[("dukenet_ledger_check_ok", ())] == 0
         assert after[("dukenet_ledger_discrepancies", ())] == 1
 
+    async def test_the_gauges_agree_with_the_admins_ledger_check(
+        self, client: httpx.AsyncClient, state: AppState, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(metrics_module, "LEDGER_CHECK_INTERVAL_S", 0.0)
+        admin, _ = await _market(client, state, tasks=2)
+        # One entry grows by 1 sat: its transaction no longer balances and its account's
+        # cached balance no longer equals its entries.
+        async with state.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE ledger_entry SET amount_sat = amount_sat + 1 "
+                    "WHERE id = (SELECT id FROM ledger_entry WHERE amount_sat > 0 LIMIT 1)"
+                )
+            )
+        check = (await client.get("/admin/ledger/check", headers=admin)).json()
+        samples = await _scrape(client)
+        assert check["ok"] is False
+        assert samples[("dukenet_ledger_check_ok", ())] == 0
+        found = len(check["discrepancies"]) + len(check["unbalanced_transactions"])
+        assert samples[("dukenet_ledger_discrepancies", ())] == found == 2
+
     async def test_scrapes_within_the_interval_repeat_the_last_check(
         self, client: httpx.AsyncClient, state: AppState
     ) -> None:

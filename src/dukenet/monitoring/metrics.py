@@ -5,12 +5,8 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-if TYPE_CHECKING:
-    from dukenet.ledger.schemas import LedgerCheckRead
 
 LEDGER_CHECK_INTERVAL_S = 60.0
 """A process recomputes the ledger's balances from its entries (a full scan) at most this often
@@ -164,7 +160,7 @@ class Metrics:
         moved_sat: dict[str, int],
         active_agents: int,
         now: datetime,
-        ledger: LedgerCheckRead | None = None,
+        ledger: tuple[int, int] | None = None,
         outcomes: tuple[int, int] = (0, 0),
         recent_outcomes: tuple[int, int] = (0, 0),
         training_runs: dict[str, int] | None = None,
@@ -176,18 +172,17 @@ class Metrics:
     ) -> None:
         """Set the database-wide gauges (statuses and kinds absent from the maps read 0).
 
-        ``outcomes`` and ``recent_outcomes`` are (outcomes, successes); ``ledger`` None keeps
-        the last ledger check's gauges; ``leases`` maps an agent kind to (expired leases, the
+        ``outcomes`` and ``recent_outcomes`` are (outcomes, successes); ``ledger`` is (accounts
+        whose balance differs from their entries, unbalanced transactions), None keeps the last
+        ledger check's gauges; ``leases`` maps an agent kind to (expired leases, the
         earliest lease expiry); ``lease_s`` is the lease a heartbeat grants, seconds.
         """
         self._set_labelled(self.tasks, tasks_by_status)
         self._set_labelled(self.ledger_moved_sat, moved_sat)
         self.active_agents.set(active_agents)
         if ledger is not None:
-            self.ledger_check_ok.set(1 if ledger.ok else 0)
-            self.ledger_discrepancies.set(
-                len(ledger.discrepancies) + len(ledger.unbalanced_transactions)
-            )
+            self.ledger_check_ok.set(0 if any(ledger) else 1)
+            self.ledger_discrepancies.set(sum(ledger))
             self.ledger_checked_at.set(now.timestamp())
         total, successes = outcomes
         self._set_labelled(self.outcomes, {"true": successes, "false": total - successes})

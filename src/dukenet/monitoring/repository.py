@@ -10,13 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.accounts.models import User
 from dukenet.agents.models import Agent
 from dukenet.learning.models import (
-    TUNE_TRIGGER,
+    NOT_ROUTER_TRIGGERS,
     ModelVersion,
     Outcome,
     TrainingRun,
     TrainingRunStatus,
 )
-from dukenet.ledger.models import LedgerEntry, LedgerTransaction, LedgerTransactionKind
+from dukenet.ledger.models import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    LedgerTransactionKind,
+)
 from dukenet.tasks.models import Task, TaskStatus
 
 
@@ -84,11 +89,11 @@ async def recent_outcomes(session: AsyncSession, window: int) -> tuple[int, int]
 
 
 async def training_runs_by_status(session: AsyncSession) -> dict[str, int]:
-    """Return the number of training runs per status, every status present (0 without runs);
-    hyperparameter studies are excluded."""
+    """Return the number of the router's training runs per status, every status present (0
+    without runs); hyperparameter studies and fine-tunes are excluded."""
     stmt = (
         select(TrainingRun.status, func.count(TrainingRun.id))
-        .where(TrainingRun.trigger != TUNE_TRIGGER)
+        .where(TrainingRun.trigger.not_in(NOT_ROUTER_TRIGGERS))
         .group_by(TrainingRun.status)
     )
     counts = {str(status.value): 0 for status in TrainingRunStatus}
@@ -98,8 +103,8 @@ async def training_runs_by_status(session: AsyncSession) -> dict[str, int]:
 
 async def training_failures_since_success(session: AsyncSession) -> tuple[int, datetime | None]:
     """Return (failed training runs started after the newest successful one, when that
-    successful run finished); hyperparameter studies are not counted."""
-    trains = TrainingRun.trigger != TUNE_TRIGGER
+    successful run finished); hyperparameter studies and fine-tunes are not counted."""
+    trains = TrainingRun.trigger.not_in(NOT_ROUTER_TRIGGERS)
     last_success = (
         await session.execute(
             select(func.max(TrainingRun.started_at), func.max(TrainingRun.finished_at)).where(
@@ -142,3 +147,30 @@ async def leases_by_kind(session: AsyncSession, now: datetime) -> dict[str, tupl
         str(kind.value): (int(n), earliest)
         for kind, n, earliest in (await session.execute(stmt)).all()
     }
+
+
+async def ledger_discrepancies(session: AsyncSession) -> tuple[int, int]:
+    """Return (accounts whose cached balance differs from the sum of their entries, transactions
+    whose entries do not sum to zero): ``ledger.service.check``'s verdict computed in the
+    database, two aggregate queries instead of every account loaded (a full scan of the
+    entries all the same)."""
+    sums = (
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_sat).label("entries_sat"))
+        .group_by(LedgerEntry.account_id)
+        .subquery()
+    )
+    accounts = (
+        select(func.count())
+        .select_from(LedgerAccount)
+        .outerjoin(sums, sums.c.account_id == LedgerAccount.id)
+        .where(LedgerAccount.balance_sat != func.coalesce(sums.c.entries_sat, 0))
+    )
+    unbalanced = (
+        select(LedgerEntry.transaction_id)
+        .group_by(LedgerEntry.transaction_id)
+        .having(func.sum(LedgerEntry.amount_sat) != 0)
+        .subquery()
+    )
+    off = int((await session.execute(accounts)).scalar_one())
+    bad = int((await session.execute(select(func.count()).select_from(unbalanced))).scalar_one())
+    return off, bad

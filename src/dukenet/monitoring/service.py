@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.config import Settings
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
-from dukenet.ledger import service as ledger_service
 from dukenet.monitoring import repository
 from dukenet.monitoring.schemas import SystemMetricsRead
 from dukenet.tasks import repository as tasks_repository
@@ -54,7 +53,7 @@ async def prometheus_totals(
         "tasks_by_status": await tasks_repository.count_by_status(session),
         "moved_sat": await repository.moved_sat_by_kind(session),
         "active_agents": await repository.count_enabled_agents(session),
-        "ledger": await ledger_service.check(session) if check_ledger else None,
+        "ledger": await repository.ledger_discrepancies(session) if check_ledger else None,
         "outcomes": await repository.outcome_totals(session),
         "recent_outcomes": await repository.recent_outcomes(session, settings.success_drop_window),
         "training_runs": await repository.training_runs_by_status(session),
