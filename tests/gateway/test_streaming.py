@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -129,6 +131,45 @@ class TestRelay:
         stream = _client(live).chat.completions.create(model="duke", messages=ASK, stream=True)
         pieces = [c.choices[0].delta.content for c in stream if c.choices]
         assert [p for p in pieces if p] == [DEFAULT_ANSWER]
+
+    def test_a_human_agents_answer_is_one_chunk(self, live: LiveServer) -> None:
+        name = f"human-{uuid.uuid4().hex[:8]}"
+        with live.api() as api:
+            agent = api.post(
+                "/agents",
+                headers=live.admin,
+                json={"name": name, "kind": "human", "base_price_sat": 10},
+            )
+            assert agent.status_code == 201, agent.text
+        pieces: list[str | None] = []
+
+        def call() -> None:
+            stream = _client(live).chat.completions.create(model=name, messages=ASK, stream=True)
+            pieces.extend(c.choices[0].delta.content for c in stream if c.choices)
+
+        buyer = threading.Thread(target=call)
+        buyer.start()
+        with live.api() as api:  # the person behind the agent answers from the inbox
+            deadline = time.monotonic() + 30
+            while (
+                claim := api.post(
+                    "/runner/claim", headers=live.admin, json={"agent_id": agent.json()["id"]}
+                ).json()
+            ) is None:
+                assert time.monotonic() < deadline, "the call's task never reached the inbox"
+                time.sleep(0.05)
+            answer = {
+                "lease_token": claim["lease_token"],
+                "idempotency_key": "person-1",
+                "text": "A person's answer.",
+                "success": True,
+            }
+            submitted = api.post(
+                f"/runner/tasks/{claim['task_id']}/result", headers=live.admin, json=answer
+            )
+            assert submitted.status_code == 201, submitted.text
+        buyer.join(timeout=30)
+        assert [p for p in pieces if p] == ["A person's answer."]
 
     def test_a_stream_cut_off_then_retried_ends_in_an_error_and_settles_once(
         self, live: LiveServer, double: LLMDouble
