@@ -2,4 +2,5 @@
 
 from dukenet.cli import app
 
-app()
+if __name__ == "__main__":  # not when a spawned worker (serve --workers) imports this module
+    app()

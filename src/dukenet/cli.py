@@ -4,10 +4,11 @@ ledger, models, demo. Administration commands act on the configured database dir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -109,29 +110,111 @@ def serve(
             help="Log one line a request (off by default; DUKENET_ACCESS_LOG).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes on the port (PostgreSQL only); the embedded runners, trainer "
+            "and other background work then run once, in this process, not in each.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the API with in-process runners and trainer (OpenAPI at /docs)."""
     import structlog
     import uvicorn
 
+    from dukenet.db import is_sqlite
     from dukenet.main import create_app
 
     settings = _logging_settings(log_level, access_log)
+    if workers > 1 and is_sqlite(settings.resolved_database_url):
+        _bad_option(
+            "--workers",
+            "needs PostgreSQL (DUKENET_DATABASE_URL): SQLite takes one writer at a time, so "
+            "more processes add nothing; serve with one, or scale out on PostgreSQL",
+        )
     bind_host, bind_port = host or settings.host, port or settings.port
     structlog.get_logger("dukenet.serve").info(
         "api listening",
         url=f"http://{bind_host}:{bind_port}",
         docs=f"http://{bind_host}:{bind_port}/docs",
+        workers=workers,
         access_log=settings.access_log,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=bind_host,
-        port=bind_port,
-        log_level="debug" if settings.log_level == "debug" else "warning",
-        access_log=False,  # DUKENET_ACCESS_LOG logs requests as structured lines instead
+    options: dict[str, Any] = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": "debug" if settings.log_level == "debug" else "warning",
+        "access_log": False,  # DUKENET_ACCESS_LOG logs requests as structured lines instead
         **proxy_options(settings),
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    with _background_services(settings):
+        # every worker builds its app from the environment: HTTP only, schema already migrated
+        _worker_environment()
+        uvicorn.run("dukenet.main:create_app", factory=True, workers=workers, **options)
+
+
+def _worker_environment() -> None:
+    """Set what the ``--workers`` processes read: no background work (it runs once, in the
+    parent) and no migration (the parent migrated before they start)."""
+    import os
+
+    os.environ.update(
+        {
+            "DUKENET_EMBEDDED_RUNNERS": "0",
+            "DUKENET_EMBEDDED_TRAINER": "false",
+            "DUKENET_EMBEDDED_SWEEPER": "false",
+            "DUKENET_EMBEDDED_JUDGE": "false",
+            "DUKENET_EMBEDDED_WEBHOOKS": "false",
+            "DUKENET_AUTO_MIGRATE": "false",
+        }
     )
+
+
+@contextlib.contextmanager
+def _background_services(settings: Settings) -> Iterator[None]:
+    """Run the app's lifespan (migration, embedded runners, trainer, sweeper, judge,
+    webhooks) in a thread of this process, serving no HTTP, while the body runs; the
+    ``--workers`` processes serve HTTP. Returns once it is up; stops it on leaving."""
+    import threading
+
+    from dukenet.main import create_app
+
+    ready, failed = threading.Event(), []
+    holder: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+
+    async def run() -> None:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            stop = asyncio.Event()
+            holder["loop"] = (asyncio.get_running_loop(), stop)
+            ready.set()
+            await stop.wait()
+
+    def main() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # reported to the caller below
+            failed.append(exc)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=main, name="dukenet-background", daemon=True)
+    thread.start()
+    ready.wait()
+    if failed:
+        typer.echo(f"error: the background services did not start: {failed[0]}", err=True)
+        raise typer.Exit(1)
+    try:
+        yield
+    finally:
+        loop, stop = holder["loop"]
+        with contextlib.suppress(RuntimeError):  # its loop already ended
+            loop.call_soon_threadsafe(stop.set)
+        thread.join()
 
 
 def proxy_options(settings: Settings) -> dict[str, Any]:
