@@ -399,6 +399,8 @@ def main() -> None:
     started = time.perf_counter()
     data, gold = load_data(config.questions)
     figures = asyncio.run(run_market(config, out, data, gold))
+    stages = {k: figures[k] for k in ("market", "exports", "finetune")}
+    (out / "market.json").write_text(json.dumps(stages, indent=2))  # before the slow scoring
     report = {
         "config": config.__dict__,
         "market": figures["market"],
