@@ -21,8 +21,10 @@ from dukenet.finetune import service
 from dukenet.finetune.errors import FinetuneError
 from dukenet.finetune.trainer import Method, TrainConfig, directory_sha256
 from dukenet.kit.state import AppState
+from dukenet.learning import repository as learning_repository
 from dukenet.learning import service as learning_service
 from dukenet.learning.models import TrainingRun, TrainingRunStatus
+from dukenet.monitoring import repository as monitoring_repository
 from tests.factories import create_admin, credit, register, submit_task
 from tests.finetune.exports import FAST, write_export
 
@@ -85,8 +87,14 @@ class TestShadowFinetune:
         await credit(client, admin, buyer["id"], 10**6)
         response = await submit_task(client, buyer_headers)
         assert response.status_code == 400, response.text
-        async with sessionmaker() as session:
+        async with sessionmaker() as session:  # not a router version: the router's loop ignores it
             assert await learning_service.champion_version(session) is None
+            assert await learning_repository.last_successful_run(session) is None
+            assert await monitoring_repository.training_runs_by_status(session) == {
+                "running": 0,
+                "succeeded": 0,
+                "failed": 0,
+            }
 
 
 class TestFailures:
@@ -108,6 +116,8 @@ class TestFailures:
         assert "too small to hold out a test split" in run.log
         assert run.artifact_path is None
         assert await agents(sessionmaker) == []
+        async with sessionmaker() as session:  # no router-training failure alert either
+            assert await monitoring_repository.training_failures_since_success(session) == (0, None)
         assert not (settings.var_dir / "finetune").exists() or not any(
             (settings.var_dir / "finetune").iterdir()
         )
