@@ -376,12 +376,14 @@ await test("admin triggers training, sees the new version and rolls back", async
       await admin.getByText(new RegExp(`v${version} · promote by admin@e2e`)).first().waitFor();
     }
   }
-  expect((await champion()).includes("v2"), `champion is v2 before the rollback, got ${await champion()}`);
+  const championIs = (version) => admin.getByText("Champion", { exact: true }).locator("..").getByText(version, { exact: true }).waitFor({ timeout: 30_000 });
+  // the status card refetches after the alias history: wait for it, do not read it at once
+  await championIs("v2").catch(async () => expect(false, `champion is v2 before the rollback, got ${await champion()}`));
   await capture(admin, "models");
   await admin.getByRole("button", { name: "Roll back" }).click();
   await admin.getByRole("dialog").getByRole("button", { name: "Roll back" }).click();
   await admin.getByText(/rollback by admin@e2e\.example\.com/).waitFor();
-  expect((await champion()).includes("v1"), `champion is v1 after the rollback, got ${await champion()}`);
+  await championIs("v1").catch(async () => expect(false, `champion is v1 after the rollback, got ${await champion()}`));
   await admin.getByRole("link", { name: "v1", exact: true }).click();
   await admin.getByText("Confusion matrix").waitFor();
   await capture(admin, "model-version");

@@ -81,7 +81,7 @@ export function FileDrop({ onChange }: { onChange: (fileIds: string[]) => void }
                   </button>
                 </span>
               </div>
-              <progress className="mt-1 h-1.5 w-full accent-indigo-600" max={1} value={item.progress} aria-label={`Upload of ${item.name}`} />
+              <progress className="mt-1 h-1.5 w-full appearance-none overflow-hidden rounded accent-indigo-600 [&::-moz-progress-bar]:bg-indigo-600 [&::-webkit-progress-bar]:bg-slate-200 [&::-webkit-progress-value]:bg-indigo-600" max={1} value={item.progress} aria-label={`Upload of ${item.name}`} />
             </li>
           ))}
         </ul>

@@ -47,7 +47,7 @@ export function AdminHome() {
                 <XAxis dataKey="status" tick={{ fontSize: 12 }} />
                 <YAxis allowDecimals={false} tick={{ fontSize: 12 }} />
                 <Tooltip />
-                <Bar dataKey="count" name="tasks">
+                <Bar dataKey="count" name="tasks" isAnimationActive={false}>
                   {byStatus.map((b) => (
                     <Cell key={b.status} fill={STATUS_COLORS[b.status] ?? "#6366f1"} />
                   ))}

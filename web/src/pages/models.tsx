@@ -17,6 +17,11 @@ function num(value: unknown): number | null {
   return typeof value === "number" && Number.isFinite(value) ? value : null;
 }
 
+/** A rate clipped to [0, 1]: doubly-robust estimates on few held-out rows can fall outside. */
+function clip01(value: number | null): number | null {
+  return value === null ? null : Math.min(1, Math.max(0, value));
+}
+
 function policyOf(v: Version): { success: number | null; price: number | null; served: number | null } {
   const policy = (v.metrics as Record<string, unknown>).policy as Record<string, Record<string, unknown> | null> | undefined;
   return {
@@ -37,10 +42,10 @@ function LearningCurve({ versions }: { versions: Version[] }) {
     const p = policyOf(v);
     return {
       version: `v${v.version}`,
-      success: p.success,
+      success: clip01(p.success),
       price: p.price,
       auc: num((v.metrics as Record<string, unknown>).roc_auc),
-      promoted: v.promoted ? p.success ?? num((v.metrics as Record<string, unknown>).roc_auc) : null,
+      promoted: v.promoted ? clip01(p.success) ?? num((v.metrics as Record<string, unknown>).roc_auc) : null,
     };
   });
   if (data.length === 0) return <p className="text-sm text-slate-600">No version trained yet.</p>;
@@ -54,10 +59,10 @@ function LearningCurve({ versions }: { versions: Version[] }) {
           <YAxis yAxisId="sat" orientation="right" tickFormatter={(v: number) => v.toLocaleString("en-US")} tick={{ fontSize: 12 }} />
           <Tooltip formatter={(value, name) => (name === "mean price (sat)" ? formatSat(Number(value)) : formatPercent(Number(value)))} />
           <Legend />
-          <Line yAxisId="rate" type="monotone" dataKey="success" name="policy success (held-out, DR)" stroke="#4f46e5" strokeWidth={2} connectNulls />
-          <Line yAxisId="rate" type="monotone" dataKey="auc" name="ROC-AUC" stroke="#10b981" strokeDasharray="4 3" connectNulls />
-          <Line yAxisId="sat" type="monotone" dataKey="price" name="mean price (sat)" stroke="#f59e0b" connectNulls />
-          <Scatter yAxisId="rate" dataKey="promoted" name="promoted" fill="#111827" />
+          <Line isAnimationActive={false} yAxisId="rate" type="monotone" dataKey="success" name="policy success (held-out, DR)" stroke="#4f46e5" strokeWidth={2} connectNulls />
+          <Line isAnimationActive={false} yAxisId="rate" type="monotone" dataKey="auc" name="ROC-AUC" stroke="#10b981" strokeDasharray="4 3" connectNulls />
+          <Line isAnimationActive={false} yAxisId="sat" type="monotone" dataKey="price" name="mean price (sat)" stroke="#f59e0b" connectNulls />
+          <Scatter isAnimationActive={false} yAxisId="rate" dataKey="promoted" name="promoted" fill="#111827" />
         </ComposedChart>
       </ResponsiveContainer>
     </div>
@@ -98,7 +103,11 @@ export function ModelsPage() {
     { key: "auc", header: "ROC-AUC", render: (v) => formatNumber(num((v.metrics as Record<string, unknown>).roc_auc)), sort: (v) => num((v.metrics as Record<string, unknown>).roc_auc), align: "right" },
     { key: "brier", header: "Brier", render: (v) => formatNumber(num((v.metrics as Record<string, unknown>).brier)), sort: (v) => num((v.metrics as Record<string, unknown>).brier), align: "right" },
     { key: "ece", header: "ECE", render: (v) => formatNumber(v.ece ?? null), sort: (v) => v.ece ?? null, align: "right" },
-    { key: "success", header: "Policy success", render: (v) => formatPercent(policyOf(v).success), sort: (v) => policyOf(v).success, align: "right" },
+    { key: "success", header: "Policy success", render: (v) => {
+      const raw = policyOf(v).success;
+      const shown = clip01(raw);
+      return raw !== shown && raw !== null ? <span title={`the estimate is ${raw.toFixed(3)}: outside [0, 1] on few held-out rows, shown clipped`}>{formatPercent(shown)}*</span> : formatPercent(shown);
+    }, sort: (v) => policyOf(v).success, align: "right" },
     { key: "created", header: "Trained", render: (v) => formatDate(v.created_at), sort: (v) => v.created_at },
     { key: "act", header: "", render: (v) => (v.is_champion ? null : <Button variant="secondary" className="px-2 py-1 text-xs" onClick={() => setConfirm({ action: "promote", version: v.version })}>Promote</Button>) },
   ];
@@ -140,6 +149,7 @@ export function ModelsPage() {
       </Card>
       <Card title="Versions">
         {versions.isPending ? <Loading /> : versions.error ? <ErrorNote error={versions.error} /> : <DataTable label="Model versions" columns={versionColumns} rows={[...versionList].reverse()} rowKey={(v) => String(v.version)} empty="No version yet: train one when there are outcomes." />}
+      {versionList.some((v) => { const raw = policyOf(v).success; return raw !== null && raw !== clip01(raw); }) ? <p className="mt-2 text-xs text-slate-600">* A doubly-robust estimate outside [0, 1] (few held-out rows), shown clipped; hover for the value.</p> : null}
       </Card>
       <div className="grid gap-6 lg:grid-cols-5">
         <Card title="Training runs" className="lg:col-span-3">
@@ -220,7 +230,7 @@ export function ModelVersionPage() {
       {challenger.isSuccess ? <Notice tone="success">v{v.version} now scores every new task in shadow.</Notice> : null}
       <div className="grid gap-4 sm:grid-cols-3 lg:grid-cols-6">
         {(["accuracy", "precision", "recall", "f1", "roc_auc", "brier"] as const).map((k) => (
-          <Stat key={k} label={k.replace("_", "-")} value={formatNumber(num(m[k]))} />
+          <Stat key={k} label={k.replace("_", "-")} value={num(m[k]) === null ? "—" : (num(m[k]) as number).toFixed(3)} />
         ))}
       </div>
       <div className="grid gap-6 lg:grid-cols-2">
@@ -233,8 +243,8 @@ export function ModelVersionPage() {
                   <XAxis type="number" dataKey="predicted" domain={[0, 1]} name="predicted" tick={{ fontSize: 12 }} />
                   <YAxis type="number" domain={[0, 1]} tick={{ fontSize: 12 }} />
                   <Tooltip formatter={(value) => formatPercent(Number(value))} />
-                  <Line data={[{ predicted: 0, observed: 0 }, { predicted: 1, observed: 1 }]} dataKey="observed" name="perfect" stroke="#94a3b8" strokeDasharray="4 4" dot={false} />
-                  <Line dataKey="observed" name="observed" stroke="#4f46e5" strokeWidth={2} />
+                  <Line isAnimationActive={false} data={[{ predicted: 0, observed: 0 }, { predicted: 1, observed: 1 }]} dataKey="observed" name="perfect" stroke="#94a3b8" strokeDasharray="4 4" dot={false} />
+                  <Line isAnimationActive={false} dataKey="observed" name="observed" stroke="#4f46e5" strokeWidth={2} />
                 </ComposedChart>
               </ResponsiveContainer>
             </div>
