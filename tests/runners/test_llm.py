@@ -278,3 +278,26 @@ class TestStreaming:
             await LLMExecutor(http, max_retries=0).execute(
                 llm(double.base_url), _streaming(_Pieces())
             )
+
+    async def test_an_endpoint_that_refuses_stream_parameters_is_asked_plainly(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(Reply.error(400, "Unrecognized request argument: stream_options"))
+        sink = _Pieces()
+        execution = await LLMExecutor(http, backoff_s=0.01).execute(
+            llm(double.base_url), _streaming(sink)
+        )
+        assert execution.text == DEFAULT_ANSWER and sink.pieces == [DEFAULT_ANSWER]
+        first, second = (r.json() for r in double.requests)
+        assert first["stream"] is True and "stream" not in second
+        assert "stream_options" not in second
+
+    async def test_a_plain_request_that_is_refused_too_fails(
+        self, double: LLMDouble, http: httpx.AsyncClient
+    ) -> None:
+        double.script(default=Reply.error(400, "bad prompt"))
+        with pytest.raises(ExecutionError, match="400"):
+            await LLMExecutor(http, backoff_s=0.01).execute(
+                llm(double.base_url), _streaming(_Pieces())
+            )
+        assert len(double.requests) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -85,19 +86,23 @@ class LLMExecutor:
         url = str(config.base_url).rstrip("/") + "/chat/completions"
         started = time.perf_counter()
         relay = _Relay(item.deltas, started)
-        body: Any
+        body: Any = None
         if item.deltas is not None:
-            payload["stream"] = True
-            payload["stream_options"] = {"include_usage": True}
-            body = await self._retrying(
-                url, lambda: self._stream_once(url, payload, headers, relay)
-            )
-        else:
+            streamed = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+            # an endpoint that refuses the stream parameters (400/422) is asked plainly below
+            with contextlib.suppress(_StreamRefused):
+                body = await self._retrying(
+                    url, lambda: self._stream_once(url, streamed, headers, relay)
+                )
+        if body is None:
             response = await self._retrying(url, lambda: self._post_once(url, payload, headers))
             try:
                 body = response.json()
             except ValueError as exc:
                 raise ExecutionError(f"malformed chat completion from {url}") from exc
+            if item.deltas is not None:  # relayed in one piece
+                with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
+                    relay.send(body["choices"][0]["message"]["content"] or "")
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             choice = body["choices"][0]
@@ -217,6 +222,8 @@ class LLMExecutor:
             response = source.response
             if response.status_code >= 400:
                 await response.aread()
+                if response.status_code in (400, 422):  # perhaps the stream parameters
+                    raise _StreamRefused(f"{url} answered {response.status_code}")
                 _check_status(url, response)
             media_type = response.headers.get("content-type", "").partition(";")[0].strip()
             if media_type != "text/event-stream":  # this endpoint does not stream
@@ -246,6 +253,10 @@ class LLMExecutor:
 
 
 T = TypeVar("T")
+
+
+class _StreamRefused(Exception):
+    """The endpoint refused a request for a stream (400/422): it is asked once more plainly."""
 
 
 class _Retry(Exception):
