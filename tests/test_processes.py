@@ -3,6 +3,7 @@ start (where they listen, what they run), ``--log-level``, the access log (off b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -68,7 +69,9 @@ class Process:
 
 
 @contextmanager
-def dukenet(env: dict[str, str], *args: str, wait_for: str | None = None) -> Iterator[Process]:
+def dukenet(
+    env: dict[str, str], *args: str, wait_for: str | None = None, timeout_s: float = 120
+) -> Iterator[Process]:
     """Run ``dukenet ARGS``; wait until it answers ``wait_for`` (a path) or prints it."""
     port = free_port()
     env = {**env, "DUKENET_PORT": str(port)}
@@ -79,7 +82,7 @@ def dukenet(env: dict[str, str], *args: str, wait_for: str | None = None) -> Ite
         )
     process = Process(popen, f"http://127.0.0.1:{port}", output)
     try:
-        deadline = time.monotonic() + 120  # a loaded 2-core machine starts slowly
+        deadline = time.monotonic() + timeout_s  # a loaded 2-core machine starts slowly
         while wait_for is not None:
             assert popen.poll() is None, f"dukenet {args[0]} exited:\n{process.text()}"
             if wait_for.startswith("/"):
@@ -91,7 +94,7 @@ def dukenet(env: dict[str, str], *args: str, wait_for: str | None = None) -> Ite
             elif wait_for in process.text():
                 break
             if time.monotonic() > deadline:
-                pytest.fail(f"dukenet {args[0]} not up after 120 s:\n{process.text()}")
+                pytest.fail(f"dukenet {args[0]} not up after {timeout_s} s:\n{process.text()}")
             time.sleep(0.1)
         yield process
     finally:
@@ -101,6 +104,19 @@ def dukenet(env: dict[str, str], *args: str, wait_for: str | None = None) -> Ite
 
 
 STOPPED = (0, -signal.SIGTERM)
+
+
+def refused(env: dict[str, str], *args: str) -> str:
+    """Run ``dukenet ARGS``, assert it exits 2 (a usage error) and return its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dukenet", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    return done.stderr
 
 
 @pytest.fixture
@@ -144,15 +160,7 @@ class TestServeLogs:
         assert "api ready" not in p.text() and "api listening" not in p.text()
 
     def test_a_bad_log_level_is_refused_naming_the_option(self, sqlite_env: dict[str, str]) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "dukenet", "serve", "--log-level", "loud"],
-            env=sqlite_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 2
-        assert "--log-level" in done.stderr
+        assert "--log-level" in refused(sqlite_env, "serve", "--log-level", "loud")
 
 
 class TestRunnerLogs:
@@ -165,3 +173,102 @@ class TestRunnerLogs:
         assert "name=r-7" in text and "over=database" in text and "dukenet.db" in text
         assert "replay" in text  # the kinds of agents it executes
         assert "runner stopped" in text
+
+
+async def _admin_headers(client: httpx.AsyncClient, env: dict[str, str]) -> dict[str, str]:
+    """Create a funded admin with ``dukenet users create-admin`` and log in; return headers."""
+    email, password = f"admin-{secrets.token_hex(4)}@example.com", "admin-password-1"
+    created = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "dukenet", "users", "create-admin", "--email", email],
+        env={**env, "DUKENET_ADMIN_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert created.returncode == 0, created.stderr
+    user_id = created.stdout.strip().splitlines()[-1]
+    login = await client.post("/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    funded = await client.post(
+        f"/admin/users/{user_id}/credit", headers=headers, json={"amount_sat": 10**8}
+    )
+    assert funded.status_code == 200, funded.text
+    return headers
+
+
+def _children(pid: int) -> set[int]:
+    """Return the ids of the processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+class TestWorkers:
+    def test_sqlite_refuses_workers_naming_the_option(self, sqlite_env: dict[str, str]) -> None:
+        error = refused(sqlite_env, "serve", "--workers", "2")
+        assert "--workers" in error and "PostgreSQL" in error
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+    async def test_workers_serve_and_the_runners_run_once(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        env = process_env(
+            database_url,
+            tmp_path / "var",
+            DUKENET_EMBEDDED_RUNNERS="2",
+            DUKENET_RUNNER_POLL_S="0.05",
+            DUKENET_DISPUTE_WINDOW_S="0",
+        )
+        # each worker imports the whole app (ML stack included): minutes on a loaded machine
+        with dukenet(env, "serve", "--workers", "2", wait_for="/health", timeout_s=400) as p:
+            workers = _children(p.popen.pid)
+            async with httpx.AsyncClient(base_url=p.url + "/api/v2", timeout=30) as client:
+                admin = await _admin_headers(client, env)
+                agent = await client.post(
+                    "/agents",
+                    headers=admin,
+                    json={
+                        "name": "gpt-replay",
+                        "kind": "replay",
+                        "base_price_sat": 100,
+                        "replay": {"dataset": "routerbench", "model": "gpt-3.5-turbo-1106"},
+                    },
+                )
+                assert agent.status_code == 201, agent.text
+                ids = []
+                for _ in range(4):
+                    # the request goes to either worker
+                    created = await client.post(
+                        "/tasks",
+                        headers=admin,
+                        json={"description": "Add two numbers in Python.", "complexity": 2},
+                    )
+                    assert created.status_code == 201, created.text
+                    ids.append(created.json()["id"])
+                deadline = time.monotonic() + 120
+                pending = set(ids)
+                while pending and time.monotonic() < deadline:
+                    for task_id in list(pending):
+                        got = (await client.get(f"/tasks/{task_id}", headers=admin)).json()
+                        if got["status"] in ("delivered", "completed", "failed"):
+                            pending.discard(task_id)
+                    await asyncio.sleep(0.2)
+            code = p.stop()
+        assert not pending, p.text()
+        assert code in STOPPED, p.text()
+        text = p.text()
+        assert "workers=2" in text
+        # the background work started once (in the parent), the two workers serve HTTP only
+        assert text.count("embedded_runners=2") == 1, text
+        assert text.count("embedded_runners=0") == 2, text
+        assert len(workers) >= 2  # uvicorn's worker processes (and its own helpers)
