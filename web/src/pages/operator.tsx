@@ -193,7 +193,7 @@ export function AgentPage() {
         }
       />
       {toggle.error ? <ErrorNote error={toggle.error} /> : null}
-      <div className="grid gap-4 sm:grid-cols-2 lg:grid-cols-5">
+      <div className="grid grid-cols-2 gap-4 lg:grid-cols-5">
         <Stat label="Finished tasks" value={stats.data?.tasks ?? a.finished_tasks} />
         <Stat label="Success rate" value={stats.data && stats.data.tasks === 0 ? "—" : formatPercent(stats.data?.success_rate ?? a.success_rate)} hint={stats.data && stats.data.tasks === 0 ? `priced at the prior ${formatPercent(a.success_rate, 0)}` : undefined} />
         <Stat label="Reputation ×" value={(stats.data?.reputation_multiplier ?? a.reputation_multiplier).toFixed(1)} />
