@@ -31,16 +31,17 @@ builtins, written with skops (never pickle) and read back with an explicit trust
 
 from __future__ import annotations
 
+import importlib
 import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import skops.io as sio
 from scipy.optimize import minimize
 
 from dukenet.learning.features import (
@@ -456,7 +457,7 @@ class DukeRouter:
             "basis": self._basis,
             "agent_covariance": self._agent_covariance,
         }
-        sio.dump(state, Path(path), compression=zipfile.ZIP_DEFLATED)
+        _skops().dump(state, Path(path), compression=zipfile.ZIP_DEFLATED)
 
     @classmethod
     def load(cls, path: Path) -> DukeRouter:
@@ -466,12 +467,14 @@ class DukeRouter:
             skops.io.exceptions.UntrustedTypesFoundException: the file holds any other type.
             ValueError: the file is not a Duke router artifact.
         """
-        return cls._from_state(sio.load(Path(path), trusted=list(TRUSTED_TYPES)), str(path))
+        state = _skops().load(Path(path), trusted=list(TRUSTED_TYPES))
+        return cls._from_state(state, str(path))
 
     @classmethod
     def loads(cls, data: bytes) -> DukeRouter:
         """Read a router from the bytes of a file ``save`` wrote (as ``load`` does)."""
-        return cls._from_state(sio.loads(data, trusted=list(TRUSTED_TYPES)), "the artifact")
+        state = _skops().loads(data, trusted=list(TRUSTED_TYPES))
+        return cls._from_state(state, "the artifact")
 
     @classmethod
     def _from_state(cls, state: object, source: str) -> DukeRouter:
@@ -497,6 +500,13 @@ class DukeRouter:
                 else np.asarray(state["agent_covariance"])
             ),
         )
+
+
+def _skops() -> ModuleType:
+    """Return ``skops.io``, imported on first use: importing it walks every scikit-learn
+    estimator (and, with torch installed, imports torch), seconds that every API process
+    would otherwise spend at start before it needs an artifact."""
+    return importlib.import_module("skops.io")
 
 
 def _projection(n_features: int, n_compact: int) -> sp.csr_matrix:
