@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dukenet.finetune.base_model import load_base
 from dukenet.finetune.errors import FinetuneError
@@ -17,6 +18,7 @@ from dukenet.finetune.trainer import (
     Method,
     TrainConfig,
     TrainResult,
+    _out_of_memory_named,
     directory_sha256,
     train_dpo,
     train_sft,
@@ -176,3 +178,27 @@ class TestBadInput:
         (tmp_path / "m").mkdir()
         with pytest.raises(FinetuneError, match="already exists"):
             train_sft(exports / "sft", tmp_path / "m", base="tiny-random")
+
+
+class TestOutOfMemory:
+    """Running out of memory is named (a real OOM cannot be provoked safely on a shared CI
+    machine, so the errors torch raises are raised here as torch raises them)."""
+
+    @pytest.mark.parametrize(
+        ("error", "device"),
+        [
+            (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "cuda"),
+            (MemoryError(), "cpu"),
+        ],
+    )
+    def test_an_out_of_memory_error_is_named(self, error: BaseException, device: str) -> None:
+        with (
+            pytest.raises(FinetuneError, match="out of memory") as info,
+            _out_of_memory_named(device),
+        ):
+            raise error
+        assert "--max-length" in info.value.message
+
+    def test_other_errors_pass_through(self) -> None:
+        with pytest.raises(RuntimeError, match="shape mismatch"), _out_of_memory_named("cpu"):
+            raise RuntimeError("shape mismatch")
