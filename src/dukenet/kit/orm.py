@@ -7,9 +7,22 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    Integer,
+    MetaData,
+    TypeDecorator,
+    Uuid,
+    cast,
+    func,
+)
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -79,3 +92,11 @@ class TimestampMixin:
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def epoch_s(session: AsyncSession, column: Any) -> ColumnElement[int]:
+    """Return ``column`` (a UTC datetime) as whole seconds since 1970 in this session's SQL
+    dialect."""
+    if session.get_bind().dialect.name == "sqlite":  # stored as UTC 'YYYY-MM-DD HH:MM:SS.ffffff'
+        return cast(func.strftime("%s", column), Integer)
+    return cast(func.floor(func.extract("epoch", column)), BigInteger)

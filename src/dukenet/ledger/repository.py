@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import BigInteger, Integer, Table, bindparam, case, func, select, update
-from sqlalchemy import cast as cast_
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
+from dukenet.kit.orm import epoch_s
 from dukenet.ledger.models import (
     LedgerAccount,
     LedgerAccountKind,
@@ -106,13 +105,6 @@ async def count_transactions(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count(LedgerTransaction.id)))).scalar_one())
 
 
-def _epoch_s(session: AsyncSession, column: Any) -> ColumnElement[int]:
-    """Return ``column`` as whole seconds since 1970 (UTC) in this session's SQL dialect."""
-    if session.get_bind().dialect.name == "sqlite":  # stored as UTC 'YYYY-MM-DD HH:MM:SS.ffffff'
-        return cast_(func.strftime("%s", column), Integer)
-    return cast_(func.floor(func.extract("epoch", column)), BigInteger)
-
-
 async def bucketed_sums(
     session: AsyncSession,
     *,
@@ -126,7 +118,7 @@ async def bucketed_sums(
     ``owner_id``'s accounts of ``account_kinds`` (only ``account_name`` if given) made at or
     after ``since_s`` (seconds since 1970, UTC), in buckets of ``bucket_s`` seconds counted from
     ``since_s``; credits and debits in satoshis, both positive."""
-    epoch = _epoch_s(session, LedgerEntry.created_at)
+    epoch = epoch_s(session, LedgerEntry.created_at)
     bucket = ((epoch - since_s) // bucket_s).label("bucket")
     credits = func.sum(case((LedgerEntry.amount_sat > 0, LedgerEntry.amount_sat), else_=0))
     debits = func.sum(case((LedgerEntry.amount_sat < 0, -LedgerEntry.amount_sat), else_=0))

@@ -292,6 +292,27 @@ MAX_DAYS = {MoneyBucket.HOUR: 31, MoneyBucket.DAY: 366, MoneyBucket.WEEK: 366}
 _BUCKET_ORIGIN_S = 4 * 86_400  # 1970-01-05, a Monday: weeks start on Mondays, UTC
 
 
+def bucket_grid(
+    bucket: MoneyBucket, days: int, *, now: datetime | None = None
+) -> tuple[int, int, int]:
+    """Return (first bucket's start in seconds since 1970, bucket width in s, bucket count) of
+    the consecutive UTC buckets covering at least the last ``days`` days, the last holding
+    ``now``; weeks start on Mondays.
+
+    Raises:
+        DukenetError: 422, ``days`` outside 1..``MAX_DAYS[bucket]``.
+    """
+    if not 1 <= days <= MAX_DAYS[bucket]:
+        raise DukenetError(
+            f"days: between 1 and {MAX_DAYS[bucket]} for {bucket.value} buckets", status_code=422
+        )
+    width = BUCKET_SECONDS[bucket]
+    now_s = int((now or datetime.now(UTC)).timestamp())
+    last_start = (now_s - _BUCKET_ORIGIN_S) // width * width + _BUCKET_ORIGIN_S
+    count = max(1, -(-days * 86_400 // width))  # ceil: the window covers at least ``days``
+    return last_start - (count - 1) * width, width, count
+
+
 async def money_series(
     session: AsyncSession,
     *,
@@ -312,15 +333,7 @@ async def money_series(
         DukenetError: 422, ``days`` outside 1..``MAX_DAYS[bucket]``.
         NotFound: ``agent_id`` is not an agent of the caller's.
     """
-    if not 1 <= days <= MAX_DAYS[bucket]:
-        raise DukenetError(
-            f"days: between 1 and {MAX_DAYS[bucket]} for {bucket.value} buckets", status_code=422
-        )
-    width = BUCKET_SECONDS[bucket]
-    now_s = int((now or datetime.now(UTC)).timestamp())
-    last_start = (now_s - _BUCKET_ORIGIN_S) // width * width + _BUCKET_ORIGIN_S
-    count = max(1, -(-days * 86_400 // width))  # ceil: the window covers at least ``days``
-    since_s = last_start - (count - 1) * width
+    since_s, width, count = bucket_grid(bucket, days, now=now)
     owner_id, kinds, name = user.id, [LedgerAccountKind.WALLET, LedgerAccountKind.AGENT], None
     if agent_id is not None:
         name = agent_name(agent_id)
