@@ -366,6 +366,8 @@ MATRIX: tuple[Row, ...] = (
     Row("GET", "/api/v2/agents", ANYONE_SIGNED_IN),
     Row("GET", "/api/v2/agents/leaderboard", ANYONE_SIGNED_IN),
     Row("GET", "/api/v2/agents/{agent_id}/stats", ANYONE_SIGNED_IN),
+    Row("GET", "/api/v2/agents/{agent_id}/series", (401, 404, 404, 200, 200, 404, 200), shared,
+        "an agent's record over time: its operator and admins; to others it does not exist"),
     Row("GET", "/api/v2/agents/{agent_id}", ANYONE_SIGNED_IN),
     Row("PATCH", "/api/v2/agents/{agent_id}", OPERATORS_AGENT, body({"description": "matrix"})),
     Row("POST", "/api/v2/agents/{agent_id}/enable", OPERATORS_AGENT, fresh_agent),

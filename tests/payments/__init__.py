@@ -50,27 +50,32 @@ async def earn(client: httpx.AsyncClient, market: Market, *, tasks: int = 1) -> 
     (the test settings have no dispute window); return the agent's balance as the operator's
     payout balances show it."""
     for _ in range(tasks):
-        created = await submit_task(
-            client, market.buyer, agent_id=market.agent_id, complexity=1, description="2+2?"
-        )
-        assert created.status_code == 201, created.text
-        task_id = created.json()["id"]
-        claim = await client.post(
-            "/runner/claim", headers=market.operator, json={"task_id": task_id}
-        )
-        assert claim.status_code == 200 and claim.json() is not None, claim.text
-        result = await client.post(
-            f"/runner/tasks/{task_id}/result",
-            headers=market.operator,
-            json={
-                "lease_token": claim.json()["lease_token"],
-                "idempotency_key": f"result-{task_id}",
-                "text": "4",
-                "success": True,
-            },
-        )
-        assert result.status_code in (200, 201), result.text
+        await deliver(client, market)
     return await agent_balance(client, market)
+
+
+async def deliver(client: httpx.AsyncClient, market: Market) -> str:
+    """Run one complexity-1 task pinned to the market's agent to a delivered success (the
+    operator claims it and submits its result over the runner API); return the task id."""
+    created = await submit_task(
+        client, market.buyer, agent_id=market.agent_id, complexity=1, description="2+2?"
+    )
+    assert created.status_code == 201, created.text
+    task_id = str(created.json()["id"])
+    claim = await client.post("/runner/claim", headers=market.operator, json={"task_id": task_id})
+    assert claim.status_code == 200 and claim.json() is not None, claim.text
+    result = await client.post(
+        f"/runner/tasks/{task_id}/result",
+        headers=market.operator,
+        json={
+            "lease_token": claim.json()["lease_token"],
+            "idempotency_key": f"result-{task_id}",
+            "text": "4",
+            "success": True,
+        },
+    )
+    assert result.status_code in (200, 201), result.text
+    return task_id
 
 
 async def agent_balance(client: httpx.AsyncClient, market: Market) -> int:

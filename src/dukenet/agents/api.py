@@ -17,6 +17,7 @@ from dukenet.agents.schemas import (
     AgentCreate,
     AgentDetail,
     AgentRead,
+    AgentSeriesRead,
     AgentStatsRead,
     AgentTestCall,
     AgentTestCallRead,
@@ -24,6 +25,7 @@ from dukenet.agents.schemas import (
 )
 from dukenet.deps import CurrentUser, OperatorUser, Session, State
 from dukenet.kit.openapi import error_responses
+from dukenet.ledger.schemas import MoneyBucket
 from dukenet.tasks import service as tasks_service
 
 REDACTED = "**********"
@@ -108,6 +110,28 @@ async def agent_stats(agent_id: uuid.UUID, user: CurrentUser, session: Session) 
     """Show an agent's finished tasks, success rate, earnings (sat) and p50/p95 latency (ms)."""
     agent = await service.get(session, agent_id)
     return (await service.stats(session, [agent]))[0]
+
+
+@router.get(
+    "/agents/{agent_id}/series", response_model=AgentSeriesRead, responses=error_responses(404)
+)
+async def agent_series(
+    agent_id: uuid.UUID,
+    user: CurrentUser,
+    session: Session,
+    state: State,
+    bucket: MoneyBucket = MoneyBucket.DAY,
+    days: int = Query(default=30, ge=1, le=366, description="The window: the last N days"),
+) -> AgentSeriesRead:
+    """Show an agent's record by hour, day or week (UTC): finished tasks, successes, success
+    rate, buyers' mean rating, and the smoothed success rate and price multiplier reputation
+    gives its outcomes up to each bucket's end; its operator and admins only.
+
+    Hour buckets cover at most 31 days; empty buckets are included.
+    """
+    return await service.series(
+        session, settings=state.settings, user=user, agent_id=agent_id, bucket=bucket, days=days
+    )
 
 
 @router.get("/agents/{agent_id}", response_model=AgentDetail | AgentRead)

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, field_validator, 
 
 from dukenet.agents.models import AgentKind
 from dukenet.kit.schema import Schema
+from dukenet.ledger.schemas import MoneyBucket
 
 AgentName = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\w.\-/:@]+$")]
 
@@ -170,6 +171,46 @@ class AgentStatsRead(Schema):
     earnings_sat: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+
+
+class AgentSeriesPoint(Schema):
+    """One bucket of an agent's record, by when its tasks finished (their outcomes).
+
+    ``outcomes``: tasks finished in the bucket; ``successes``: those whose current label
+    (``feedback.labels``: the strongest source's quality) reaches the success threshold;
+    ``success_rate``: successes / outcomes, null without outcomes; ``ratings`` and
+    ``mean_rating``: the buyers' 1-5 star ratings of those tasks (null without any).
+    ``smoothed_success_rate`` and ``reputation_multiplier``: the pricing formula
+    (``market.reputation``) applied to the agent's last ``reputation_window`` outcomes finished
+    before the bucket's end, as they are labelled now and with today's settings; null for a
+    bucket that ended before the agent was registered.
+    """
+
+    start: datetime
+    outcomes: int = 0
+    successes: int = 0
+    success_rate: float | None = None
+    ratings: int = 0
+    mean_rating: float | None = None
+    smoothed_success_rate: float | None = None
+    reputation_multiplier: float | None = None
+
+
+class AgentSeriesRead(Schema):
+    """An agent's record over time: ``points`` cover [``since``, ``until``) in consecutive
+    buckets of ``bucket_s`` seconds, empty buckets included, oldest first.
+
+    The reputation figures are recomputed from today's labels: a later relabel (a buyer's
+    rejection, a curator) moves past points too, so they show what the formula makes of the
+    record now, not a log of the multiplier the agent was priced at then.
+    """
+
+    agent_id: uuid.UUID
+    bucket: MoneyBucket
+    bucket_s: int
+    since: datetime
+    until: datetime
+    points: list[AgentSeriesPoint]
 
 
 class AgentTestCall(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.accounts.models import User, UserRole
 from dukenet.agents import repository
 from dukenet.agents.models import Agent, AgentKind
-from dukenet.agents.schemas import AgentCreate, AgentStatsRead, AgentUpdate, LLMAgentConfig
+from dukenet.agents.schemas import (
+    AgentCreate,
+    AgentSeriesPoint,
+    AgentSeriesRead,
+    AgentStatsRead,
+    AgentUpdate,
+    LLMAgentConfig,
+)
 from dukenet.config import Settings
 from dukenet.errors import BadRequest, Conflict, DukenetError, Forbidden, NotFound
 from dukenet.kit import netguard
 from dukenet.kit.secrets import SecretBox, SecretError
 from dukenet.ledger import service as ledger_service
 from dukenet.ledger.models import LedgerAccountKind
+from dukenet.ledger.schemas import MoneyBucket
 from dukenet.market import reputation
 
 
@@ -341,4 +350,85 @@ async def leaderboard(session: AsyncSession, *, min_tasks: int = 1) -> list[Agen
     return sorted(
         rows,
         key=lambda r: (r.tasks < min_tasks, -by_id[r.agent_id].success_rate, -r.tasks, r.name),
+    )
+
+
+async def series(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    user: User,
+    agent_id: uuid.UUID,
+    bucket: MoneyBucket = MoneyBucket.DAY,
+    days: int = 30,
+    now: datetime | None = None,
+) -> AgentSeriesRead:
+    """Return one agent's record over the last ``days`` days in ``bucket``-wide UTC buckets (the
+    grid of ``ledger_service.money_series``): per bucket its finished tasks, successes, success
+    rate, buyers' ratings, and the smoothed success rate and price multiplier the reputation
+    formula (``market.reputation``, the settings' window, prior and wash-trading weights) gives
+    its last ``reputation_window`` outcomes before the bucket's end. The agent's operator and
+    admins only.
+
+    Bounded: three queries, at most ``reputation_window`` x (buckets + 1) outcomes read for the
+    reputation, whatever the agent's volume.
+
+    Raises:
+        DukenetError: 422, ``days`` outside 1..``ledger_service.MAX_DAYS[bucket]``.
+        NotFound: no such agent, or the caller neither operates it nor is an admin.
+    """
+    since_s, width, count = ledger_service.bucket_grid(bucket, days, now=now)
+    agent = await repository.get(session, agent_id)
+    if agent is None or (user.role is not UserRole.ADMIN and agent.owner_id != user.id):
+        raise NotFound(f"agent {agent_id} not found")
+    until_s = since_s + count * width
+    grid = {"since_s": since_s, "until_s": until_s, "bucket_s": width}
+    points = [
+        AgentSeriesPoint(start=datetime.fromtimestamp(since_s + i * width, UTC))
+        for i in range(count)
+    ]
+    threshold = settings.success_threshold
+    for row in await repository.outcome_buckets(
+        session, agent.id, success_threshold=threshold, **grid
+    ):
+        if 0 <= row.bucket < count:
+            point = points[row.bucket]
+            point.outcomes, point.successes = row.outcomes, row.successes
+            point.success_rate = row.successes / row.outcomes if row.outcomes else None
+    for rated in await repository.rating_buckets(session, agent.id, **grid):
+        if 0 <= rated.bucket < count:
+            points[rated.bucket].ratings = rated.ratings
+            points[rated.bucket].mean_rating = rated.mean_rating
+    window = settings.reputation_window
+    evidence = await repository.reputation_evidence(
+        session, agent.id, window=window, success_threshold=threshold, **grid
+    )
+    registered_s = agent.created_at.timestamp()
+    seen = 0  # evidence[:seen] finished before the current bucket's end
+    for i, point in enumerate(points):
+        while seen < len(evidence) and evidence[seen].bucket <= i:
+            seen += 1
+        if since_s + (i + 1) * width <= registered_s:
+            continue
+        successes, total = reputation.weighted_counts(
+            evidence[max(0, seen - window) : seen],
+            owner_id=agent.owner_id,
+            per_buyer_cap=settings.reputation_per_buyer_cap,
+            pinned_weight=settings.reputation_pinned_weight,
+        )
+        rate = reputation.smoothed_success_rate(
+            successes,
+            total,
+            prior_successes=settings.reputation_prior_successes,
+            prior_failures=settings.reputation_prior_failures,
+        )
+        point.smoothed_success_rate = rate
+        point.reputation_multiplier = reputation.reputation_multiplier(rate)
+    return AgentSeriesRead(
+        agent_id=agent.id,
+        bucket=bucket,
+        bucket_s=width,
+        since=datetime.fromtimestamp(since_s, UTC),
+        until=datetime.fromtimestamp(until_s, UTC),
+        points=points,
     )
