@@ -435,6 +435,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/agents/{agent_id}/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Agent Series
+         * @description Show an agent's record by hour, day or week (UTC): finished tasks, successes, success
+         *     rate, buyers' mean rating, and the smoothed success rate and price multiplier reputation
+         *     gives its outcomes up to each bucket's end; its operator and admins only.
+         *
+         *     Hour buckets cover at most 31 days; empty buckets are included.
+         */
+        get: operations["agent_series_api_v2_agents__agent_id__series_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/agents/{agent_id}/stats": {
         parameters: {
             query?: never;
@@ -1924,6 +1948,80 @@ export interface components {
             reputation_multiplier: number;
             /** Success Rate */
             success_rate: number;
+        };
+        /**
+         * AgentSeriesPoint
+         * @description One bucket of an agent's record, by when its tasks finished (their outcomes).
+         *
+         *     ``outcomes``: tasks finished in the bucket; ``successes``: those whose current label
+         *     (``feedback.labels``: the strongest source's quality) reaches the success threshold;
+         *     ``success_rate``: successes / outcomes, null without outcomes; ``ratings`` and
+         *     ``mean_rating``: the buyers' 1-5 star ratings of those tasks (null without any).
+         *     ``smoothed_success_rate`` and ``reputation_multiplier``: the pricing formula
+         *     (``market.reputation``) applied to the agent's last ``reputation_window`` outcomes finished
+         *     before the bucket's end, as they are labelled now and with today's settings; null for a
+         *     bucket that ended before the agent was registered.
+         */
+        AgentSeriesPoint: {
+            /** Mean Rating */
+            mean_rating?: number | null;
+            /**
+             * Outcomes
+             * @default 0
+             */
+            outcomes?: number;
+            /**
+             * Ratings
+             * @default 0
+             */
+            ratings?: number;
+            /** Reputation Multiplier */
+            reputation_multiplier?: number | null;
+            /** Smoothed Success Rate */
+            smoothed_success_rate?: number | null;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /** Success Rate */
+            success_rate?: number | null;
+            /**
+             * Successes
+             * @default 0
+             */
+            successes?: number;
+        };
+        /**
+         * AgentSeriesRead
+         * @description An agent's record over time: ``points`` cover [``since``, ``until``) in consecutive
+         *     buckets of ``bucket_s`` seconds, empty buckets included, oldest first.
+         *
+         *     The reputation figures are recomputed from today's labels: a later relabel (a buyer's
+         *     rejection, a curator) moves past points too, so they show what the formula makes of the
+         *     record now, not a log of the multiplier the agent was priced at then.
+         */
+        AgentSeriesRead: {
+            /**
+             * Agent Id
+             * Format: uuid
+             */
+            agent_id: string;
+            bucket: components["schemas"]["MoneyBucket"];
+            /** Bucket S */
+            bucket_s: number;
+            /** Points */
+            points: components["schemas"]["AgentSeriesPoint"][];
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
         };
         /**
          * AgentStatsRead
@@ -6036,6 +6134,68 @@ export interface operations {
             };
             /** @description The resource's state does not allow this, or a concurrent change conflicted */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"] | components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description The database is unavailable or busy; retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+        };
+    };
+    agent_series_api_v2_agents__agent_id__series_get: {
+        parameters: {
+            query?: {
+                bucket?: components["schemas"]["MoneyBucket"];
+                /** @description The window: the last N days */
+                days?: number;
+            };
+            header?: never;
+            path: {
+                agent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentSeriesRead"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorRead"];
+                };
+            };
+            /** @description No such resource, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
