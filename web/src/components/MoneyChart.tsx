@@ -18,13 +18,21 @@ export interface Measure {
 export const SPENT: Measure = { label: "spent (net of refunds)", value: (p) => (p.spent_sat ?? 0) - (p.refunded_sat ?? 0) };
 export const EARNED: Measure = { label: "earned", value: (p) => p.earned_sat ?? 0 };
 
-const WINDOWS: { label: string; bucket: Bucket; days: number }[] = [
+/** A chart's time window: its label, bucket width and length in days (as the series endpoints take them). */
+export interface Window {
+  label: string;
+  bucket: Bucket;
+  days: number;
+}
+
+export const WINDOWS: Window[] = [
   { label: "48 hours", bucket: "hour", days: 2 },
   { label: "30 days", bucket: "day", days: 30 },
   { label: "1 year", bucket: "week", days: 364 },
 ];
 
-function tick(start: string, bucket: Bucket): string {
+/** Label a bucket's start on the x axis: its day, and the hour (UTC) for hour buckets. */
+export function tick(start: string, bucket: Bucket): string {
   const date = new Date(start);
   const day = date.toLocaleDateString("en-GB", { day: "2-digit", month: "short", timeZone: "UTC" });
   return bucket === "hour" ? `${day} ${String(date.getUTCHours()).padStart(2, "0")}:00` : day;
@@ -38,6 +46,25 @@ export function chartRows(points: Point[], measure: Measure, bucket: Bucket): { 
     total += amount;
     return { label: tick(p.start, bucket), amount, total };
   });
+}
+
+/** The buttons choosing a chart's time window among ``WINDOWS``. */
+export function WindowPicker({ value, onChange }: { value: Window; onChange: (w: Window) => void }) {
+  return (
+    <div role="group" aria-label="Time window" className="inline-flex rounded-md shadow-sm ring-1 ring-slate-300">
+      {WINDOWS.map((w) => (
+        <button
+          key={w.label}
+          type="button"
+          aria-pressed={w === value}
+          onClick={() => onChange(w)}
+          className={`px-3 py-1.5 text-xs font-medium first:rounded-l-md last:rounded-r-md focus-visible:outline-2 focus-visible:outline-indigo-600 ${w === value ? "bg-indigo-600 text-white" : "bg-white text-slate-800 hover:bg-slate-50"}`}
+        >
+          {w.label}
+        </button>
+      ))}
+    </div>
+  );
 }
 
 export function MoneyChart({ measure, agentId, title }: { measure: Measure; agentId?: string; title: string }) {
@@ -54,19 +81,7 @@ export function MoneyChart({ measure, agentId, title }: { measure: Measure; agen
         <p className="text-sm text-slate-700">
           {title}: <strong className="tabular-nums">{formatSat(total)}</strong> in the last {window.label}
         </p>
-        <div role="group" aria-label="Time window" className="inline-flex rounded-md shadow-sm ring-1 ring-slate-300">
-          {WINDOWS.map((w) => (
-            <button
-              key={w.label}
-              type="button"
-              aria-pressed={w === window}
-              onClick={() => setWindow(w)}
-              className={`px-3 py-1.5 text-xs font-medium first:rounded-l-md last:rounded-r-md focus-visible:outline-2 focus-visible:outline-indigo-600 ${w === window ? "bg-indigo-600 text-white" : "bg-white text-slate-800 hover:bg-slate-50"}`}
-            >
-              {w.label}
-            </button>
-          ))}
-        </div>
+        <WindowPicker value={window} onChange={setWindow} />
       </div>
       {series.isPending ? <Loading /> : series.error ? <ErrorNote error={series.error} onRetry={() => series.refetch()} /> : total === 0 && rows.every((r) => r.amount === 0) ? (
         <p className="text-sm text-slate-600">Nothing in this window yet.</p>

@@ -6,6 +6,7 @@ import { Link, useNavigate, useParams } from "react-router";
 import { Confirm } from "../components/Confirm";
 import { DataTable, type Column } from "../components/DataTable";
 import { EARNED, MoneyChart } from "../components/MoneyChart";
+import { SuccessChart } from "../components/SuccessChart";
 import { Badge, Button, Card, ErrorNote, Loading, Notice, PageHeader, Select, Stat, TextArea, TextField, Thumb } from "../components/ui";
 import { client, errorText, unwrap, type Schemas } from "../lib/api";
 import { useAuth } from "../lib/auth";
@@ -223,6 +224,9 @@ export function AgentPage() {
         <div className="min-w-0 space-y-6 lg:col-span-2">
           <Card title="Earnings over time">
             <MoneyChart measure={EARNED} agentId={a.id} title="Earned" />
+          </Card>
+          <Card title="Success rate over time">
+            <SuccessChart agentId={a.id} />
           </Card>
           <Card title="Tasks this agent ran">
             {tasks.isPending ? <Loading /> : tasks.error ? <ErrorNote error={tasks.error} /> : <DataTable label="Tasks of this agent" columns={columns} rows={tasks.data.items} rowKey={(t) => t.id} empty="No task yet." paging={{ total: tasks.data.total, limit: 25, offset, onOffset: setOffset }} />}
