@@ -16,30 +16,21 @@ are added, nothing is dropped). Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import httpx
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
-from request_cost import StatementCounter, _setup, _summary
+from request_cost import _setup, _summary, bench_app, print_lines
 from sqlalchemy import insert, select
 
 from dukenet.accounts.models import UserRole
 from dukenet.accounts.repository import list_users
-from dukenet.config import Settings
 from dukenet.kit.state import AppState
 from dukenet.learning.models import Outcome
-from dukenet.main import create_app
-from dukenet.migrate import upgrade
 from dukenet.tasks.models import Task
 
 WINDOWS = (("hour", 2), ("day", 30), ("week", 364), ("hour", 31), ("day", 366))
@@ -85,57 +76,38 @@ async def _grow(state: AppState, template_id: uuid.UUID, count: int, rng: random
 
 async def measure(database_url: str, levels: list[int], calls: int) -> list[str]:
     """Grow one agent's record to each level and time the series reads; return lines."""
-    with tempfile.TemporaryDirectory() as var:
-        settings = Settings(
-            var_dir=Path(var),
-            database_url=database_url,
-            jwt_secret="bench-secret-" + "x" * 32,
-            auto_migrate=False,
-            embedded_runners=0,
-            embedded_trainer=False,
-            embedded_sweeper=False,
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            state: AppState = app.state.dukenet
-            state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
-            counter = StatementCounter()
-            counter.attach(state.engine.sync_engine)
-            rng = random.Random(12)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://bench/api/v2"
-            ) as client:
-                buyer = await _setup(client, state)
-                body = {"description": "Sum two numbers.", "complexity": 3}
-                created = await client.post("/tasks", headers=buyer, json=body)
-                created.raise_for_status()
-                task = created.json()
-                async with state.sessionmaker() as session:
-                    admins, _ = await list_users(
-                        session, role=UserRole.ADMIN, is_active=True, limit=1, offset=0
+    async with bench_app(database_url) as (state, client, counter):
+        rng = random.Random(12)
+        buyer = await _setup(client, state)
+        body = {"description": "Sum two numbers.", "complexity": 3}
+        created = await client.post("/tasks", headers=buyer, json=body)
+        created.raise_for_status()
+        task = created.json()
+        async with state.sessionmaker() as session:
+            admins, _ = await list_users(
+                session, role=UserRole.ADMIN, is_active=True, limit=1, offset=0
+            )
+        admin = {"Authorization": f"Bearer {state.tokens.issue(admins[0])}"}
+        path = f"/agents/{task['agent_id']}/series"
+        lines, grown = [], 0
+        for level in levels:
+            await _grow(state, uuid.UUID(task["id"]), level - grown, rng)
+            grown = level
+            for bucket, days in WINDOWS:
+                counter.statements = counter.begins = 0
+                times = []
+                for _ in range(calls):
+                    counter.active = True
+                    started = time.perf_counter()
+                    response = await client.get(
+                        path, headers=admin, params={"bucket": bucket, "days": days}
                     )
-                admin = {"Authorization": f"Bearer {state.tokens.issue(admins[0])}"}
-                path = f"/agents/{task['agent_id']}/series"
-                lines, grown = [], 0
-                for level in levels:
-                    await _grow(state, uuid.UUID(task["id"]), level - grown, rng)
-                    grown = level
-                    for bucket, days in WINDOWS:
-                        counter.statements = counter.begins = 0
-                        times = []
-                        for _ in range(calls):
-                            counter.active = True
-                            started = time.perf_counter()
-                            response = await client.get(
-                                path, headers=admin, params={"bucket": bucket, "days": days}
-                            )
-                            times.append((time.perf_counter() - started) * 1000)
-                            counter.active = False
-                            response.raise_for_status()
-                        name = f"{level} outcomes {bucket}/{days}d"
-                        lines.append(_summary(name, times, counter, calls))
-                return lines
+                    times.append((time.perf_counter() - started) * 1000)
+                    counter.active = False
+                    response.raise_for_status()
+                name = f"{level} outcomes {bucket}/{days}d"
+                lines.append(_summary(name, times, counter, calls))
+        return lines
 
 
 def main() -> None:
@@ -146,13 +118,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10)
     args = parser.parse_args()
     levels = sorted(int(n) for n in args.outcomes.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url
-        if url is None:
-            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            upgrade(url)
-        for line in asyncio.run(measure(url, levels, args.calls)):
-            print(line)
+    print_lines(args.database_url, lambda url: measure(url, levels, args.calls))
 
 
 if __name__ == "__main__":

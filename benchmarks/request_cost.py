@@ -21,6 +21,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +120,13 @@ def _summary(name: str, times_ms: list[float], counter: StatementCounter, n: int
     )
 
 
-async def measure(database_url: str, requests: int, *, trace: bool = False) -> list[str]:
-    """Time ``requests`` submissions and as many detail reads; return printable lines."""
+@asynccontextmanager
+async def bench_app(
+    database_url: str,
+) -> AsyncIterator[tuple[AppState, httpx.AsyncClient, StatementCounter]]:
+    """Run the app in this process on ``database_url`` (no background work, Argon2 at its
+    minimum cost); yield its state, an httpx client on it based at ``/api/v2`` and a statement
+    counter on its engine."""
     with tempfile.TemporaryDirectory() as var:
         settings = Settings(
             var_dir=Path(var),
@@ -140,33 +147,51 @@ async def measure(database_url: str, requests: int, *, trace: bool = False) -> l
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://bench/api/v2"
             ) as client:
-                buyer = await _setup(client, state)
-                lines = []
-                first = await client.post(
-                    "/tasks", headers=buyer, json={"description": "warm up", "complexity": 3}
-                )
-                first.raise_for_status()
-                for name in ("POST /tasks", "GET /tasks/{id}"):
-                    counter.statements = counter.begins = 0
-                    times: list[float] = []
-                    for i in range(requests):
-                        body = {"description": f"Add two numbers, variant {i}.", "complexity": 3}
-                        counter.active = True
-                        counter.last = []
-                        started = time.perf_counter()
-                        if name == "POST /tasks":
-                            response = await client.post("/tasks", headers=buyer, json=body)
-                        else:
-                            response = await client.get(
-                                f"/tasks/{first.json()['id']}", headers=buyer
-                            )
-                        times.append((time.perf_counter() - started) * 1000)
-                        counter.active = False
-                        response.raise_for_status()
-                    lines.append(_summary(name, times, counter, requests))
-                    if trace:
-                        lines.extend(f"    {sql}" for sql in counter.last)
-                return lines
+                yield state, client, counter
+
+
+def print_lines(
+    database_url: str | None, measure: Callable[[str], Coroutine[Any, Any, list[str]]]
+) -> None:
+    """Run ``measure`` on ``database_url`` (None: a fresh migrated SQLite file) and print the
+    lines it returns."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = database_url
+        if url is None:
+            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+            upgrade(url)
+        for line in asyncio.run(measure(url)):
+            print(line)
+
+
+async def measure(database_url: str, requests: int, *, trace: bool = False) -> list[str]:
+    """Time ``requests`` submissions and as many detail reads; return printable lines."""
+    async with bench_app(database_url) as (state, client, counter):
+        buyer = await _setup(client, state)
+        lines = []
+        first = await client.post(
+            "/tasks", headers=buyer, json={"description": "warm up", "complexity": 3}
+        )
+        first.raise_for_status()
+        for name in ("POST /tasks", "GET /tasks/{id}"):
+            counter.statements = counter.begins = 0
+            times: list[float] = []
+            for i in range(requests):
+                body = {"description": f"Add two numbers, variant {i}.", "complexity": 3}
+                counter.active = True
+                counter.last = []
+                started = time.perf_counter()
+                if name == "POST /tasks":
+                    response = await client.post("/tasks", headers=buyer, json=body)
+                else:
+                    response = await client.get(f"/tasks/{first.json()['id']}", headers=buyer)
+                times.append((time.perf_counter() - started) * 1000)
+                counter.active = False
+                response.raise_for_status()
+            lines.append(_summary(name, times, counter, requests))
+            if trace:
+                lines.extend(f"    {sql}" for sql in counter.last)
+        return lines
 
 
 def main() -> None:
@@ -178,13 +203,7 @@ def main() -> None:
         "--trace", action="store_true", help="print the statements of the last request of each"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url
-        if url is None:
-            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            upgrade(url)
-        for line in asyncio.run(measure(url, args.requests, trace=args.trace)):
-            print(line)
+    print_lines(args.database_url, lambda url: measure(url, args.requests, trace=args.trace))
 
 
 if __name__ == "__main__":
