@@ -15,23 +15,14 @@ given (rows are added, nothing is dropped). Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import httpx
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
-from request_cost import StatementCounter, _setup, _summary
+from request_cost import StatementCounter, _setup, _summary, bench_app, print_lines
 
-from dukenet.config import Settings
-from dukenet.kit.state import AppState
-from dukenet.main import create_app
-from dukenet.migrate import upgrade
 from dukenet.monitoring import metrics as metrics_module
 
 
@@ -54,39 +45,20 @@ async def _scrapes(
 
 async def measure(database_url: str, levels: list[int], scrapes: int) -> list[str]:
     """Grow the market to each level of tasks and time the scrapes; return printable lines."""
-    with tempfile.TemporaryDirectory() as var:
-        settings = Settings(
-            var_dir=Path(var),
-            database_url=database_url,
-            jwt_secret="bench-secret-" + "x" * 32,
-            auto_migrate=False,
-            embedded_runners=0,
-            embedded_trainer=False,
-            embedded_sweeper=False,
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            state: AppState = app.state.dukenet
-            state.hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
-            counter = StatementCounter()
-            counter.attach(state.engine.sync_engine)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://bench/api/v2"
-            ) as client:
-                buyer = await _setup(client, state)
-                lines = []
-                submitted = 0
-                for level in levels:
-                    while submitted < level:
-                        body = {"description": f"Sum, variant {submitted}.", "complexity": 3}
-                        (await client.post("/tasks", headers=buyer, json=body)).raise_for_status()
-                        submitted += 1
-                    for check in (True, False):
-                        times = await _scrapes(client, counter, scrapes, ledger_check=check)
-                        name = f"{level} tasks, " + ("with" if check else "without") + " check"
-                        lines.append(_summary(name, times, counter, scrapes))
-                return lines
+    async with bench_app(database_url) as (state, client, counter):
+        buyer = await _setup(client, state)
+        lines = []
+        submitted = 0
+        for level in levels:
+            while submitted < level:
+                body = {"description": f"Sum, variant {submitted}.", "complexity": 3}
+                (await client.post("/tasks", headers=buyer, json=body)).raise_for_status()
+                submitted += 1
+            for check in (True, False):
+                times = await _scrapes(client, counter, scrapes, ledger_check=check)
+                name = f"{level} tasks, " + ("with" if check else "without") + " check"
+                lines.append(_summary(name, times, counter, scrapes))
+        return lines
 
 
 def main() -> None:
@@ -97,13 +69,7 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=20)
     args = parser.parse_args()
     levels = sorted(int(n) for n in args.tasks.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url
-        if url is None:
-            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            upgrade(url)
-        for line in asyncio.run(measure(url, levels, args.scrapes)):
-            print(line)
+    print_lines(args.database_url, lambda url: measure(url, levels, args.scrapes))
 
 
 if __name__ == "__main__":
