@@ -117,3 +117,27 @@ async def submit_task(
     }
     body.update(fields)
     return await client.post("/tasks", headers=buyer, json=body)
+
+
+async def claim_and_submit(
+    client: httpx.AsyncClient,
+    operator: dict[str, str],
+    task_id: str,
+    text: str,
+    *,
+    success: bool = True,
+) -> httpx.Response:
+    """Claim ``task_id`` over the runner API as its agent's operator (asserting the claim got
+    that task) and submit ``text`` as its result; return the result's response."""
+    claim = await client.post("/runner/claim", headers=operator, json={"task_id": task_id})
+    assert claim.status_code == 200 and claim.json()["task_id"] == task_id, claim.text
+    return await client.post(
+        f"/runner/tasks/{task_id}/result",
+        headers=operator,
+        json={
+            "lease_token": claim.json()["lease_token"],
+            "idempotency_key": f"result-{task_id}",
+            "text": text,
+            "success": success,
+        },
+    )

@@ -25,7 +25,7 @@ from dukenet.kit.orm import utcnow
 from dukenet.kit.state import AppState
 from dukenet.ledger import service as ledger_service
 from dukenet.tasks import service as tasks_service
-from tests.factories import create_admin, credit, llm_agent, register, submit_task
+from tests.factories import claim_and_submit, create_admin, credit, llm_agent, register, submit_task
 
 UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"  # the agents here are run over the runner protocol
 START_SAT = 1_000_000
@@ -86,18 +86,7 @@ async def answer(
     client: httpx.AsyncClient, market: Market, task_id: str, text: str, *, success: bool = True
 ) -> None:
     """Claim the task as its agent's operator and submit ``text``."""
-    claim = await client.post("/runner/claim", headers=market.operator, json={"task_id": task_id})
-    assert claim.status_code == 200 and claim.json()["task_id"] == task_id, claim.text
-    submitted = await client.post(
-        f"/runner/tasks/{task_id}/result",
-        headers=market.operator,
-        json={
-            "lease_token": claim.json()["lease_token"],
-            "idempotency_key": f"result-{task_id}",
-            "text": text,
-            "success": success,
-        },
-    )
+    submitted = await claim_and_submit(client, market.operator, task_id, text, success=success)
     assert submitted.status_code == 201, submitted.text
 
 

@@ -20,7 +20,7 @@ from dukenet.feedback.judge import Judge, JudgeReport, OffRubric, parse_verdict
 from dukenet.kit.state import AppState
 from dukenet.ledger.service import agent_name
 from dukenet.runners.llm import LLMExecutor
-from tests.factories import create_admin, credit, llm_agent, register, submit_task
+from tests.factories import claim_and_submit, create_admin, credit, llm_agent, register, submit_task
 from tests.feedback.test_labels import UNUSED_ENDPOINT, shown
 from tests.ledger import account_balance, assert_ledger_balanced, wallet_balance
 from tests.llm_double import LLMDouble, Reply
@@ -93,18 +93,7 @@ async def judged_task(
     )
     assert created.status_code == 201, created.text
     task_id: str = created.json()["id"]
-    claim = await client.post("/runner/claim", headers=market.operator, json={"task_id": task_id})
-    assert claim.status_code == 200, claim.text
-    submitted = await client.post(
-        f"/runner/tasks/{task_id}/result",
-        headers=market.operator,
-        json={
-            "lease_token": claim.json()["lease_token"],
-            "idempotency_key": f"result-{task_id}",
-            "text": text,
-            "success": success,
-        },
-    )
+    submitted = await claim_and_submit(client, market.operator, task_id, text, success=success)
     assert submitted.status_code == 201, submitted.text
     return task_id
 

@@ -18,7 +18,7 @@ from dukenet.kit.state import AppState
 from dukenet.learning.models import LabelSource
 from dukenet.tasks import service as tasks_service
 from dukenet.tasks.models import Task
-from tests.factories import create_admin, credit, llm_agent, register, submit_task
+from tests.factories import claim_and_submit, create_admin, credit, llm_agent, register, submit_task
 
 UNUSED_ENDPOINT = "http://127.0.0.1:9/v1"
 WINDOW_S = 3_600.0
@@ -60,18 +60,7 @@ async def deliver(
     created = await submit_task(client, market.buyer, agent_id=market.agent["id"], **task_fields)
     assert created.status_code == 201, created.text
     task_id: str = created.json()["id"]
-    claim = await client.post("/runner/claim", headers=market.operator, json={"task_id": task_id})
-    assert claim.status_code == 200 and claim.json()["task_id"] == task_id, claim.text
-    submitted = await client.post(
-        f"/runner/tasks/{task_id}/result",
-        headers=market.operator,
-        json={
-            "lease_token": claim.json()["lease_token"],
-            "idempotency_key": f"result-{task_id}",
-            "text": text,
-            "success": success,
-        },
-    )
+    submitted = await claim_and_submit(client, market.operator, task_id, text, success=success)
     assert submitted.status_code == 201, submitted.text
     return task_id
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from dukenet.kit.state import AppState
-from tests.factories import create_admin, credit, register, submit_task
+from tests.factories import claim_and_submit, create_admin, credit, register, submit_task
 
 BUYER_DEPOSIT = 10_000_000
 
@@ -62,18 +62,7 @@ async def deliver(client: httpx.AsyncClient, market: Market) -> str:
     )
     assert created.status_code == 201, created.text
     task_id = str(created.json()["id"])
-    claim = await client.post("/runner/claim", headers=market.operator, json={"task_id": task_id})
-    assert claim.status_code == 200 and claim.json() is not None, claim.text
-    result = await client.post(
-        f"/runner/tasks/{task_id}/result",
-        headers=market.operator,
-        json={
-            "lease_token": claim.json()["lease_token"],
-            "idempotency_key": f"result-{task_id}",
-            "text": "4",
-            "success": True,
-        },
-    )
+    result = await claim_and_submit(client, market.operator, task_id, "4", success=True)
     assert result.status_code in (200, 201), result.text
     return task_id
 
