@@ -367,9 +367,13 @@ await test("admin triggers training, sees the new version and rolls back", async
   }
   const champion = async () => (await admin.getByText("Champion", { exact: true }).locator("..").textContent()) ?? "";
   // make v1 and then v2 the champion (the gate may have promoted either already), then roll back
+  // The champion is read from the API, not from the table: right after a promotion the table may
+  // still show the previous champion's row without its Promote button.
+  const championVersion = async () => (await api.call("GET", "/model/status", { token: adminToken })).champion_version;
   for (const version of [1, 2]) {
-    const promote = admin.getByRole("row", { name: new RegExp(`^v${version}\\b`) }).getByRole("button", { name: "Promote" });
-    if (await promote.count()) {
+    if ((await championVersion()) !== version) {
+      const promote = admin.getByRole("row", { name: new RegExp(`^v${version}\\b`) }).getByRole("button", { name: "Promote" });
+      await promote.waitFor({ timeout: 30_000 });
       await promote.click();
       await admin.getByRole("dialog").getByRole("button", { name: "Promote" }).click();
       await admin.getByRole("dialog").waitFor({ state: "hidden" });
