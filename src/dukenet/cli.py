@@ -57,7 +57,7 @@ def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T
     from dukenet.db import create_engine, create_sessionmaker
 
     async def run() -> T:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         try:
             async with create_sessionmaker(engine)() as session:
                 result = await work(session)
@@ -286,7 +286,7 @@ def runner(
                 ) as api:
                     await RemoteRunner(api, executors, name=name).run_forever(stop)
                 return
-            engine = create_engine(settings.resolved_database_url)
+            engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
             worker = Runner(
                 create_sessionmaker(engine),
                 settings,
@@ -325,7 +325,7 @@ def trainer(log_level: LogLevelOption = None) -> None:
     )
 
     async def work(stop: asyncio.Event) -> None:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         await Trainer(create_sessionmaker(engine), settings).run_forever(stop)
         await engine.dispose()
 
@@ -337,7 +337,8 @@ def db_upgrade() -> None:
     """Apply every pending migration."""
     from dukenet.migrate import upgrade
 
-    upgrade(Settings().resolved_database_url)
+    settings = Settings()
+    upgrade(settings.resolved_database_url, pooler=settings.database_pooler)
     typer.echo("database is at head")
 
 
@@ -357,7 +358,7 @@ def create_admin(
     from dukenet.migrate import upgrade
 
     settings = Settings()
-    upgrade(settings.resolved_database_url)
+    upgrade(settings.resolved_database_url, pooler=settings.database_pooler)
     if len(password) < 8:
         typer.echo("error: --password must have at least 8 characters", err=True)
         raise typer.Exit(2)
@@ -611,7 +612,7 @@ def export(
     settings = Settings()
 
     async def write(sink: Callable[[bytes], object]) -> int:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         written = 0
         try:
             async for chunk in export_rows(
@@ -746,7 +747,7 @@ def payouts_sync() -> None:
     settings = Settings()
 
     async def run() -> payments_service.SyncReport:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         try:
             async with open_provider(settings) as provider:
                 return await payments_service.sync(create_sessionmaker(engine), provider=provider)
@@ -843,7 +844,7 @@ def models_tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     async def work() -> tuning.TuningResult:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         try:
             result, _ = await tuning.run_tuning(
                 create_sessionmaker(engine),

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dukenet.db import Pooler
+
 
 class Settings(BaseSettings):
     """Every knob of a DukeNET process; the defaults are the embedded single-machine setup.
@@ -21,6 +23,10 @@ class Settings(BaseSettings):
 
     var_dir: Path = Path("var")
     database_url: str = ""
+    # what stands between this process and PostgreSQL: "pgbouncer" (transaction pooling mode)
+    # turns asyncpg's and SQLAlchemy's prepared-statement caches off and names every prepared
+    # statement uniquely (db.pgbouncer_connect_args); "none": a direct connection
+    database_pooler: Pooler = "none"
     host: str = "127.0.0.1"
     port: int = 8000
     auto_migrate: bool = True

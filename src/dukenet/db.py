@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -22,6 +23,9 @@ from sqlalchemy.ext.asyncio import (
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10.0
+
+# What stands between the processes and PostgreSQL: nothing, or PgBouncer in transaction mode.
+Pooler = Literal["none", "pgbouncer"]
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,11 +46,13 @@ def ensure_private_sqlite(url: str) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pooler: Pooler = "none") -> AsyncEngine:
     """Create an async engine; on SQLite enable WAL, foreign keys and a busy timeout.
 
     The SQLite file's parent directory is created if missing (owner-only, 0700) and the file
-    itself is owner-only (0600). SQL parameters are never rendered in errors or logs.
+    itself is owner-only (0600). SQL parameters are never rendered in errors or logs. With
+    ``pooler="pgbouncer"`` (PostgreSQL behind PgBouncer in transaction mode) no prepared
+    statement outlives its transaction: see :func:`pgbouncer_connect_args`.
     """
     # hide_parameters: errors and logs never show bound values (password and API-key hashes)
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
@@ -59,10 +65,35 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
         # Fail a connection attempt to an unreachable server in seconds (asyncpg waits 60 s).
         kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S}
+        if pooler == "pgbouncer":
+            kwargs["connect_args"].update(pgbouncer_connect_args())
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _configure_sqlite(engine)
     return engine
+
+
+def pgbouncer_connect_args() -> dict[str, Any]:
+    """Return the asyncpg ``connect_args`` for PgBouncer in transaction mode (SQLAlchemy's
+    asyncpg dialect docs, "Prepared Statement Name with PGBouncer").
+
+    PgBouncer before 1.21 hands each transaction whichever server connection is free, so a
+    statement prepared in one transaction may be missing (``prepared statement
+    "__asyncpg_stmt_1__" does not exist``) or already taken by another client (``... already
+    exists``) in the next. Hence: asyncpg's statement cache off (``statement_cache_size=0``),
+    SQLAlchemy's too (``prepared_statement_cache_size=0``), and a unique name for every
+    statement SQLAlchemy prepares. The engine's own pool stays: its connections are to
+    PgBouncer, which multiplexes them onto its few server connections.
+    """
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -250,7 +250,7 @@ async def _drive_market(
         runner_poll_s=0.01,
         dispute_window_s=0.0,
     )
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
     sessionmaker = create_sessionmaker(engine)
     admin_password = secrets.token_urlsafe(16)
     async with sessionmaker() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -77,8 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = settings.resolved_database_url
         login_limiter = LoginRateLimiter.from_settings(settings)  # fails fast on a bad limit
         if settings.auto_migrate:
-            await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
+            await asyncio.to_thread(
+                functools.partial(upgrade, url, pooler=settings.database_pooler)
+            )
+        engine = create_engine(url, pooler=settings.database_pooler)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             await ledger_service.ensure_system_accounts(session)

@@ -8,19 +8,23 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
+from dukenet.db import Pooler
 
-def alembic_config(database_url: str) -> Config:
-    """Return an Alembic config for the packaged migrations and ``database_url``."""
+
+def alembic_config(database_url: str, *, pooler: Pooler = "none") -> Config:
+    """Return an Alembic config for the packaged migrations and ``database_url`` (reached
+    through ``pooler``, ``db.create_engine``'s)."""
     config = Config()
     config.set_main_option("script_location", "dukenet:migrations")
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.set_main_option("dukenet.pooler", pooler)
     return config
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
+def upgrade(database_url: str, revision: str = "heads", *, pooler: Pooler = "none") -> None:
     """Upgrade the database to ``revision``, by default every head (blocking; run it outside the
     event loop)."""
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url, pooler=pooler), revision)
 
 
 def include_object(

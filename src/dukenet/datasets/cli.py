@@ -67,7 +67,7 @@ def export(
     settings = Settings()
 
     async def run() -> dict[str, object]:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         try:
             async with create_sessionmaker(engine)() as session:
                 dataset = await service.export(

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from dukenet.db import create_engine, is_sqlite
+from dukenet.db import Pooler, create_engine, is_sqlite
 from dukenet.migrate import include_object
 from dukenet.models import metadata
 
@@ -27,7 +27,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+    pooler: Pooler = (
+        "pgbouncer" if config.get_main_option("dukenet.pooler") == "pgbouncer" else "none"
+    )
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", pooler=pooler)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -83,7 +83,7 @@ class RunnerThread:
 
     async def _run(self) -> None:
         settings = self._settings
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         try:
             egress = EgressPolicy.from_settings(settings)
             async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
