@@ -99,17 +99,22 @@ async def list_agents(user: CurrentUser, session: Session) -> list[AgentRead]:
 
 @router.get("/agents/leaderboard", response_model=list[AgentStatsRead])
 async def leaderboard(
-    user: CurrentUser, session: Session, min_tasks: int = Query(default=1, ge=0, le=10_000)
+    user: CurrentUser,
+    session: Session,
+    state: State,
+    min_tasks: int = Query(default=1, ge=0, le=10_000),
 ) -> list[AgentStatsRead]:
     """Rank the market's agents by their smoothed success rate, with tasks, earnings, latency."""
-    return await service.leaderboard(session, min_tasks=min_tasks)
+    return await service.leaderboard(session, settings=state.settings, min_tasks=min_tasks)
 
 
 @router.get("/agents/{agent_id}/stats", response_model=AgentStatsRead)
-async def agent_stats(agent_id: uuid.UUID, user: CurrentUser, session: Session) -> AgentStatsRead:
+async def agent_stats(
+    agent_id: uuid.UUID, user: CurrentUser, session: Session, state: State
+) -> AgentStatsRead:
     """Show an agent's finished tasks, success rate, earnings (sat) and p50/p95 latency (ms)."""
     agent = await service.get(session, agent_id)
-    return (await service.stats(session, [agent]))[0]
+    return (await service.stats(session, settings=state.settings, agents=[agent]))[0]
 
 
 @router.get(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, label, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.agents.models import Agent, AgentKind
@@ -51,18 +51,23 @@ async def list_all(
 
 
 async def outcome_summaries(
-    session: AsyncSession, agent_ids: Sequence[uuid.UUID] | None = None
+    session: AsyncSession,
+    agent_ids: Sequence[uuid.UUID] | None = None,
+    *,
+    success_threshold: float,
 ) -> dict[uuid.UUID, tuple[int, int, list[float]]]:
-    """Return per agent (finished tasks, successes, latencies in ms) from its outcomes."""
-    stmt = select(Outcome.agent_id, Outcome.success, Outcome.latency_ms)
+    """Return per agent (finished tasks, successes, latencies in ms) from its outcomes; a
+    success is ``Outcome.succeeded(success_threshold)``, as reputation and the series count."""
+    success = label("success", Outcome.succeeded(success_threshold))
+    stmt = select(Outcome.agent_id, success, Outcome.latency_ms)
     if agent_ids is not None:
         stmt = stmt.where(Outcome.agent_id.in_(list(agent_ids)))
     summary: dict[uuid.UUID, tuple[int, int, list[float]]] = {}
-    for agent_id, success, latency in (await session.execute(stmt)).all():
+    for agent_id, succeeded, latency in (await session.execute(stmt)).all():
         tasks, successes, latencies = summary.get(agent_id, (0, 0, []))
         if latency is not None:
             latencies.append(float(latency))
-        summary[agent_id] = (tasks + 1, successes + int(success), latencies)
+        summary[agent_id] = (tasks + 1, successes + int(succeeded), latencies)
     return summary
 
 
@@ -116,9 +121,9 @@ async def outcome_buckets(
     success_threshold: float,
 ) -> list[BucketCounts]:
     """Return per non-empty bucket the agent's outcomes finished in [``since_s``, ``until_s``)
-    and their successes (``quality >= success_threshold``, as reputation counts them)."""
+    and their successes (``Outcome.succeeded(success_threshold)``, as reputation counts them)."""
     index = _bucket_index(session, since_s, bucket_s).label("bucket")
-    success = func.sum(case((Outcome.quality >= success_threshold, 1), else_=0))
+    success = func.sum(case((Outcome.succeeded(success_threshold), 1), else_=0))
     stmt = (
         select(index, func.count(Outcome.id), success)
         .where(*_in_range(agent_id, since_s, until_s))
@@ -157,13 +162,13 @@ async def reputation_evidence(
 ) -> list[BucketEvidence]:
     """Return, oldest first, what reputation needs at every bucket's end: the agent's last
     ``window`` outcomes before ``since_s`` (bucket -1) and the last ``window`` of each bucket
-    in [``since_s``, ``until_s``), with each task's buyer, success (``quality >=
-    success_threshold``) and whether the buyer pinned the agent.
+    in [``since_s``, ``until_s``), with each task's buyer, success
+    (``Outcome.succeeded(success_threshold)``) and whether the buyer pinned the agent.
 
     At most ``window`` x (buckets + 1) rows, however many tasks the agent finished: the last
     ``window`` outcomes before any bucket's end are among them.
     """
-    success = case((Outcome.quality >= success_threshold, True), else_=False).label("success")
+    success = label("success", Outcome.succeeded(success_threshold))
     pinned = Task.routing[("constraints", "pinned")].as_boolean().label("pinned")
     columns = (Outcome.created_at, Outcome.id, Task.buyer_id, success, pinned)
     before = (

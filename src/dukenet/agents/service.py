@@ -312,10 +312,20 @@ async def rotate_api_keys(session: AsyncSession, *, secrets: SecretBox) -> KeyRo
     )
 
 
-async def stats(session: AsyncSession, agents: Sequence[Agent]) -> list[AgentStatsRead]:
+async def stats(
+    session: AsyncSession, *, settings: Settings, agents: Sequence[Agent]
+) -> list[AgentStatsRead]:
     """Return each agent's finished tasks, success rate, earnings in satoshis (its ledger
-    account) and p50/p95 latency in ms over all its outcomes."""
-    summaries = await repository.outcome_summaries(session, [a.id for a in agents])
+    account) and p50/p95 latency in ms over all its outcomes.
+
+    A success is what reputation and ``series`` count (``Outcome.succeeded``): the outcome's
+    current label (the strongest source's quality, so a buyer's reject or a curator's relabel
+    moves it) at least ``settings.success_threshold`` as configured now, not the stored
+    ``Outcome.success`` (the threshold of whenever the outcome was last labelled).
+    """
+    summaries = await repository.outcome_summaries(
+        session, [a.id for a in agents], success_threshold=settings.success_threshold
+    )
     result = []
     for agent in agents:
         tasks, successes, latencies = summaries.get(agent.id, (0, 0, []))
@@ -341,11 +351,13 @@ async def stats(session: AsyncSession, agents: Sequence[Agent]) -> list[AgentSta
     return result
 
 
-async def leaderboard(session: AsyncSession, *, min_tasks: int = 1) -> list[AgentStatsRead]:
+async def leaderboard(
+    session: AsyncSession, *, settings: Settings, min_tasks: int = 1
+) -> list[AgentStatsRead]:
     """Rank enabled agents by the smoothed success rate they are priced on (Beta prior, last
     ``reputation_window`` tasks), then by tasks; agents below ``min_tasks`` come last."""
     agents = await repository.list_all(session, enabled_only=True)
-    rows = await stats(session, agents)
+    rows = await stats(session, settings=settings, agents=agents)
     by_id = {a.id: a for a in agents}
     return sorted(
         rows,

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dukenet.kit.orm import Base, IdMixin, str_enum, utcnow
@@ -64,6 +65,17 @@ class Outcome(IdMixin, Base):
     )
     label_confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    @hybrid_method
+    def succeeded(self, success_threshold: float) -> bool:
+        """Return whether the outcome counts as a success: its current label's ``quality`` (the
+        strongest source's, ``feedback.labels``) is at least ``success_threshold``.
+
+        The one definition that reputation, the agent's stats and series and the learning loop
+        count by; on the class it is the SQL expression (``Outcome.succeeded(t)`` in a query).
+        Unlike the stored ``success`` it follows the threshold the settings give now.
+        """
+        return self.quality >= success_threshold
 
 
 class TrainingRunStatus(StrEnum):

@@ -28,11 +28,11 @@ async def recent_success_counts(
     """Return (successes, total) over the last ``window`` outcomes of one agent, or of every
     agent when ``agent_id`` is None.
 
-    An outcome counts as a success iff ``quality >= success_threshold``, the label the learning
-    loop trains and evaluates on (``service.to_samples``), so reputation, the success-drop trigger
-    and the dashboards agree with it about a graded result.
+    An outcome counts as a success iff ``Outcome.succeeded(success_threshold)``, the label the
+    learning loop trains and evaluates on (``service.to_samples``), so reputation, the
+    success-drop trigger and the dashboards agree with it about a graded result.
     """
-    success = case((Outcome.quality >= success_threshold, 1), else_=0)
+    success = case((Outcome.succeeded(success_threshold), 1), else_=0)
     recent_stmt = select(success.label("success"))
     if agent_id is not None:
         recent_stmt = recent_stmt.where(Outcome.agent_id == agent_id)

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import case, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.learning.models import Outcome
@@ -26,9 +26,9 @@ class Evidence:
 async def recent_evidence(
     session: AsyncSession, agent_id: uuid.UUID, *, window: int, success_threshold: float
 ) -> Sequence[Evidence]:
-    """Return the agent's last ``window`` outcomes, newest first (a success: ``quality >=
-    success_threshold``), with each task's buyer and whether it was pinned."""
-    success = case((Outcome.quality >= success_threshold, True), else_=False)
+    """Return the agent's last ``window`` outcomes, newest first (a success:
+    ``Outcome.succeeded(success_threshold)``), with each task's buyer and whether it was pinned."""
+    success = Outcome.succeeded(success_threshold)
     pinned = Task.routing[("constraints", "pinned")].as_boolean()
     stmt = (
         select(Task.buyer_id, success, pinned)
