@@ -18,8 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from dukenet.accounts import repository as accounts_repository
 from dukenet.cli import app as cli_app
+from dukenet.comparisons import service as comparisons_service
 from dukenet.comparisons.models import Comparison
+from dukenet.comparisons.schemas import PickRequest
 from dukenet.config import Settings
 from dukenet.kit.orm import utcnow
 from dukenet.kit.state import AppState
@@ -109,6 +112,23 @@ async def earnings(state: AppState, agent_id: str) -> int:
 async def ledger_ok(client: httpx.AsyncClient, market: Market) -> None:
     check = (await client.get("/admin/ledger/check", headers=market.admin)).json()
     assert check["ok"] is True and check["total_sat"] == 0, check
+
+
+def settlement_of(task: dict[str, Any]) -> dict[str, Any]:
+    """Return the one transaction of the task's detail (``GET /tasks/{id}``) that settles its
+    escrow, as {id, kind, legs: {account: sat}}; assert every transaction the task lists moves
+    only its own escrow's money (no other task's escrow in it)."""
+    own = f"escrow:{task['id']}"
+    for transaction in task["transactions"]:
+        assert transaction["task_id"] == task["id"]
+        escrows = {e["account_name"] for e in transaction["entries"]} - {own}
+        assert not any(name.startswith("escrow:") for name in escrows), transaction
+    settles = [t for t in task["transactions"] if t["kind"] != "escrow_hold"]
+    assert len(settles) == 1, settles
+    (settle,) = settles
+    legs = {e["account_name"]: e["amount_sat"] for e in settle["entries"]}
+    assert sum(legs.values()) == 0
+    return {"id": settle["id"], "kind": settle["kind"], "legs": legs}
 
 
 async def labels_of(client: httpx.AsyncClient, market: Market, task_id: str) -> dict[str, Any]:
@@ -220,7 +240,7 @@ class TestOpening:
 
 
 class TestWinnerMode:
-    async def test_the_pick_pays_the_winner_and_refunds_the_loser_in_one_transaction(
+    async def test_the_pick_pays_the_winner_and_refunds_the_loser_each_on_its_own_task(
         self, client: httpx.AsyncClient, market: Market, state: AppState
     ) -> None:
         first, second, comp = await both_answered(client, market)
@@ -245,14 +265,24 @@ class TestWinnerMode:
         winner = await task_of(client, market, second["id"])
         loser = await task_of(client, market, first["id"])
         assert winner["status"] == "completed" and loser["status"] == "rejected"
-        (settle,) = [t for t in winner["transactions"] if t["kind"] == "escrow_release"]
-        assert settle["id"] == picked["settlement_transaction_id"]
-        legs = {e["account_name"]: e["amount_sat"] for e in settle["entries"]}
-        assert legs == {
-            f"escrow:{second['id']}": -second["escrow_sat"],
-            f"escrow:{first['id']}": -first["escrow_sat"],
-            f"agent:{second['agent_id']}": second["price_sat"],
-            f"wallet:{market.buyer_id}": first["escrow_sat"],
+        payment = settlement_of(winner)
+        assert payment["id"] == picked["settlement_transaction_id"]
+        assert payment == {
+            "id": payment["id"],
+            "kind": "escrow_release",
+            "legs": {
+                f"escrow:{second['id']}": -second["escrow_sat"],
+                f"agent:{second['agent_id']}": second["price_sat"],
+            },
+        }
+        refund = settlement_of(loser)
+        assert refund == {
+            "id": refund["id"],
+            "kind": "escrow_refund",
+            "legs": {
+                f"escrow:{first['id']}": -first["escrow_sat"],
+                f"wallet:{market.buyer_id}": first["escrow_sat"],
+            },
         }
         await ledger_ok(client, market)
 
@@ -265,6 +295,42 @@ class TestWinnerMode:
         again = await pick(client, market.buyer, comp["id"], winner_task_id=first["id"])
         assert again.status_code == 409
         assert await balance(client, market) == START_SAT - second["price_sat"]
+
+    async def test_the_payment_and_the_refund_are_one_unit_of_work_with_the_pick(
+        self, client: httpx.AsyncClient, market: Market, state: AppState
+    ) -> None:
+        first, second, comp = await both_answered(client, market)
+        held = START_SAT - first["price_sat"] - second["price_sat"]
+        me = (await client.get("/users/me", headers=market.buyer)).json()
+        escrows = [ledger_service.escrow_name(uuid.UUID(t["id"])) for t in (first, second)]
+        async with state.sessionmaker() as session:
+            buyer = await accounts_repository.get(session, uuid.UUID(me["id"]))
+            assert buyer is not None
+            picked = await comparisons_service.pick(
+                session,
+                settings=state.settings,
+                user=buyer,
+                comparison_id=uuid.UUID(comp["id"]),
+                data=PickRequest(winner_task_id=uuid.UUID(second["id"])),
+            )
+            assert picked.settlement_transaction_id is not None
+            assert [await ledger_service.balance(session, name) for name in escrows] == [0, 0]
+            await session.rollback()  # as a request that fails after the pick
+        # neither the payment nor the refund was committed on its own
+        assert (await comparison(client, market.buyer, comp["id"]))["status"] == "open"
+        for side in (first, second):
+            detail = await task_of(client, market, side["id"])
+            assert detail["status"] == "delivered"
+            assert [t["kind"] for t in detail["transactions"]] == ["escrow_hold"]
+        assert await balance(client, market) == held
+        await ledger_ok(client, market)
+
+        response = await pick(client, market.buyer, comp["id"], winner_task_id=second["id"])
+        assert response.status_code == 200, response.text
+        refund = settlement_of(await task_of(client, market, first["id"]))
+        assert refund["kind"] == "escrow_refund"
+        assert await balance(client, market) == START_SAT - second["price_sat"]
+        await ledger_ok(client, market)
 
     async def test_two_picks_at_once_settle_once(
         self, client: httpx.AsyncClient, market: Market
@@ -304,9 +370,21 @@ class TestWinnerMode:
         async with state.sessionmaker() as session:
             assert await tasks_service.settle_due(session, settings=state.settings) == 1
             await session.commit()
-        assert (await comparison(client, market.buyer, comp["id"]))["status"] == "lapsed"
-        assert (await task_of(client, market, first["id"]))["status"] == "completed"
-        assert (await task_of(client, market, second["id"]))["status"] == "rejected"
+        lapsed = await comparison(client, market.buyer, comp["id"])
+        assert lapsed["status"] == "lapsed"
+        paid = await task_of(client, market, first["id"])
+        refunded = await task_of(client, market, second["id"])
+        assert paid["status"] == "completed" and refunded["status"] == "rejected"
+        payment = settlement_of(paid)
+        assert payment["kind"] == "escrow_release"
+        assert payment["id"] == lapsed["settlement_transaction_id"]
+        assert payment["legs"][f"agent:{first['agent_id']}"] == first["price_sat"]
+        refund = settlement_of(refunded)
+        assert refund["kind"] == "escrow_refund"
+        assert refund["legs"] == {
+            f"escrow:{second['id']}": -second["escrow_sat"],
+            f"wallet:{market.buyer_id}": second["escrow_sat"],
+        }
         assert await balance(client, market) == START_SAT - first["price_sat"]
         assert await earnings(state, first["agent_id"]) == first["price_sat"]
         late = await pick(client, market.buyer, comp["id"], winner_task_id=second["id"])

@@ -96,7 +96,8 @@ async def pick_comparison(
 ) -> ComparisonRead:
     """Pick the better of the two delivered answers (the buyer, or an admin as a curator): the
     winner is labelled a success; in ``winner`` mode it is paid and the other answer's escrow
-    refunded in one ledger transaction. A second pick answers 409."""
+    refunded, each in a ledger transaction of its own task, committed together. A second pick
+    answers 409."""
     comparison = await service.pick(
         session,
         settings=state.settings,

@@ -128,8 +128,9 @@ async def on_refund(session: AsyncSession, task: Task) -> None:
 
 async def settle_lapsed(session: AsyncSession, settings: Settings) -> int:
     """Settle the ``winner``-mode comparisons whose pick window passed without a pick: Duke's
-    own choice (the first task) is paid and the second agent's escrow refunded, in one
-    transaction (``settlement.pay_winner``); no label is written. Returns how many."""
+    own choice (the first task) is paid and the second agent's escrow refunded, each in its own
+    task's transaction (``settlement.pay_winner``), in the caller's commit; no label is written.
+    Returns how many."""
     comparisons = await repository.lapsed(session, utcnow())
     for comparison in comparisons:
         first = await session.get(Task, comparison.task_id, populate_existing=True)

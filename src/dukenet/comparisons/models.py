@@ -15,7 +15,8 @@ from dukenet.learning.models import LabelSource
 
 class ComparisonPayment(StrEnum):
     """Who is paid: ``both`` agents (each from its own escrow), or the ``winner`` only (the
-    loser's escrow returns to the buyer in the winner's settlement transaction)."""
+    loser's escrow returns to the buyer in a refund of the loser's task, committed with the
+    winner's payment)."""
 
     BOTH = "both"
     WINNER = "winner"

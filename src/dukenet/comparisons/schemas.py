@@ -35,7 +35,8 @@ class ComparisonRead(Schema):
     """A comparison: its two tasks (``task_id`` routed by Duke as usual, ``sibling_task_id``
     for the second agent), how it came about (``origin``, ``probability`` of being compared),
     how it pays, and the pick. In ``winner`` mode both answers wait for the pick until
-    ``pick_by`` (set once both are delivered)."""
+    ``pick_by`` (set once both are delivered); ``settlement_transaction_id`` is then the
+    winner's payment (the loser's refund is a transaction of the loser's task)."""
 
     id: uuid.UUID
     buyer_id: uuid.UUID

@@ -11,8 +11,8 @@ the draw and its probability under ``routing["comparison"]``.
 
 Each side holds its own price in escrow, which covers what the buyer may owe. ``both``: each
 task settles as a plain task (accept, reject, dispute window). ``winner``: both answers wait
-unpaid for the pick (``comparisons.hooks``), and the pick pays the winner and refunds the loser
-in one ledger transaction (``comparisons.settlement``).
+unpaid for the pick (``comparisons.hooks``), and the pick pays the winner and refunds the loser,
+each in a ledger transaction of its own task, in one commit (``comparisons.settlement``).
 
 The pick (the buyer, or an admin as a curator) labels the winner a success (``pairwise_win``,
 the picker's source) and recomputes its agent's reputation. The loser's label is left as it
@@ -285,7 +285,7 @@ async def pick(
     """Record the better answer of a comparison, by its buyer (a ``buyer`` label) or an admin
     (a ``curator`` label): the winner is labelled a success and its agent's reputation
     recomputed; the loser is labelled a failure only with ``loser_failed``. In ``winner`` mode
-    the winner is paid and the loser refunded in one transaction.
+    the winner is paid and the loser refunded (``settlement.pay_winner``), in the caller's commit.
 
     Raises:
         NotFound: no such comparison visible to the caller.

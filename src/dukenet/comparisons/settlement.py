@@ -1,6 +1,8 @@
-"""The ``winner``-mode settlement: one balanced ledger transaction pays the winner from its
-escrow (less the platform fee; a failover's remainder back to the buyer) and refunds the
-loser's whole escrow to the buyer."""
+"""The ``winner``-mode settlement: the winner's task is paid from its escrow (less the platform
+fee; a failover's remainder back to the buyer) and the loser's task is refunded its whole escrow,
+each in a balanced ledger transaction of its own task, as a plain task's payment or refund is, so
+each task's ledger lists its own money. Both are posted in the caller's unit of work: the pick or
+the sweeper commits them, with the tasks' new states, at once or not at all."""
 
 from __future__ import annotations
 
@@ -8,28 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.comparisons.models import Comparison
 from dukenet.kit.orm import utcnow
-from dukenet.ledger import service as ledger_service
-from dukenet.ledger.models import LedgerTransaction, LedgerTransactionKind
-from dukenet.ledger.service import Leg
-from dukenet.market import pricing
+from dukenet.ledger.models import LedgerTransaction
+from dukenet.market import service as market_service
 from dukenet.tasks.models import Task, TaskStatus
-
-
-def winner_legs(winner: Task, loser: Task, *, fee_bps: int) -> list[Leg]:
-    """Return the legs (satoshis) of the settlement: the winner's escrow to its agent (the fee,
-    rounded down, to the platform), the winner's unused escrow and the loser's escrow to the
-    buyer's wallet. They sum to zero; zero legs are left out."""
-    assert winner.agent_id is not None
-    fee = pricing.fee_sat(winner.price_sat, fee_bps)
-    refund = (winner.escrow_sat - winner.price_sat) + loser.escrow_sat
-    legs = [
-        Leg(ledger_service.escrow_name(winner.id), -winner.escrow_sat),
-        Leg(ledger_service.escrow_name(loser.id), -loser.escrow_sat),
-        Leg(ledger_service.agent_name(winner.agent_id), winner.price_sat - fee),
-        Leg(ledger_service.PLATFORM_REVENUE, fee),
-        Leg(ledger_service.wallet_name(winner.buyer_id), refund),
-    ]
-    return [leg for leg in legs if leg.amount_sat != 0]
 
 
 async def pay_winner(
@@ -41,25 +24,38 @@ async def pay_winner(
     fee_bps: int,
     loser_reason: str,
 ) -> LedgerTransaction | None:
-    """Pay the winner and refund the loser in one transaction (idempotency key
-    ``comparison:<id>:settle``), complete the winner and close the loser as ``rejected`` with
-    ``loser_reason``. Returns the transaction (None when both escrows were empty)."""
+    """Pay the winner (``market.service.release_escrow`` on the winner's task) and refund the
+    loser (``market.service.refund_escrow`` on the loser's task), complete the winner and close
+    the loser as ``rejected`` with ``loser_reason``; only flushes.
+
+    Each escrow is settled at most once (the tasks' ``task:<id>:settle`` idempotency keys); an
+    empty escrow posts nothing. The comparison's ``settlement_transaction_id`` names the winner's
+    payment, which is returned (None when the winner's escrow was empty).
+
+    Raises:
+        ValueError: the winner's escrow does not cover its price.
+    """
+    assert winner.agent_id is not None
     now = utcnow()
-    legs = winner_legs(winner, loser, fee_bps=fee_bps)
-    transaction = None
-    if legs:
-        transaction = await ledger_service.post(
+    payment = None
+    if winner.escrow_sat:
+        payment = await market_service.release_escrow(
             session,
-            kind=LedgerTransactionKind.ESCROW_RELEASE,
-            legs=legs,
             task_id=winner.id,
-            idempotency_key=f"comparison:{comparison.id}:settle",
-            memo=f"comparison {comparison.id}: winner paid, task {loser.id}'s escrow refunded",
+            agent_id=winner.agent_id,
+            amount_sat=winner.price_sat,
+            fee_bps=fee_bps,
+            escrow_sat=winner.escrow_sat,
+            buyer_id=winner.buyer_id,
         )
-        comparison.settlement_transaction_id = transaction.id
+        comparison.settlement_transaction_id = payment.id
+    if loser.escrow_sat:
+        await market_service.refund_escrow(
+            session, task_id=loser.id, buyer_id=loser.buyer_id, amount_sat=loser.escrow_sat
+        )
     winner.status = TaskStatus.COMPLETED
     winner.finished_at = now
     loser.status = TaskStatus.REJECTED
     loser.rejection_reason = loser_reason
     loser.finished_at = now
-    return transaction
+    return payment

@@ -758,7 +758,8 @@ export interface paths {
          * Pick Comparison
          * @description Pick the better of the two delivered answers (the buyer, or an admin as a curator): the
          *     winner is labelled a success; in ``winner`` mode it is paid and the other answer's escrow
-         *     refunded in one ledger transaction. A second pick answers 409.
+         *     refunded, each in a ledger transaction of its own task, committed together. A second pick
+         *     answers 409.
          */
         post: operations["pick_comparison_api_v2_comparisons__comparison_id__pick_post"];
         delete?: never;
@@ -2494,7 +2495,8 @@ export interface components {
         /**
          * ComparisonPayment
          * @description Who is paid: ``both`` agents (each from its own escrow), or the ``winner`` only (the
-         *     loser's escrow returns to the buyer in the winner's settlement transaction).
+         *     loser's escrow returns to the buyer in a refund of the loser's task, committed with the
+         *     winner's payment).
          * @enum {string}
          */
         ComparisonPayment: "both" | "winner";
@@ -2503,7 +2505,8 @@ export interface components {
          * @description A comparison: its two tasks (``task_id`` routed by Duke as usual, ``sibling_task_id``
          *     for the second agent), how it came about (``origin``, ``probability`` of being compared),
          *     how it pays, and the pick. In ``winner`` mode both answers wait for the pick until
-         *     ``pick_by`` (set once both are delivered).
+         *     ``pick_by`` (set once both are delivered); ``settlement_transaction_id`` is then the
+         *     winner's payment (the loser's refund is a transaction of the loser's task).
          */
         ComparisonRead: {
             /**
