@@ -674,7 +674,12 @@ def simulate(
         next_fit = max(seen + retrain_every, math.ceil(seen * retrain_growth))
         fit_rows, held_out = held_out_split(outcomes, seed=SPLIT_SEED)
         started = time.perf_counter()
-        challenger = DukeRouter.fit(fit_rows, config, featurize=featurize)
+        challenger = DukeRouter.fit(
+            fit_rows,
+            config,
+            featurize=featurize,
+            agent_prices=dict(zip(train.agents, base, strict=True)),
+        )
         fit_s = time.perf_counter() - started
         y = np.array([s.success for s in held_out])
         x_held_out = featurize([TaskFeatures(s.description, s.complexity) for s in held_out])
@@ -1010,7 +1015,11 @@ def full_information_curve(
     )
     base = np.maximum(1.0, np.rint(train.mean_cost_usd() * USD_TO_PRICE_SAT))
     started = time.perf_counter()
-    router = DukeRouter.fit(full_information_samples(train), config)
+    router = DukeRouter.fit(
+        full_information_samples(train),
+        config,
+        agent_prices=dict(zip(train.agents, base, strict=True)),
+    )
     fit_s = time.perf_counter() - started
     x_test = router.featurize(test.tasks())
     curve = duke_curve(router, x_test, test, base, multipliers, ref)

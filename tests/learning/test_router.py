@@ -117,6 +117,58 @@ class TestFallbacks:
         assert router.predict_proba([TaskFeatures("x", 1)], []).shape == (1, 0)
 
 
+def _priced_market(seed: int) -> tuple[list[OutcomeSample], dict[str, float]]:
+    """Five agents whose success rate rises with their list price, well observed, and two
+    rarely seen ones (one dear, one cheap) with the same two outcomes each."""
+    rng = np.random.default_rng(seed)
+    prices = {"a1": 1.0, "a2": 3.0, "a3": 10.0, "a4": 30.0, "a5": 100.0}
+    rates = {"a1": 0.2, "a2": 0.35, "a3": 0.5, "a4": 0.65, "a5": 0.8}
+    texts = _tasks(CODE, 400) + _tasks(QUIZ, 400)
+    samples = [
+        OutcomeSample(f"t{i}", text, 4, agent, bool(rng.random() < rates[agent]))
+        for i, text in enumerate(texts)
+        for agent in [list(rates)[i % 5]]
+    ]
+    for agent, price in (("rare-dear", 100.0), ("rare-cheap", 1.0)):
+        prices[agent] = price
+        samples += [
+            OutcomeSample(f"{agent}-{i}", texts[i], 4, agent, bool(i % 2)) for i in range(2)
+        ]
+    return samples, prices
+
+
+class TestPricePrior:
+    def test_a_rarely_seen_agent_starts_where_agents_of_its_price_stand(self) -> None:
+        samples, prices = _priced_market(seed=4)
+        task = [TaskFeatures(CODE.format("sorts", "dates"), 4)]
+        agents = ["rare-dear", "rare-cheap"]
+        with_prior = DukeRouter.fit(samples, RouterConfig(price_prior=True), agent_prices=prices)
+        p = with_prior.predict_proba(task, agents)[0]
+        assert p[0] > p[1] + 0.2  # same evidence, priors apart by price
+        without = DukeRouter.fit(samples, RouterConfig(), agent_prices=prices)
+        q = without.predict_proba(task, agents)[0]
+        assert abs(q[0] - q[1]) < 0.02  # without the prior, price is ignored
+
+    def test_well_observed_agents_keep_their_own_rate(self) -> None:
+        samples, prices = _priced_market(seed=5)
+        # a market where price says nothing: the dearest agent is the worst
+        prices = {**prices, "a5": 0.5}
+        router = DukeRouter.fit(samples, RouterConfig(price_prior=True), agent_prices=prices)
+        p = router.predict_proba([TaskFeatures(CODE.format("sums", "files"), 4)], ["a1", "a5"])[0]
+        assert p[1] > p[0] + 0.4
+
+    def test_missing_prices_are_the_average_and_no_prices_change_nothing(self) -> None:
+        samples, _ = _priced_market(seed=6)
+        task = [TaskFeatures(QUIZ.format("x", "y"), 4)]
+        plain = DukeRouter.fit(samples, RouterConfig()).predict_proba(task, ["a1", "a5"])
+        unpriced = DukeRouter.fit(samples, RouterConfig(price_prior=True))
+        np.testing.assert_allclose(unpriced.predict_proba(task, ["a1", "a5"]), plain, atol=1e-6)
+        partial = DukeRouter.fit(
+            samples, RouterConfig(price_prior=True), agent_prices={"a1": 1.0, "a5": -3.0}
+        )
+        assert partial.predict_proba(task, ["a1", "a5"]).shape == (1, 2)
+
+
 class TestPersistence:
     def test_round_trip(self, router: DukeRouter, tmp_path: Path) -> None:
         path = tmp_path / "v1.skops"

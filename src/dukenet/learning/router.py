@@ -34,7 +34,7 @@ from __future__ import annotations
 import importlib
 import math
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import ModuleType
@@ -104,6 +104,11 @@ class RouterConfig:
             applies; needs the ``embeddings`` extra). Artifacts saved before this field existed
             load as ``"hashing"``.
         embedding_dim: width of the sentence embedding kept (16..256).
+        price_prior: shrink each agent's skill ``b_a`` toward ``gamma * z_a`` instead of 0, with
+            ``z_a`` its standardised log list price and the slope ``gamma`` fitted on all agents
+            (a group-level predictor in a multilevel model, Gelman & Hill 2007, ch. 12): an agent
+            seen on few outcomes starts where agents of its price stand. Needs ``agent_prices``
+            in ``DukeRouter.fit``; without them it is ignored.
 
     Defaults were tuned on RouterBench (held-out Brier score with full information, and the
     simulated bandit loop of ``benchmarks/router_quality.py``).
@@ -122,6 +127,7 @@ class RouterConfig:
     max_iter: int = 500
     features: str = "hashing"
     embedding_dim: int = 256
+    price_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.features not in FEATURIZERS:
@@ -253,11 +259,14 @@ class DukeRouter:
         config: RouterConfig,
         *,
         featurize: Callable[[Sequence[TaskFeatures]], sp.csr_matrix] | None = None,
+        agent_prices: Mapping[str, float] | None = None,
     ) -> DukeRouter:
         """Fit on outcomes (any number; with none, every prediction is 0.5).
 
         ``featurize`` may replace ``config.featurizer().transform`` (e.g. a cache of its output);
-        it must return exactly what that would, one row per task.
+        it must return exactly what that would, one row per task. ``agent_prices`` (agent ->
+        list price, any positive unit, e.g. ``base_price_sat``) feed ``config.price_prior``;
+        agents missing from it, or a non-positive price, get ``z_a = 0`` (the average price).
 
         Cost: one featurisation of the distinct tasks (about half the time), then L-BFGS
         iterations of O(nnz of the task features + n_samples * n_components) each: about 0.5 s
@@ -312,13 +321,16 @@ class DukeRouter:
         bias_penalty = config.prior_strength / 4.0
         shared_penalty = 1.0 / config.C_shared
         agent_penalty = 1.0 / config.C
-        b_at, w_at, v_at = 1, 1 + k, 1 + k + d_shared
+        price_z = _price_scores(agents, agent_prices) if config.price_prior else np.zeros(k)
+        price_row = price_z[agent_idx]
+        b_at, w_at, v_at = 2, 2 + k, 2 + k + d_shared
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            c, b, w = theta[0], theta[b_at:w_at], theta[w_at:v_at]
+            c, gamma, b, w = theta[0], theta[1], theta[b_at:w_at], theta[w_at:v_at]
             v = theta[v_at:].reshape(k, width)
             z = (
                 c
+                + gamma * price_row
                 + b[agent_idx]
                 + (x_tasks @ w)[task_of]
                 + np.einsum("ij,ij->i", x_rows, v[agent_idx])
@@ -331,6 +343,7 @@ class DukeRouter:
             )
             grad = np.empty_like(theta)
             grad[0] = r.sum()
+            grad[1] = float(r @ price_row)
             grad[b_at:w_at] = np.bincount(agent_idx, weights=r, minlength=k) + bias_penalty * b
             r_task = np.bincount(task_of, weights=r, minlength=n_tasks)
             grad[w_at:v_at] = x_tasks.T @ r_task + shared_penalty * w
@@ -350,9 +363,11 @@ class DukeRouter:
         )
         theta = np.asarray(result.x, dtype=np.float64)
         v_fit = theta[v_at:].reshape(k, width) * mask
+        # the price term folds into each agent's skill: b_a + gamma * z_a (serving is unchanged)
+        agent_bias = theta[b_at:w_at] + theta[1] * price_z
         z_fit = (
             theta[0]
-            + theta[b_at:w_at][agent_idx]
+            + agent_bias[agent_idx]
             + (x_tasks @ theta[w_at:v_at])[task_of]
             + np.einsum("ij,ij->i", x_rows, v_fit[agent_idx])
         )
@@ -364,7 +379,7 @@ class DukeRouter:
             agents=agents,
             stats=stats,
             intercept=float(theta[0]),
-            agent_bias=theta[b_at:w_at].copy(),
+            agent_bias=agent_bias,
             shared_columns=shared_columns,
             shared_weights=theta[w_at:v_at].copy(),
             agent_weights=v_fit,
@@ -605,6 +620,24 @@ def _stats_covariance(stats: Sequence[AgentStats], width: int, prior_strength: f
         p = (s.successes + 1.0) / (s.n + 2.0)
         out[a, 0, 0] = 1.0 / (s.n * p * (1.0 - p) + prior_strength / 4.0)
     return out
+
+
+def _price_scores(agents: Sequence[str], prices: Mapping[str, float] | None) -> np.ndarray:
+    """Standardised log list prices ``z_a`` of ``agents``, shape (K,): mean 0 and standard
+    deviation 1 over the agents with a positive price; 0 for the others (and for all when fewer
+    than two prices differ)."""
+    z = np.zeros(len(agents), dtype=np.float64)
+    if not prices:
+        return z
+    known = np.array([float(prices.get(a, 0.0)) > 0.0 for a in agents])
+    if known.sum() < 2:
+        return z
+    logs = np.log(np.array([float(prices[a]) for a, ok in zip(agents, known, strict=True) if ok]))
+    spread = float(logs.std())
+    if spread <= 0.0:
+        return z
+    z[known] = (logs - logs.mean()) / spread
+    return z
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

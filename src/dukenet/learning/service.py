@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dukenet.agents import service as agents_service
 from dukenet.errors import BadRequest, Conflict, NotFound
 from dukenet.kit.orm import utcnow
 from dukenet.learning import repository, triggers
@@ -363,6 +364,11 @@ async def train(
         )
         champion = await champion_version(session)
         champion_row = await repository.get_version(session, champion) if champion else None
+        # list prices feed the router's price prior (RouterConfig.price_prior)
+        agent_prices: dict[str, float] = {
+            str(agent.id): float(agent.base_price_sat)
+            for agent in await agents_service.list_agents(session)
+        }
     try:
         samples = to_samples(outcomes, success_threshold=success_threshold)
         decisions = [
@@ -387,6 +393,7 @@ async def train(
             split_seed,
             champion_router,
             gate or PromotionGate(),
+            agent_prices,
         )
     except Exception as exc:
         async with sessionmaker() as session:
@@ -457,15 +464,17 @@ def _fit_and_compare(
     split_seed: int,
     champion: DukeRouter | None,
     gate: PromotionGate,
+    agent_prices: Mapping[str, float] | None = None,
 ) -> tuple[DukeRouter, dict[str, Any], PromotionDecision]:
     """Fit on the train side; score the challenger (and the champion) on the held-out side.
 
-    ``decisions[i]`` is the logged routing decision of ``samples[i]`` (None when it has none).
+    ``decisions[i]`` is the logged routing decision of ``samples[i]`` (None when it has none);
+    ``agent_prices`` (agent id -> base price in satoshis) feed ``RouterConfig.price_prior``.
     """
     if len(samples) < 2:
         raise BadRequest("need at least 2 outcomes to train")
     train_rows, _ = held_out_split(samples, seed=split_seed)
-    router = DukeRouter.fit(train_rows, config)
+    router = DukeRouter.fit(train_rows, config, agent_prices=agent_prices)
     metrics, decision = judge_challenger(
         router, champion, samples, decisions, split_seed=split_seed, gate=gate
     )
