@@ -19,7 +19,7 @@ What runs, all through the product's own code (``dukenet.*``):
    and the DPO pairs (a passed against a failed answer to the same question) from the labelled
    outcomes. Questions are split before training: ``--heldout`` questions never reach the
    trainer; the rest are written as exports (JSONL + manifest).
-4. **Fine-tune.** ``finetune.service.finetune`` runs SFT and DPO (TRL + LoRA, merged) from the
+4. **Fine-tune.** ``finetune.service.finetune`` runs SFT and DPO (TRL + LoRA adapters) from the
    base, records each as a training run and registers each as a ``local`` agent (shadow).
 5. **Figures** (``dukenet.finetune.metrics``) on the held-out questions only, for the base and
    both fine-tunes: preference accuracy (DPO's implicit reward against the base; the plain

@@ -18,6 +18,7 @@ from dukenet.agents.models import Agent, AgentKind
 from dukenet.cli import app as cli_app
 from dukenet.config import Settings
 from dukenet.finetune import service
+from dukenet.finetune.base_model import directory_bytes
 from dukenet.finetune.errors import FinetuneError
 from dukenet.finetune.trainer import Method, TrainConfig, directory_sha256
 from dukenet.kit.state import AppState
@@ -72,6 +73,8 @@ class TestShadowFinetune:
         assert run.trigger == "finetune-sft" and run.finished_at is not None
         assert run.artifact_path == str(outcome.result.artifact_dir)
         assert run.artifact_sha256 == directory_sha256(Path(run.artifact_path))
+        assert run.metrics["artifact_bytes"] == outcome.result.artifact_bytes
+        assert run.metrics["artifact_bytes"] == directory_bytes(Path(run.artifact_path))
         assert Path(run.artifact_path).parent == settings.var_dir / "finetune"
         assert run.metrics["steps"] == 1 and run.metrics["eval_examples"] == 2
         assert run.metrics["eval_loss_after"] > 0 and run.metrics["seconds_per_step"] > 0

@@ -1,6 +1,7 @@
 """SFT and DPO on a tiny random Llama on the CPU from real exports: one TRL step each writes a
-merged model whose hash, held-out split and figures are recorded; bad input names the problem
-and writes nothing."""
+LoRA adapter (with its tokenizer and its base's reference) whose hash, size, held-out split and
+figures are recorded, loaded back as the merged model; bad input names the problem and writes
+nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dukenet.finetune.base_model import load_base
+from dukenet.finetune.base_model import BASE_FILE, directory_bytes, load_base
 from dukenet.finetune.errors import FinetuneError
 from dukenet.finetune.trainer import (
     HELDOUT_FILE,
@@ -40,7 +41,16 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sft_run(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     out = tmp_path_factory.mktemp("sft") / "model"
-    return train_sft(exports / "sft", out, base="tiny-random", config=TrainConfig(**FAST))
+    # a large step and seed 1, so that the adapter visibly moves the model and a base rebuilt
+    # with the default seed 0 would not be the one it was trained on
+    config = TrainConfig(**{**FAST, "learning_rate": 0.05, "seed": 1})
+    return train_sft(exports / "sft", out, base="tiny-random", config=config)
+
+
+def _logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        out: torch.Tensor = model(input_ids=ids).logits
+        return out
 
 
 def _prompts(rows: list[dict[str, object]], key: str) -> set[str]:
@@ -48,7 +58,7 @@ def _prompts(rows: list[dict[str, object]], key: str) -> set[str]:
 
 
 class TestSft:
-    def test_one_step_writes_a_loadable_merged_model_with_its_figures(
+    def test_one_step_writes_a_lora_adapter_with_its_figures(
         self, sft_run: TrainResult, exports: Path
     ) -> None:
         assert sft_run.method is Method.SFT and sft_run.steps == 1 and sft_run.device == "cpu"
@@ -57,15 +67,59 @@ class TestSft:
         for name in ("eval_loss_before", "eval_loss_after", "train_loss"):
             assert sft_run.metrics[name] > 0
         art = sft_run.artifact_dir
-        assert (art / "model.safetensors").is_file() and (art / "tokenizer.json").is_file()
+        assert (art / "adapter_model.safetensors").is_file() and (art / "tokenizer.json").is_file()
+        assert (art / "adapter_config.json").is_file()
+        assert not (art / "model.safetensors").exists() and not (art / "config.json").exists()
         assert not art.with_name(art.name + ".partial").exists()
         assert directory_sha256(art) == sft_run.artifact_sha256
+        assert directory_bytes(art) == sft_run.artifact_bytes
+        base = json.loads((art / BASE_FILE).read_text())
+        assert base["spec"] == "tiny-random" and base["seed"] == 1
         manifest = json.loads((exports / "sft" / "manifest.json").read_text())
         assert sft_run.dataset["sha256"] == manifest["sha256"]
         recorded = json.loads((art / RUN_FILE).read_text())
         assert recorded["metrics"] == sft_run.metrics and recorded["base"]["spec"] == "tiny-random"
         model, tokenizer = load_base(art)  # a fine-tune is itself a base (SFT, then DPO)
         assert model.config.model_type == "llama" and tokenizer.chat_template
+
+    def test_the_adapter_loads_merged_into_the_base_it_was_trained_on(
+        self, sft_run: TrainResult
+    ) -> None:
+        from peft import PeftModel
+
+        ids = torch.tensor([[1, 42, 314, 2718, 99]])
+        merged, _ = load_base(sft_run.artifact_dir, device="cpu")  # its recorded seed, not 0
+        assert not any("lora" in name for name, _ in merged.named_parameters())
+        base, _ = load_base("tiny-random", device="cpu", seed=1)
+        base_logits = _logits(base, ids)
+        unmerged = PeftModel.from_pretrained(base, str(sft_run.artifact_dir))
+        assert torch.allclose(_logits(merged, ids), _logits(unmerged, ids), atol=1e-5)
+        assert not torch.allclose(_logits(merged, ids), base_logits, atol=1e-3)
+
+    def test_an_adapter_whose_base_changed_is_refused(self, exports: Path, tmp_path: Path) -> None:
+        base_dir = tmp_path / "base"
+        model, tokenizer = load_base("tiny-random", device="cpu", seed=2)
+        model.save_pretrained(str(base_dir))
+        tokenizer.save_pretrained(str(base_dir))
+        result = train_sft(
+            exports / "sft", tmp_path / "tuned", base=base_dir, config=TrainConfig(**FAST)
+        )
+        recorded = json.loads((result.artifact_dir / BASE_FILE).read_text())
+        assert recorded["spec"] == str(base_dir.resolve())
+        assert recorded["sha256"] == directory_sha256(base_dir)
+        load_base(result.artifact_dir, device="cpu")
+        other, _ = load_base("tiny-random", device="cpu", seed=3)
+        other.save_pretrained(str(base_dir))  # same shapes, other weights
+        with pytest.raises(FinetuneError, match="not the one it was trained on"):
+            load_base(result.artifact_dir, device="cpu")
+
+    def test_the_adapter_is_a_small_fraction_of_the_merged_model(
+        self, sft_run: TrainResult, tmp_path: Path
+    ) -> None:
+        merged, _ = load_base(sft_run.artifact_dir, device="cpu")
+        merged.save_pretrained(str(tmp_path / "merged"))  # what fine-tunes used to write
+        adapter_weights = (sft_run.artifact_dir / "adapter_model.safetensors").stat().st_size
+        assert adapter_weights * 20 < (tmp_path / "merged" / "model.safetensors").stat().st_size
 
     def test_held_out_prompts_are_never_trained_on(self, sft_run: TrainResult) -> None:
         lines = (sft_run.artifact_dir / HELDOUT_FILE).read_text().splitlines()
@@ -98,6 +152,10 @@ class TestDpo:
         # before any step the adapter is zero: the policy is the reference, every reward 0
         assert result.metrics["eval_reward_margin_before"] == 0.0
         assert directory_sha256(result.artifact_dir) == result.artifact_sha256
+        assert (result.artifact_dir / "adapter_model.safetensors").is_file()
+        assert not (result.artifact_dir / "model.safetensors").exists()
+        model, _ = load_base(result.artifact_dir, device="cpu")
+        assert model.config.model_type == "llama"
 
 
 class TestBadInput:
@@ -141,6 +199,14 @@ class TestBadInput:
             train_sft(exports / "sft", tmp_path / "m", base=spec, config=TrainConfig(**FAST))
         assert problem in str(info.value)
         assert not (tmp_path / "m").exists()
+
+    def test_an_adapter_that_names_no_base_is_refused(self, tmp_path: Path) -> None:
+        (tmp_path / "adapter_config.json").write_text("{}")
+        with pytest.raises(FinetuneError, match=f"without {BASE_FILE}"):
+            load_base(tmp_path)
+        (tmp_path / BASE_FILE).write_text('{"spec": "/no/such/base", "sha256": "0"}')
+        with pytest.raises(FinetuneError, match="not 'smollm2', 'tiny-random' or an existing"):
+            load_base(tmp_path)
 
     def test_the_wrong_kind_of_export_is_named(self, exports: Path, tmp_path: Path) -> None:
         with pytest.raises(FinetuneError, match="a 'sft' export, not 'dpo'"):

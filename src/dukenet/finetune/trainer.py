@@ -3,9 +3,12 @@
 ``train_sft`` and ``train_dpo`` read an export (``dukenet datasets export sft|dpo``: the
 directory with its ``manifest.json``, or the ``.jsonl`` / ``.parquet`` file), hold out a test
 split by prompt (no prompt is in both halves, so held-out figures are on prompts never trained
-on), train a LoRA adapter, merge it into the base and save the merged model and its tokenizer as
-a Hugging Face model directory (``save_pretrained``, safetensors: no pickle). The directory is
-written under a temporary name and renamed when complete, so a failed run leaves no artifact.
+on), train a LoRA adapter and save the adapter only (PEFT's ``save_pretrained``, safetensors: no
+pickle) with its tokenizer and the base it applies to (``base_model.BASE_FILE``: its name or
+path, seed and SHA-256): a few megabytes where the merged model would take the base's size
+(517 MiB for SmolLM2-135M in float32). ``base_model.load_base`` on the artifact loads the base
+and merges the adapter in memory. The directory is written under a temporary name and renamed
+when complete, so a failed run leaves no artifact.
 
 On the CPU training runs in float32 without gradient checkpointing; a GPU is used when present.
 Every failure a user can cause (dataset missing, malformed, of the wrong kind or too small to
@@ -26,10 +29,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dukenet.finetune.base_model import SMOLLM2, default_device, load_base, resolve_base
+from dukenet.finetune.base_model import (
+    SMOLLM2,
+    default_device,
+    directory_bytes,
+    directory_sha256,
+    load_base,
+    resolve_base,
+    save_adapter,
+)
 from dukenet.finetune.errors import FinetuneError
 
 if TYPE_CHECKING:
+    from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 MANIFEST = "manifest.json"
@@ -100,8 +112,9 @@ class TrainConfig:
 class TrainResult:
     """What a fine-tune produced.
 
-    ``artifact_dir`` holds the merged model (``save_pretrained``), its tokenizer, ``RUN_FILE``
-    and ``HELDOUT_FILE``; ``artifact_sha256`` is ``directory_sha256`` of it. ``metrics`` hold
+    ``artifact_dir`` holds the LoRA adapter, its tokenizer, ``base_model.BASE_FILE``,
+    ``RUN_FILE`` and ``HELDOUT_FILE``; ``artifact_sha256`` is ``directory_sha256`` of it and
+    ``artifact_bytes`` the size of its files (bytes). ``metrics`` hold
     the trainer's held-out figures before and after training (``eval_loss_before`` /
     ``eval_loss_after`` for both methods; DPO adds ``eval_preference_accuracy_before/_after``,
     the share of held-out pairs whose implicit reward ranks chosen above rejected, and the
@@ -113,6 +126,7 @@ class TrainResult:
     base: dict[str, Any]
     artifact_dir: Path
     artifact_sha256: str
+    artifact_bytes: int
     train_examples: int
     eval_examples: int
     steps: int
@@ -217,7 +231,7 @@ def train_sft(
     config: TrainConfig | None = None,
 ) -> TrainResult:
     """Fine-tune ``base`` with TRL's ``SFTTrainer`` (LoRA) on an SFT export's ``messages``
-    and save the merged model under ``output_dir`` (which must not exist). Blocking: call it in
+    and save the adapter under ``output_dir`` (which must not exist). Blocking: call it in
     a worker thread or process. Raises ``FinetuneError`` (see the module)."""
     return _train(Method.SFT, dataset, output_dir, base=base, config=config or TrainConfig())
 
@@ -231,22 +245,9 @@ def train_dpo(
 ) -> TrainResult:
     """Fine-tune ``base`` with TRL's ``DPOTrainer`` (LoRA; the reference model is the base,
     the adapter switched off) on a DPO export's ``prompt``/``chosen``/``rejected`` pairs and
-    save the merged model under ``output_dir`` (which must not exist). Blocking. Raises
+    save the adapter under ``output_dir`` (which must not exist). Blocking. Raises
     ``FinetuneError`` (see the module)."""
     return _train(Method.DPO, dataset, output_dir, base=base, config=config or TrainConfig())
-
-
-def directory_sha256(directory: Path) -> str:
-    """Return the SHA-256 of a directory's files: each file's relative path and bytes, in
-    path order, so the same content always hashes the same."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def _train(
@@ -265,12 +266,10 @@ def _train(
     try:
         with _out_of_memory_named(device):
             model, tokenizer = load_base(base, device=device, seed=config.seed)
-            metrics, steps, seconds, merged = _fit(
+            metrics, steps, seconds, tuned = _fit(
                 method, model, tokenizer, train_rows, eval_rows, config, device, partial
             )
-            partial.mkdir(parents=True, exist_ok=True)
-            merged.save_pretrained(str(partial), safe_serialization=True)
-            tokenizer.save_pretrained(str(partial))
+            save_adapter(tuned, tokenizer, partial, base=source, seed=config.seed)
         with (partial / HELDOUT_FILE).open("w", encoding="utf-8") as f:
             for row in eval_rows:
                 f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
@@ -284,7 +283,7 @@ def _train(
             "metrics": metrics,
         }
         (partial / RUN_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        sha256 = directory_sha256(partial)
+        sha256, size = directory_sha256(partial), directory_bytes(partial)
         partial.rename(output_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -294,6 +293,7 @@ def _train(
         base=source.describe(),
         artifact_dir=output_dir,
         artifact_sha256=sha256,
+        artifact_bytes=size,
         train_examples=len(train_rows),
         eval_examples=len(eval_rows),
         steps=steps,
@@ -315,8 +315,9 @@ def _fit(
     config: TrainConfig,
     device: str,
     scratch: Path,
-) -> tuple[dict[str, float], int, float, PreTrainedModel]:
-    """Train the adapter; return (metrics, optimizer steps, training seconds, merged model)."""
+) -> tuple[dict[str, float], int, float, PeftModel]:
+    """Train the adapter; return (metrics, optimizer steps, training seconds, the base with
+    its trained adapter)."""
     from peft import LoraConfig
     from transformers.utils import logging as hf_logging
 
@@ -397,9 +398,9 @@ def _fit(
     metrics = {"train_loss": float(output.training_loss)}
     metrics.update(_eval_metrics(method, before, "before"))
     metrics.update(_eval_metrics(method, after, "after"))
-    merged = trainer.model.merge_and_unload()
-    merged.eval()
-    return metrics, int(output.global_step), seconds, merged
+    tuned: PeftModel = trainer.model
+    tuned.eval()
+    return metrics, int(output.global_step), seconds, tuned
 
 
 def _eval_metrics(method: Method, figures: dict[str, float], when: str) -> dict[str, float]:

@@ -1,10 +1,14 @@
 """The ``local`` agent: a model DukeNET fine-tuned itself (``dukenet finetune``), run in-process.
 
 A local agent's configuration (``LocalAgentConfig``) names the model directory a fine-tune
-wrote and that directory's SHA-256. The executor loads each model once (cached by its hash,
-checked against the files on first load) and generates greedily in a worker thread, so the
-event loop never waits on torch. It needs the ``finetune`` extra; a runner without it, or
-without the model's files, claims no task for the agent (``handles``).
+wrote and that directory's SHA-256. The directory is a LoRA adapter (what ``dukenet finetune``
+writes: the executor loads the base it names, checked against the base's recorded hash, and
+merges the adapter in memory) or, from older fine-tunes, a merged model (``config.json``); the
+files present tell which (``finetune.base_model.resolve_base``). The executor loads each model
+once (cached by its hash, checked against the files on first load) and generates greedily in a
+worker thread, so the event loop never waits on torch. It needs the ``finetune`` extra; a
+runner without it, without the model's files or without an adapter's base claims no task for
+the agent (``handles``).
 """
 
 from __future__ import annotations
@@ -60,14 +64,17 @@ class LocalExecutor:
         self._loading = asyncio.Lock()
 
     def handles(self, agent: Agent) -> bool:
-        """Whether torch/transformers are installed and the agent's model directory exists."""
+        """Whether torch/transformers are installed, the agent's model directory exists and,
+        for a LoRA adapter, the base it applies to is found here (not yet hashed)."""
         if importlib.util.find_spec("transformers") is None:
             return False
         try:
             config = LocalAgentConfig.model_validate(agent.config)
         except ValueError:
             return False
-        return config.artifact_sha256 in self._models or Path(config.artifact_path).is_dir()
+        if config.artifact_sha256 in self._models:
+            return True
+        return _servable(Path(config.artifact_path))
 
     async def execute(self, agent: Agent, item: WorkItem) -> Execution:
         """Answer the task (its chat messages, or its description as one user message, with
@@ -118,30 +125,35 @@ class LocalExecutor:
         return loaded
 
 
+def _servable(path: Path) -> bool:
+    """Whether ``path`` is a model directory whose base (for an adapter) is found here."""
+    from dukenet.finetune.base_model import resolve_adapter_base, resolve_base
+    from dukenet.finetune.errors import FinetuneError
+
+    if not path.is_dir():
+        return False
+    try:
+        if resolve_base(path).adapter:
+            resolve_adapter_base(path)
+    except FinetuneError:
+        return False
+    return True
+
+
 def _load(config: LocalAgentConfig, device: str | None) -> _Loaded:
-    from dukenet.finetune.base_model import default_device
-    from dukenet.finetune.trainer import directory_sha256
+    from dukenet.finetune.base_model import default_device, directory_sha256, load_base
+    from dukenet.finetune.errors import FinetuneError
 
     path = Path(config.artifact_path)
     if not path.is_dir():
         raise ExecutionError(f"local model {path}: no such directory")
     if directory_sha256(path) != config.artifact_sha256:
         raise ExecutionError(f"local model {path}: its files do not match the recorded hash")
+    target = device or default_device()
     try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        target = device or default_device()
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=torch.float32, local_files_only=True
-        )
-        model.to(target)  # type: ignore[arg-type]
-        model.eval()  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise ExecutionError(f"local model {path} cannot be loaded: {exc}") from exc
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        model, tokenizer = load_base(path, device=target)  # an adapter or a merged model
+    except FinetuneError as exc:
+        raise ExecutionError(f"local model {path} cannot be loaded: {exc.message}") from exc
     return _Loaded(model, tokenizer, target, threading.Lock())
 
 
