@@ -255,8 +255,10 @@ def runner(
     import structlog
 
     from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.events.bell import start_fanout, transport_kind
     from dukenet.files.storage import storage_from_settings
     from dukenet.kit import netguard
+    from dukenet.kit.bell import TaskBell
     from dukenet.kit.logs import printable_database_url
     from dukenet.kit.secrets import SecretBox
     from dukenet.main import build_executors
@@ -287,12 +289,17 @@ def runner(
                     await RemoteRunner(api, executors, name=name).run_forever(stop)
                 return
             engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+            # woken at once by the API processes' new tasks, and its results wake their
+            # gateway calls (Redis, else PostgreSQL LISTEN/NOTIFY; events/bell.py)
+            bell = TaskBell()
+            fanout = start_fanout(bell, settings, stop)
             worker = Runner(
                 create_sessionmaker(engine),
                 settings,
                 executors,
                 name=name,
                 storage=storage_from_settings(settings),
+                bell=bell,
             )
             log.info(
                 "runner started",
@@ -302,8 +309,11 @@ def runner(
                 kinds=kinds,
                 poll_s=settings.runner_poll_s,
                 lease_s=settings.lease_s,
+                bell=transport_kind(settings),
             )
             await worker.run_forever(stop)
+            if fanout is not None:
+                await fanout[1]
             await engine.dispose()
             log.info("runner stopped", name=worker.name)
 

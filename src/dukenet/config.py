@@ -144,7 +144,8 @@ class Settings(BaseSettings):
     comparison_payment: Literal["both", "winner"] = "winner"
 
     # gateway (/v1): a call waits this long for its task, then answers 504 with the task id;
-    # out-of-process runners' results are polled every gateway_poll_s
+    # the bell wakes it when its task is delivered (in any process through the bell's fan-out:
+    # Redis, else PostgreSQL LISTEN/NOTIFY, events/bell.py), else it re-reads every gateway_poll_s
     gateway_timeout_s: float = Field(default=300.0, gt=0)
     gateway_poll_s: float = Field(default=0.5, gt=0)
     # the gateway accepts a delivered result for the buyer (false: the dispute window applies)

@@ -24,6 +24,7 @@ from dukenet.api import api_router
 from dukenet.config import Settings
 from dukenet.db import create_engine, create_sessionmaker, is_transient, is_unavailable
 from dukenet.errors import DukenetError, ServiceUnavailable
+from dukenet.events import bell as bell_fanout
 from dukenet.events.hub import TaskEventHub
 from dukenet.feedback.judge import Judge
 from dukenet.files.storage import storage_from_settings
@@ -111,6 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         workers.append(asyncio.create_task(hub.run(stop)))
         if settings.redis_url:  # a streamed answer reaches the gateway request in any process
             workers.append(asyncio.create_task(state.relay.run_fanout(settings.redis_url, stop)))
+        # the bell rings in the other processes too (Redis, else PostgreSQL LISTEN/NOTIFY)
+        started = bell_fanout.start_fanout(state.bell, settings, stop)
+        app.state.bell_fanout = started[0] if started is not None else None
+        if started is not None:
+            workers.append(started[1])
         egress = EgressPolicy.from_settings(settings)
         async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
             executors = build_executors(client, SecretBox.from_settings(settings))
@@ -160,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 judge=settings.embedded_judge,
                 webhooks=settings.embedded_webhooks,
                 redis=bool(settings.redis_url),
+                bell=bell_fanout.transport_kind(settings),
             )
             try:
                 yield

@@ -27,7 +27,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -203,11 +203,7 @@ class DeltaRelay:
     async def _listen(self, redis: Redis) -> None:
         while True:
             try:
-                async with redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._receive(message["data"])
+                await listen_forever(redis, CHANNEL, self._receive)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -254,6 +250,26 @@ class DeltaRelay:
             unread = sorted((b.touched_at, t) for t, b in self._buffers.items() if not b.readers)
             for _, task_id in unread[: len(self._buffers) - self.max_tasks + 1]:
                 del self._buffers[task_id]
+
+
+async def listen_forever(
+    redis: Redis,
+    channel: str,
+    handle: Callable[[bytes | str], None],
+    *,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Subscribe to ``channel`` and call ``handle`` with each message's data until cancelled,
+    setting ``ready`` once Redis confirmed the subscription; raises when the connection
+    fails (the caller retries)."""
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(channel)
+        async for message in pubsub.listen():
+            kind = message.get("type")
+            if kind == "message":
+                handle(message["data"])
+            elif kind == "subscribe" and ready is not None:
+                ready.set()
 
 
 def _offer(outbox: asyncio.Queue[str], message: str) -> None:

@@ -160,8 +160,9 @@ async def wait(
     timeout_s: float,
     poll_s: float,
 ) -> Task:
-    """Wait until the task is delivered or final, re-reading it when the in-process bell rings
-    for it and at least every ``poll_s`` seconds (runners in other processes).
+    """Wait until the task is delivered or final, re-reading it when the bell rings for it (in
+    this process, or in another one through the bell's fan-out, events/bell.py) and at least
+    every ``poll_s`` seconds (a ring lost, or no fan-out between the processes).
 
     Raises:
         GatewayError: 504 after ``timeout_s`` seconds, with the task id (the task goes on and

@@ -1,10 +1,15 @@
-"""In-process wake-ups between the API and its embedded runners: a new task wakes an idle
-runner at once instead of at its next poll, and a task's change wakes whoever waits for it
-(the gateway). Other processes (separate runners) are not reached; waiters poll as well.
+"""Wake-ups between the API, its runners and the gateway: a new task wakes an idle runner at
+once instead of at its next poll, and a task's change wakes whoever waits for it (the gateway).
 
 The embedded runners run on an event loop of their own, in their own thread (runners/
 background.py), so the bell works across loops and threads: each waiter's event belongs to
-its own loop, and a ring from another thread reaches it through ``call_soon_threadsafe``."""
+its own loop, and a ring from another thread reaches it through ``call_soon_threadsafe``.
+
+Other processes (``serve --workers``, ``dukenet runner``) are reached through a fan-out that
+``attach``es to the bell (events/bell.py: Redis pub/sub or PostgreSQL LISTEN/NOTIFY): every
+ring is also handed to it, and the rings it brings from other processes are rung here with
+``fan_out=False``. Without one (SQLite, one process) the bell stays in-process; waiters poll
+as well, so a lost ring only costs a poll interval."""
 
 from __future__ import annotations
 
@@ -13,7 +18,11 @@ import contextlib
 import threading
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+# what a fan-out is handed for each ring: None for new work, else the changed task's id; it is
+# called from any thread and must never block
+RingSender = Callable[[uuid.UUID | None], None]
 
 
 def _set(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
@@ -30,9 +39,9 @@ def _set(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
 
 
 class TaskBell:
-    """Wake-ups for one process, any number of event loops and threads; ringing never blocks
-    and is never required for correctness (every waiter has a timeout and re-reads the
-    database)."""
+    """Wake-ups for one process, any number of event loops and threads (and, with a fan-out
+    attached, other processes); ringing never blocks and is never required for correctness
+    (every waiter has a timeout and re-reads the database)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -41,9 +50,19 @@ class TaskBell:
             weakref.WeakKeyDictionary()
         )
         self._watchers: dict[uuid.UUID, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._sender: RingSender | None = None
 
-    def new_work(self) -> None:
-        """Wake the idle runners: a task became claimable (call after its commit)."""
+    def attach(self, sender: RingSender | None) -> None:
+        """Hand every later ring (but those rung with ``fan_out=False``) to ``sender`` as well,
+        the other processes' fan-out; None detaches it."""
+        self._sender = sender
+
+    def new_work(self, *, fan_out: bool = True) -> None:
+        """Wake the idle runners: a task became claimable (call after its commit); with
+        ``fan_out``, those of the other processes too, through the attached fan-out."""
+        sender = self._sender
+        if fan_out and sender is not None:
+            sender(None)
         with self._lock:
             waiting = list(self._work.items())
         for loop, event in waiting:
@@ -60,8 +79,12 @@ class TaskBell:
             await asyncio.wait_for(event.wait(), timeout_s)
         event.clear()
 
-    def changed(self, task_id: uuid.UUID) -> None:
-        """Wake the watchers of ``task_id`` (call after the change's commit)."""
+    def changed(self, task_id: uuid.UUID, *, fan_out: bool = True) -> None:
+        """Wake the watchers of ``task_id`` (call after the change's commit); with
+        ``fan_out``, those of the other processes too."""
+        sender = self._sender
+        if fan_out and sender is not None:
+            sender(task_id)
         with self._lock:
             watchers = list(self._watchers.get(task_id, ()))
         for loop, event in watchers:

@@ -70,6 +70,8 @@ class RunnerThread:
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
+            if self._bell is not None:  # idle runners wait on the bell: they see stop now
+                self._bell.new_work(fan_out=False)
         await asyncio.to_thread(self._thread.join)
 
     def _main(self) -> None:
