@@ -9,7 +9,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dukenet.db import Pooler
+# What stands between the processes and PostgreSQL: nothing, or PgBouncer in transaction mode
+# (db.create_engine). Here, not in db.py: the CLI's help reads the settings without SQLAlchemy.
+Pooler = Literal["none", "pgbouncer"]
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -21,11 +21,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from dukenet.config import Pooler
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10.0
-
-# What stands between the processes and PostgreSQL: nothing, or PgBouncer in transaction mode.
-Pooler = Literal["none", "pgbouncer"]
 
 
 def is_sqlite(url: str) -> bool:

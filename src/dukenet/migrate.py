@@ -8,7 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
-from dukenet.db import Pooler
+from dukenet.config import Pooler
 
 
 def alembic_config(database_url: str, *, pooler: Pooler = "none") -> Config:

@@ -7,7 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from dukenet.db import Pooler, create_engine, is_sqlite
+from dukenet.config import Pooler
+from dukenet.db import create_engine, is_sqlite
 from dukenet.migrate import include_object
 from dukenet.models import metadata
 
