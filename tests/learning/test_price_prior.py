@@ -51,8 +51,7 @@ class TestTrainerPassesListPrices:
     ) -> None:
         _, admin = await create_admin(state)
         agents = [
-            await replay_agent(client, admin, model=m, name=m, base_price_sat=1_000)
-            for m in MODELS
+            await replay_agent(client, admin, model=m, name=m, base_price_sat=1_000) for m in MODELS
         ]
         buyer, headers = await register(client)
         await credit(client, admin, buyer["id"], 10**10)
