@@ -311,7 +311,14 @@ def runner(
                 lease_s=settings.lease_s,
                 bell=transport_kind(settings),
             )
+
+            async def wake_on_stop() -> None:  # an idle runner waits on the bell, not on stop
+                await stop.wait()
+                bell.new_work(fan_out=False)
+
+            waker = asyncio.create_task(wake_on_stop())
             await worker.run_forever(stop)
+            await waker
             if fanout is not None:
                 await fanout[1]
             await engine.dispose()
