@@ -115,6 +115,15 @@ async def record_outcome(
     return outcome
 
 
+async def list_prices(session: AsyncSession) -> dict[str, float]:
+    """Return every agent's list price, ``{str(agent id): base_price_sat}``: the covariate of
+    the router's price prior (``RouterConfig.price_prior``)."""
+    return {
+        str(agent.id): float(agent.base_price_sat)
+        for agent in await agents_service.list_agents(session)
+    }
+
+
 def to_samples(
     outcomes: Sequence[Outcome], *, success_threshold: float = 0.5
 ) -> list[OutcomeSample]:
@@ -364,11 +373,7 @@ async def train(
         )
         champion = await champion_version(session)
         champion_row = await repository.get_version(session, champion) if champion else None
-        # list prices feed the router's price prior (RouterConfig.price_prior)
-        agent_prices: dict[str, float] = {
-            str(agent.id): float(agent.base_price_sat)
-            for agent in await agents_service.list_agents(session)
-        }
+        agent_prices = await list_prices(session)
     try:
         samples = to_samples(outcomes, success_threshold=success_threshold)
         decisions = [

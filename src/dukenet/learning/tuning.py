@@ -23,7 +23,7 @@ import dataclasses
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -290,10 +290,11 @@ def fold_losses(
     n_folds: int,
     objective: Objective,
     cache: FeatureCache,
+    agent_prices: Mapping[str, float] | None = None,
 ) -> Iterator[float]:
     """Yield the objective on each fold in turn, fitting on the other folds.
 
-    A fold without samples is skipped.
+    A fold without samples is skipped; ``agent_prices`` feed ``RouterConfig.price_prior``.
     """
     featurize = cache.featurize_for(config)
     for fold in range(n_folds):
@@ -301,7 +302,7 @@ def fold_losses(
         fit_rows = [s for s, f in zip(samples, folds, strict=True) if f != fold]
         if not held or not fit_rows:
             continue
-        router = DukeRouter.fit(fit_rows, config, featurize=featurize)
+        router = DukeRouter.fit(fit_rows, config, featurize=featurize, agent_prices=agent_prices)
         agents = sorted({s.agent for s in held})
         column = {a: i for i, a in enumerate(agents)}
         x = featurize([TaskFeatures(s.description, s.complexity) for s in held])
@@ -324,6 +325,7 @@ def tune(
     study_name: str | None = None,
     features: Sequence[str] | None = None,
     base: RouterConfig | None = None,
+    agent_prices: Mapping[str, float] | None = None,
 ) -> TuningResult:
     """Run (or continue) an Optuna study on the train side of the held-out split; blocking.
 
@@ -342,6 +344,7 @@ def tune(
             extra is installed).
         base: everything the search does not set (default ``RouterConfig(seed=split_seed)``); a new
             study's first trial is ``base`` itself, so the best is never worse than it on the folds.
+        agent_prices: agent -> list price (``service.list_prices``), for ``price_prior``.
 
     Raises:
         BadRequest: fewer than ``2 * n_folds`` distinct tasks on the train side, only one outcome
@@ -376,7 +379,13 @@ def tune(
         losses: list[float] = []
         for step, loss in enumerate(
             fold_losses(
-                train_side, folds, config, n_folds=n_folds, objective=objective, cache=cache
+                train_side,
+                folds,
+                config,
+                n_folds=n_folds,
+                objective=objective,
+                cache=cache,
+                agent_prices=agent_prices,
             )
         ):
             losses.append(loss)
@@ -531,6 +540,7 @@ async def run_tuning(
     """
     async with sessionmaker() as session:
         outcomes = await repository.all_outcomes(session)
+        agent_prices = await learning_service.list_prices(session)
         await session.commit()
     samples = learning_service.to_samples(outcomes)
     result = await asyncio.to_thread(
@@ -545,6 +555,7 @@ async def run_tuning(
         objective=objective,
         study_name=study_name,
         features=features,
+        agent_prices=agent_prices,
     )
     async with sessionmaker() as session:
         run = await record_tuning(session, result)
