@@ -1,5 +1,6 @@
 """``DUKENET_DATABASE_POOLER=pgbouncer``: an app behind PgBouncer in transaction mode serves
-requests, because no prepared statement outlives its transaction (``db.pgbouncer_connect_args``).
+requests, because no prepared statement is reused after its query and none shares a name with
+another (``db.pgbouncer_connect_args``).
 
 On the real PostgreSQL; the PgBouncer test starts a real PgBouncer (transaction pooling, two
 server connections for many client connections) and is skipped where none is installed."""

@@ -51,7 +51,8 @@ def create_engine(url: str, *, echo: bool = False, pooler: Pooler = "none") -> A
     The SQLite file's parent directory is created if missing (owner-only, 0700) and the file
     itself is owner-only (0600). SQL parameters are never rendered in errors or logs. With
     ``pooler="pgbouncer"`` (PostgreSQL behind PgBouncer in transaction mode) no prepared
-    statement outlives its transaction: see :func:`pgbouncer_connect_args`.
+    statement is reused after its query and none shares a name with another: see
+    :func:`pgbouncer_connect_args`.
     """
     # hide_parameters: errors and logs never show bound values (password and API-key hashes)
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
