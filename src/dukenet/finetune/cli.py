@@ -155,7 +155,7 @@ def _run(
             owner_email=owner,
             base_price_sat=price_sat,
         )
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
         try:
             return await service.finetune(
                 create_sessionmaker(engine), settings=settings, request=request
