@@ -145,11 +145,16 @@ of 11 versions; the old gate kept the first model on 2 of 10 seeds); budget 0.1 
 +0.008+-0.032 (MMLU-Pro) and -0.008+-0.011 (RouterBench), online success after the first 300
 tasks +0.044+-0.037 and +0.026+-0.020, greedy share 0.84 / 0.86 against 0.42 / 0.58. The
 RouterBench row of the old gate is the 24-seed figure above. Top-k Thompson (k = 3 or 5) was worse
-on MMLU-Pro (2 seeds, AIQ 0.63-0.68 against 0.69-0.71) and is off by default. References on
-MMLU-Pro's test prompts: gpt-4o 0.727 at $6.51/1k, gemini-1.5-flash-002 0.651 at $0.04, hull
-0.7167, full-information Duke (1,500 train prompts x 31 agents) 0.7348, TF-IDF kNN 0.6942, oracle
-0.9448. Not met: the champion after 1,500 prompts reaches 0.683+-0.024 success, below gpt-4o's
-0.727, and AIQ 0.690 is below the hull (0.717) and level with the kNN reference; the online
+on MMLU-Pro (2 seeds, AIQ 0.63-0.68 against 0.69-0.71) and is off by default. The price prior
+(``--config '{"price_prior": true}'``: each agent's skill shrunk toward a fitted slope times its
+standardised log list price, so a rarely explored dear agent starts where dear agents stand) is
+off by default too: paired against the defaults, MMLU-Pro AIQ -0.012+-0.033 (10 seeds; online
+success +0.033+-0.027, at a higher online spend) and RouterBench AIQ -0.014+-0.034 (6 seeds; one
+seed fell to 0.765); the defaults reproduced 0.6900+-0.0194 and 0.8320+-0.0100 in the same run.
+References on MMLU-Pro's test prompts: gpt-4o 0.727 at $6.51/1k, gemini-1.5-flash-002 0.651 at
+$0.04, hull 0.7167, full-information Duke (1,500 train prompts x 31 agents) 0.7348, TF-IDF kNN
+0.6942, oracle 0.9448. Not met: the champion after 1,500 prompts reaches 0.683+-0.024 success, below
+gpt-4o's 0.727, and AIQ 0.690 is below the hull (0.717) and level with the kNN reference; the online
 market stays below the single agents' hull (0.621 against 0.699 at its cost).
 
 Run: ``python benchmarks/router_quality.py`` (seeds 0, 1, 2, Thompson and epsilon; about 2-3 min
