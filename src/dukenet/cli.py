@@ -603,7 +603,13 @@ def admin_metrics() -> None:
     """Print the system metrics (JSON) as GET /api/v2/admin/metrics returns them."""
     from dukenet.monitoring import service as monitoring_service
 
-    metrics = _with_session(Settings(), monitoring_service.system_metrics)
+    settings = Settings()
+    metrics = _with_session(
+        settings,
+        lambda session: monitoring_service.system_metrics(
+            session, success_threshold=settings.success_threshold
+        ),
+    )
     typer.echo(metrics.model_dump_json(indent=2))
 
 

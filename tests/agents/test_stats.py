@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dukenet.agents.models import AgentKind
 from dukenet.kit.state import AppState
@@ -102,3 +103,14 @@ class TestSuccessDefinition:
         leaderboard = await client.get("/agents/leaderboard", headers=world.operator)
         row = next(r for r in leaderboard.json() if r["agent_id"] == world.agent_id)
         assert row["successes"] == 2
+        # the admins' overview and the success-rate gauge of the alerts count the same way
+        system = (await client.get("/admin/metrics", headers=world.admin)).json()
+        assert (system["outcomes"], system["success_rate"]) == (4, pytest.approx(0.5))
+        exposition = (await client.get("http://test/metrics")).text
+        gauge = next(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "dukenet_recent_success_rate"
+        )
+        assert gauge == pytest.approx(0.5)

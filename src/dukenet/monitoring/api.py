@@ -17,10 +17,10 @@ metrics_router = APIRouter()
 
 
 @router.get("/admin/metrics", response_model=SystemMetricsRead)
-async def system_metrics(admin: AdminUser, session: Session) -> SystemMetricsRead:
+async def system_metrics(admin: AdminUser, session: Session, state: State) -> SystemMetricsRead:
     """Return tasks by status, users, active agents, success rate, sat transacted, training
     samples and the production model version."""
-    return await service.system_metrics(session)
+    return await service.system_metrics(session, success_threshold=state.settings.success_threshold)
 
 
 @router.get(

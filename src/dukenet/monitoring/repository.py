@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, func, select
+from sqlalchemy import Integer, func, label, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User
@@ -37,11 +37,11 @@ async def count_enabled_agents(session: AsyncSession) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def outcome_totals(session: AsyncSession) -> tuple[int, int]:
-    """Return (outcomes, successful outcomes) over every recorded outcome."""
-    stmt = select(
-        func.count(Outcome.id), func.coalesce(func.sum(func.cast(Outcome.success, Integer)), 0)
-    )
+async def outcome_totals(session: AsyncSession, *, success_threshold: float) -> tuple[int, int]:
+    """Return (outcomes, successful outcomes) over every recorded outcome; a success is
+    ``Outcome.succeeded(success_threshold)``, as reputation and the learning loop count it."""
+    succeeded = Outcome.succeeded(success_threshold)
+    stmt = select(func.count(Outcome.id), func.coalesce(func.sum(func.cast(succeeded, Integer)), 0))
     total, successes = (await session.execute(stmt)).one()
     return int(total), int(successes)
 
@@ -78,9 +78,17 @@ async def moved_sat_by_kind(session: AsyncSession) -> dict[str, int]:
     return {str(kind.value): int(n) for kind, n in (await session.execute(stmt)).all()}
 
 
-async def recent_outcomes(session: AsyncSession, window: int) -> tuple[int, int]:
-    """Return (outcomes, successes) over the ``window`` most recently recorded outcomes."""
-    recent = select(Outcome.success).order_by(Outcome.created_at.desc()).limit(window).subquery()
+async def recent_outcomes(
+    session: AsyncSession, window: int, *, success_threshold: float
+) -> tuple[int, int]:
+    """Return (outcomes, successes) over the ``window`` most recently recorded outcomes (a
+    success as in ``outcome_totals``)."""
+    recent = (
+        select(label("success", Outcome.succeeded(success_threshold)))
+        .order_by(Outcome.created_at.desc())
+        .limit(window)
+        .subquery()
+    )
     stmt = select(
         func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0)
     ).select_from(recent)

@@ -14,12 +14,16 @@ from dukenet.monitoring.schemas import SystemMetricsRead
 from dukenet.tasks import repository as tasks_repository
 
 
-async def system_metrics(session: AsyncSession) -> SystemMetricsRead:
+async def system_metrics(session: AsyncSession, *, success_threshold: float) -> SystemMetricsRead:
     """Return task counts by status, users (by role), enabled agents, the success rate over all
-    outcomes, satoshis released from escrow, training samples and the production model."""
+    outcomes (an outcome succeeded when its quality is at least ``success_threshold``, the
+    settings' ``success_threshold``), satoshis released from escrow, training samples and the
+    production model."""
     by_status = await tasks_repository.count_by_status(session)
     by_role = await repository.users_by_role(session)
-    outcomes, successes = await repository.outcome_totals(session)
+    outcomes, successes = await repository.outcome_totals(
+        session, success_threshold=success_threshold
+    )
     champion = await learning_service.champion_version(session)
     return SystemMetricsRead(
         tasks_by_status=by_status,
@@ -54,8 +58,12 @@ async def prometheus_totals(
         "moved_sat": await repository.moved_sat_by_kind(session),
         "active_agents": await repository.count_enabled_agents(session),
         "ledger": await repository.ledger_discrepancies(session) if check_ledger else None,
-        "outcomes": await repository.outcome_totals(session),
-        "recent_outcomes": await repository.recent_outcomes(session, settings.success_drop_window),
+        "outcomes": await repository.outcome_totals(
+            session, success_threshold=settings.success_threshold
+        ),
+        "recent_outcomes": await repository.recent_outcomes(
+            session, settings.success_drop_window, success_threshold=settings.success_threshold
+        ),
         "training_runs": await repository.training_runs_by_status(session),
         "training_failures": failures,
         "training_succeeded_at": succeeded_at,
