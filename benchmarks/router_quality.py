@@ -151,6 +151,9 @@ standardised log list price, so a rarely explored dear agent starts where dear a
 off by default too: paired against the defaults, MMLU-Pro AIQ -0.012+-0.033 (10 seeds; online
 success +0.033+-0.027, at a higher online spend) and RouterBench AIQ -0.014+-0.034 (6 seeds; one
 seed fell to 0.765); the defaults reproduced 0.6900+-0.0194 and 0.8320+-0.0100 in the same run.
+Regularisation probed on MMLU-Pro in the same session, paired against the defaults: ``C`` 1.0
+instead of 3.0 +0.003+-0.023 (10 seeds), ``agent_n_components`` 4 instead of 8 +0.018+-0.041 (5
+seeds): within noise, defaults kept.
 References on MMLU-Pro's test prompts: gpt-4o 0.727 at $6.51/1k, gemini-1.5-flash-002 0.651 at
 $0.04, hull 0.7167, full-information Duke (1,500 train prompts x 31 agents) 0.7348, TF-IDF kNN
 0.6942, oracle 0.9448. Not met: the champion after 1,500 prompts reaches 0.683+-0.024 success, below
