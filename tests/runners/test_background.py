@@ -69,6 +69,11 @@ async def market(settings: Settings, *, threaded: bool) -> AsyncIterator[Market]
                 "embedded_runners": 2,
                 "embedded_runners_thread": threaded,
                 "runner_poll_s": 0.05,
+                # The task-event hub polls the database on the API's loop; on SQLite every
+                # transaction takes the write lock (BEGIN IMMEDIATE), so a poll caught mid-way
+                # by the test's blocking of that loop would hold the lock and stall the runners'
+                # writes for the whole block. Poll once at start, not during the block.
+                "events_poll_s": 3600.0,
             }
         )
     )
