@@ -54,10 +54,10 @@ T = TypeVar("T")
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
 
     async def run() -> T:
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         try:
             async with create_sessionmaker(engine)() as session:
                 result = await work(session)
@@ -254,7 +254,7 @@ def runner(
     import httpx
     import structlog
 
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.events.bell import start_fanout, transport_kind
     from dukenet.files.storage import storage_from_settings
     from dukenet.kit import netguard
@@ -288,7 +288,7 @@ def runner(
                 ) as api:
                     await RemoteRunner(api, executors, name=name).run_forever(stop)
                 return
-            engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+            engine = engine_for(settings)
             # woken at once by the API processes' new tasks, and its results wake their
             # gateway calls (Redis, else PostgreSQL LISTEN/NOTIFY; events/bell.py)
             bell = TaskBell()
@@ -332,7 +332,7 @@ def trainer(log_level: LogLevelOption = None) -> None:
     """Run a stand-alone trainer that watches the retraining triggers (scale-out path)."""
     import structlog
 
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.kit.logs import printable_database_url
     from dukenet.learning.trainer import Trainer
 
@@ -342,7 +342,7 @@ def trainer(log_level: LogLevelOption = None) -> None:
     )
 
     async def work(stop: asyncio.Event) -> None:
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         await Trainer(create_sessionmaker(engine), settings).run_forever(stop)
         await engine.dispose()
 
@@ -622,7 +622,7 @@ def export(
     ] = None,
 ) -> None:
     """Export every task, result or outcome as CSV or JSON Lines, oldest first (streamed)."""
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.monitoring.exports import ExportFormat, ExportKind, export_rows
 
     kinds = [k.value for k in ExportKind]
@@ -635,7 +635,7 @@ def export(
     settings = Settings()
 
     async def write(sink: Callable[[bytes], object]) -> int:
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         written = 0
         try:
             async for chunk in export_rows(
@@ -763,14 +763,14 @@ def payouts_sync() -> None:
     a poll that credits paid deposit invoices); print what it did as JSON."""
     import dataclasses
 
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.payments import service as payments_service
     from dukenet.payments.providers import open_provider
 
     settings = Settings()
 
     async def run() -> payments_service.SyncReport:
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         try:
             async with open_provider(settings) as provider:
                 return await payments_service.sync(create_sessionmaker(engine), provider=provider)
@@ -857,7 +857,7 @@ def models_tune(
 
     import optuna
 
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.learning import tuning
 
     if objective not in ("log_loss", "brier"):
@@ -867,7 +867,7 @@ def models_tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     async def work() -> tuning.TuningResult:
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         try:
             result, _ = await tuning.run_tuning(
                 create_sessionmaker(engine),

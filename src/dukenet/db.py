@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from dukenet.config import Pooler
+from dukenet.config import Pooler, Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10.0
@@ -71,6 +71,11 @@ def create_engine(url: str, *, echo: bool = False, pooler: Pooler = "none") -> A
     if is_sqlite(url):
         _configure_sqlite(engine)
     return engine
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    """Create the engine ``settings`` describe: their database URL, behind their pooler."""
+    return create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
 
 
 def pgbouncer_connect_args() -> dict[str, Any]:

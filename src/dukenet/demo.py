@@ -46,7 +46,7 @@ from dukenet.accounts import service as accounts_service
 from dukenet.accounts.models import UserRole
 from dukenet.agents.models import AgentKind
 from dukenet.config import Settings
-from dukenet.db import create_engine, create_sessionmaker
+from dukenet.db import create_sessionmaker, engine_for
 from dukenet.learning.evaluation import (
     PolicyResult,
     evaluate_full_information,
@@ -250,7 +250,7 @@ async def _drive_market(
         runner_poll_s=0.01,
         dispute_window_s=0.0,
     )
-    engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+    engine = engine_for(settings)
     sessionmaker = create_sessionmaker(engine)
     admin_password = secrets.token_urlsafe(16)
     async with sessionmaker() as session:

@@ -40,7 +40,7 @@ def export(
     # imported here: the ORM and pyarrow stay out of ``dukenet --help``
     from dukenet.datasets import service
     from dukenet.datasets.formats import DatasetKind
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.learning.models import LabelSource
 
     kinds = [k.value for k in DatasetKind]
@@ -67,7 +67,7 @@ def export(
     settings = Settings()
 
     async def run() -> dict[str, object]:
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         try:
             async with create_sessionmaker(engine)() as session:
                 dataset = await service.export(

@@ -119,7 +119,7 @@ def _run(
     beta: float,
 ) -> None:
     from dukenet.config import Settings
-    from dukenet.db import create_engine, create_sessionmaker
+    from dukenet.db import create_sessionmaker, engine_for
     from dukenet.errors import DukenetError
     from dukenet.finetune import service
     from dukenet.finetune.trainer import Method, TrainConfig
@@ -155,7 +155,7 @@ def _run(
             owner_email=owner,
             base_price_sat=price_sat,
         )
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         try:
             return await service.finetune(
                 create_sessionmaker(engine), settings=settings, request=request

@@ -20,7 +20,7 @@ import structlog
 
 from dukenet.agents.models import AgentKind
 from dukenet.config import Settings
-from dukenet.db import create_engine, create_sessionmaker
+from dukenet.db import create_sessionmaker, engine_for
 from dukenet.events.stream import DeltaRelay
 from dukenet.files.storage import storage_from_settings
 from dukenet.kit.bell import TaskBell
@@ -85,7 +85,7 @@ class RunnerThread:
 
     async def _run(self) -> None:
         settings = self._settings
-        engine = create_engine(settings.resolved_database_url, pooler=settings.database_pooler)
+        engine = engine_for(settings)
         try:
             egress = EgressPolicy.from_settings(settings)
             async with guarded_client(egress, timeout=settings.llm_timeout_s) as client:
