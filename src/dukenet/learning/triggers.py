@@ -146,12 +146,22 @@ async def due_trigger(
     return None
 
 
+async def recent_success_counts(
+    session: AsyncSession, *, window: int, success_threshold: float
+) -> tuple[int, int]:
+    """Return (successes, outcomes) over the last ``window`` outcomes of every agent, a success
+    being ``Outcome.succeeded(success_threshold)``."""
+    return await repository.recent_success_counts(
+        session, None, window=window, success_threshold=success_threshold
+    )
+
+
 async def rolling_success_rate(
     session: AsyncSession, *, window: int, success_threshold: float
 ) -> float:
     """Return the success rate (``quality >= success_threshold``) of the last ``window`` outcomes
     (nan when there are none)."""
-    successes, total = await repository.recent_success_counts(
-        session, None, window=window, success_threshold=success_threshold
+    successes, total = await recent_success_counts(
+        session, window=window, success_threshold=success_threshold
     )
     return successes / total if total else float("nan")

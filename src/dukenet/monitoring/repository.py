@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, func, label, select
+from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dukenet.accounts.models import User
@@ -76,24 +76,6 @@ async def moved_sat_by_kind(session: AsyncSession) -> dict[str, int]:
         .group_by(LedgerTransaction.kind)
     )
     return {str(kind.value): int(n) for kind, n in (await session.execute(stmt)).all()}
-
-
-async def recent_outcomes(
-    session: AsyncSession, window: int, *, success_threshold: float
-) -> tuple[int, int]:
-    """Return (outcomes, successes) over the ``window`` most recently recorded outcomes (a
-    success as in ``outcome_totals``)."""
-    recent = (
-        select(label("success", Outcome.succeeded(success_threshold)))
-        .order_by(Outcome.created_at.desc())
-        .limit(window)
-        .subquery()
-    )
-    stmt = select(
-        func.count(), func.coalesce(func.sum(func.cast(recent.c.success, Integer)), 0)
-    ).select_from(recent)
-    total, successes = (await session.execute(stmt)).one()
-    return int(total), int(successes)
 
 
 async def training_runs_by_status(session: AsyncSession) -> dict[str, int]:

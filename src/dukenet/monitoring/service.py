@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dukenet.config import Settings
 from dukenet.kit.orm import utcnow
 from dukenet.learning import service as learning_service
+from dukenet.learning import triggers
 from dukenet.monitoring import repository
 from dukenet.monitoring.schemas import SystemMetricsRead
 from dukenet.tasks import repository as tasks_repository
@@ -52,6 +53,10 @@ async def prometheus_totals(
     scan of its entries)."""
     now = utcnow()
     failures, succeeded_at = await repository.training_failures_since_success(session)
+    # the window the success-drop trigger watches, counted as it counts
+    recent_successes, recent = await triggers.recent_success_counts(
+        session, window=settings.success_drop_window, success_threshold=settings.success_threshold
+    )
     return {
         "now": now,
         "tasks_by_status": await tasks_repository.count_by_status(session),
@@ -61,9 +66,7 @@ async def prometheus_totals(
         "outcomes": await repository.outcome_totals(
             session, success_threshold=settings.success_threshold
         ),
-        "recent_outcomes": await repository.recent_outcomes(
-            session, settings.success_drop_window, success_threshold=settings.success_threshold
-        ),
+        "recent_outcomes": (recent, recent_successes),
         "training_runs": await repository.training_runs_by_status(session),
         "training_failures": failures,
         "training_succeeded_at": succeeded_at,
